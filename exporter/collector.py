@@ -1,0 +1,142 @@
+"""Turns the stored results into Prometheus metrics on each scrape.
+
+A prometheus_client custom collector (the `Collector` pattern): nothing here is a global
+metric object; each scrape builds fresh metric families from the latest immutable results.
+Every family is declared once in `METRICS`, which `docs/metrics.md` must match (a test
+keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from .config import Target
+from .results import EndpointResult
+from .store import LatestResults
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()      # labels besides the subject's own (target, module, user labels)
+    type: str = "gauge"
+
+
+ENDPOINT_METRICS = (
+    MetricSpec("mailsec_probe_success", "1 if the last probe of the endpoint completed its dialogue and TLS handshake, else 0."),
+    MetricSpec("mailsec_probe_failure_info", "Why the last probe failed; present only while it fails.", ("reason",)),
+    MetricSpec("mailsec_probe_duration_seconds", "How long the last probe took."),
+    MetricSpec("mailsec_probe_phase_duration_seconds", "How long each phase of the last probe took.", ("phase",)),
+    MetricSpec("mailsec_probe_last_run_timestamp_seconds", "When the last probe started."),
+    MetricSpec("mailsec_starttls_offered", "1 if the server advertised STARTTLS (STLS for POP3) before TLS; absent for implicit TLS."),
+    MetricSpec("mailsec_plaintext_auth_exposed", "1 if the server offered password authentication before TLS."),
+    MetricSpec("mailsec_tls_version_info", "The TLS version negotiated by the last probe.", ("version",)),
+    MetricSpec("mailsec_tls_cipher_info", "The cipher suite negotiated by the last probe.", ("cipher",)),
+    MetricSpec("mailsec_cert_not_before_timestamp_seconds", "The leaf certificate's notBefore."),
+    MetricSpec("mailsec_cert_not_after_timestamp_seconds", "The leaf certificate's notAfter."),
+    MetricSpec("mailsec_cert_chain_earliest_expiry_timestamp_seconds", "The earliest notAfter among the certificates the server presented."),
+    MetricSpec("mailsec_cert_chain_certificates", "How many certificates the server presented."),
+    MetricSpec("mailsec_cert_chain_valid", "1 if the presented chain verifies against the trust store (system or the module's ca_file)."),
+    MetricSpec("mailsec_cert_hostname_valid", "1 if the leaf certificate is valid for the checked name (RFC 6125)."),
+    MetricSpec("mailsec_cert_self_signed", "1 if the leaf certificate is self-signed."),
+    MetricSpec("mailsec_cert_key_size", "Size of the leaf certificate's public key.", ("key_type",)),
+    MetricSpec(
+        "mailsec_cert_info",
+        "Text facts of the leaf certificate; always 1.",
+        ("subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash"),
+    ),
+)
+
+# Phases reported by mailsec_probe_phase_duration_seconds, in dialogue order.
+PHASES = ("connect", "greeting", "tls_handshake")
+
+# SAN lists can be long (hundreds of names on shared hosting): cap the label value.
+_MAX_SANS_LABEL = 1024
+
+
+class Families:
+    """The metric families of one scrape, declared by spec, filled sample by sample."""
+
+    def __init__(self, specs: Iterable[MetricSpec]):
+        self._families = {spec.name: Metric(spec.name, spec.help, spec.type) for spec in specs}
+
+    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        self._families[name].add_sample(name, dict(labels), value)
+
+    def __iter__(self) -> Iterator[Metric]:
+        return (family for family in self._families.values() if family.samples)
+
+
+def subject_labels(target: Target) -> dict[str, str]:
+    labels = {"target": target.address, "module": target.module}
+    labels.update(target.labels)
+    return labels
+
+
+def add_endpoint_samples(families: Families, target: Target, result: EndpointResult) -> None:
+    """Add the samples of one endpoint's latest result."""
+    base = subject_labels(target)
+
+    def add(name: str, value: float, **extra: str) -> None:
+        families.add(name, {**base, **extra} if extra else base, value)
+
+    add("mailsec_probe_success", 1.0 if result.success else 0.0)
+    if result.failure is not None:
+        add("mailsec_probe_failure_info", 1.0, reason=result.failure.value)
+    add("mailsec_probe_duration_seconds", result.duration_seconds)
+    add("mailsec_probe_last_run_timestamp_seconds", result.observed_at)
+    phase_seconds = (result.connect_seconds, result.greeting_seconds, result.tls_handshake_seconds)
+    for phase, seconds in zip(PHASES, phase_seconds):
+        if seconds is not None:
+            add("mailsec_probe_phase_duration_seconds", seconds, phase=phase)
+    if result.starttls_offered is not None:
+        add("mailsec_starttls_offered", float(result.starttls_offered))
+    if result.plaintext_auth_exposed is not None:
+        add("mailsec_plaintext_auth_exposed", float(result.plaintext_auth_exposed))
+
+    tls = result.tls
+    if tls is None or not tls.chain:
+        return
+    leaf = tls.leaf
+    add("mailsec_tls_version_info", 1.0, version=tls.version)
+    add("mailsec_tls_cipher_info", 1.0, cipher=tls.cipher)
+    add("mailsec_cert_not_before_timestamp_seconds", leaf.not_before)
+    add("mailsec_cert_not_after_timestamp_seconds", leaf.not_after)
+    add("mailsec_cert_chain_earliest_expiry_timestamp_seconds", tls.chain_earliest_not_after)
+    add("mailsec_cert_chain_certificates", float(len(tls.chain)))
+    add("mailsec_cert_chain_valid", float(tls.chain_valid))
+    add("mailsec_cert_hostname_valid", float(tls.hostname_valid))
+    add("mailsec_cert_self_signed", float(leaf.self_signed))
+    add("mailsec_cert_key_size", float(leaf.key_bits), key_type=leaf.key_type)
+    add(
+        "mailsec_cert_info",
+        1.0,
+        subject=leaf.subject,
+        issuer=leaf.issuer,
+        serial=leaf.serial,
+        fingerprint_sha256=leaf.fingerprint_sha256,
+        sans=",".join(leaf.sans)[:_MAX_SANS_LABEL],
+        signature_hash=leaf.signature_hash or "",
+    )
+
+
+class ResultCollector(Collector):
+    """Renders the latest results of every configured subject on each scrape."""
+
+    def __init__(self, endpoints: LatestResults[Target, EndpointResult]):
+        self._endpoints = endpoints
+
+    def collect(self) -> Iterator[Metric]:
+        families = Families(ENDPOINT_METRICS)
+        for entry in self._endpoints.snapshot():
+            add_endpoint_samples(families, entry.subject, entry.result)
+        yield from families
+
+    def describe(self) -> list[Metric]:
+        # Declared so that registering does not run a collection.
+        return []

@@ -1,0 +1,76 @@
+"""The exporter's metrics about itself: probe counts and durations, scheduler lag, reloads.
+
+One instance per exporter, registered in that exporter's own registry (never the global
+default one), and updated only by the scheduler and the reload logic, not by probes.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from . import __version__
+
+# `_created` series double every counter and histogram for little use; most exporters omit them.
+disable_created_metrics()
+
+# Probes take from milliseconds (refused) to the module timeout (stalled servers).
+_PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+_LAG_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 300)
+
+
+class ExporterMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        build_info = Gauge(
+            "mailsec_exporter_build_info",
+            "Version of the exporter and of the Python it runs on; always 1.",
+            ["version", "python_version"],
+            registry=registry,
+        )
+        build_info.labels(__version__, platform.python_version()).set(1)
+        self.probes = Counter(
+            "mailsec_exporter_probes",
+            "Probes run, by module and result (success or failure).",
+            ["module", "result"],
+            registry=registry,
+        )
+        self.probe_duration = Histogram(
+            "mailsec_exporter_probe_duration_seconds",
+            "Duration of the probes run by the scheduler, by module.",
+            ["module"],
+            buckets=_PROBE_BUCKETS,
+            registry=registry,
+        )
+        self.scheduler_lag = Histogram(
+            "mailsec_exporter_scheduler_lag_seconds",
+            "How late probes started compared to their schedule (waiting for a concurrency slot).",
+            buckets=_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.targets = Gauge(
+            "mailsec_exporter_targets",
+            "Subjects in the loaded configuration, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.reload_success = Gauge(
+            "mailsec_config_last_reload_successful",
+            "1 if the last configuration load or reload succeeded, else 0.",
+            registry=registry,
+        )
+        self.reload_timestamp = Gauge(
+            "mailsec_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            registry=registry,
+        )
+
+    def record_probe(self, module: str, success: bool, duration: float) -> None:
+        self.probes.labels(module, "success" if success else "failure").inc()
+        self.probe_duration.labels(module).observe(duration)
+
+    def record_reload(self, success: bool) -> None:
+        self.reload_success.set(1 if success else 0)
+        if success:
+            self.reload_timestamp.set(time.time())

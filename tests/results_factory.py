@@ -1,0 +1,74 @@
+"""Builds realistic results for tests of the collector, the store and the web side.
+
+The certificate facts come from a real certificate generated here, through the same
+`certificate_info` the probe uses, so the numbers are those a probe would report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.certs import certificate_info
+from exporter.results import EndpointResult, FailureReason, TLSFacts
+
+NOT_BEFORE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOT_AFTER = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def self_signed_der(name: str = "mail.example.test") -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(0x1234ABCD)
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def tls_result(observed_at: float = 1_780_000_000.0) -> EndpointResult:
+    leaf = certificate_info(self_signed_der())
+    tls = TLSFacts(
+        version="TLSv1.3",
+        cipher="TLS_AES_256_GCM_SHA384",
+        chain=(leaf,),
+        chain_valid=False,
+        chain_error="self-signed certificate",
+        hostname_valid=True,
+        verified_name="mail.example.test",
+    )
+    return EndpointResult(
+        success=True,
+        failure=None,
+        failure_detail="",
+        observed_at=observed_at,
+        duration_seconds=0.25,
+        address="127.0.0.1",
+        starttls_offered=True,
+        plaintext_auth_exposed=False,
+        tls=tls,
+        connect_seconds=0.001,
+        greeting_seconds=0.01,
+        tls_handshake_seconds=0.02,
+    )
+
+
+def failed_result(reason: FailureReason = FailureReason.CONNECTION_REFUSED) -> EndpointResult:
+    return EndpointResult(
+        success=False,
+        failure=reason,
+        failure_detail="test",
+        observed_at=1_780_000_000.0,
+        duration_seconds=0.01,
+    )

@@ -1,0 +1,70 @@
+from types import MappingProxyType
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collector import ResultCollector
+from exporter.config import Target
+from exporter.results import FailureReason
+from exporter.store import LatestResults
+
+from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
+
+
+def scrape(store) -> dict[tuple[str, frozenset], float]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultCollector(store))
+    samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples, name, **labels):
+    matches = [v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= ls]
+    assert len(matches) == 1, (name, labels, matches)
+    return matches[0]
+
+
+def test_successful_tls_result_becomes_metrics():
+    store = LatestResults()
+    target = Target("127.0.0.1", 25, "smtp", MappingProxyType({"site": "paris"}))
+    store.put(target.key, target, tls_result())
+    samples = scrape(store)
+    labels = {"target": "127.0.0.1:25", "module": "smtp", "site": "paris"}
+    assert value(samples, "mailsec_probe_success", **labels) == 1
+    assert value(samples, "mailsec_cert_not_after_timestamp_seconds", **labels) == NOT_AFTER.timestamp()
+    assert value(samples, "mailsec_cert_not_before_timestamp_seconds", **labels) == NOT_BEFORE.timestamp()
+    assert value(samples, "mailsec_cert_key_size", key_type="ec", **labels) == 256
+    assert value(samples, "mailsec_cert_chain_valid", **labels) == 0
+    assert value(samples, "mailsec_cert_self_signed", **labels) == 1
+    assert value(samples, "mailsec_tls_version_info", version="TLSv1.3", **labels) == 1
+    assert value(samples, "mailsec_probe_phase_duration_seconds", phase="tls_handshake", **labels) == 0.02
+    assert value(samples, "mailsec_cert_info", serial="1234abcd", sans="mail.example.test", **labels) == 1
+    assert not [key for key in samples if key[0] == "mailsec_probe_failure_info"]
+
+
+def test_failed_result_has_reason_and_no_tls_metrics():
+    store = LatestResults()
+    target = Target("mx.example.test", 25, "smtp")
+    store.put(target.key, target, failed_result(FailureReason.STARTTLS_NOT_OFFERED))
+    samples = scrape(store)
+    assert value(samples, "mailsec_probe_success", target="mx.example.test:25") == 0
+    assert value(samples, "mailsec_probe_failure_info", reason="starttls_not_offered") == 1
+    assert not [key for key in samples if key[0].startswith("mailsec_cert_")]
+
+
+def test_ipv6_target_label_is_bracketed():
+    target = Target("::1", 993, "imaps")
+    assert target.address == "[::1]:993"
+
+
+def test_retain_drops_removed_targets_from_the_scrape():
+    store = LatestResults()
+    kept, removed = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
+    store.put(kept.key, kept, tls_result())
+    store.put(removed.key, removed, tls_result())
+    store.retain([kept.key])
+    targets = {dict(labels)["target"] for name, labels in scrape(store) if name == "mailsec_probe_success"}
+    assert targets == {"a.test:25"}

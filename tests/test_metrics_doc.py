@@ -1,0 +1,59 @@
+"""docs/metrics.md and the code must describe the same metric families, and a real
+exposition with every family present must pass `promtool check metrics`."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.collector import ResultCollector
+from exporter.config import Target
+from exporter.results import FailureReason
+from exporter.selfmetrics import ExporterMetrics
+from exporter.store import LatestResults
+
+from results_factory import failed_result, tls_result
+
+DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
+
+
+def full_exposition() -> str:
+    """An exposition where every family has samples: a TLS success, a failure, self-metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    metrics = ExporterMetrics(registry)
+    metrics.record_probe("smtp", True, 0.3)
+    metrics.scheduler_lag.observe(0.1)
+    metrics.targets.labels("endpoint").set(2)
+    metrics.record_reload(True)
+    store = LatestResults()
+    good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
+    store.put(good.key, good, tls_result())
+    store.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
+    registry.register(ResultCollector(store))
+    return generate_latest(registry).decode()
+
+
+def documented_families() -> set[str]:
+    return set(re.findall(r"^### (mailsec_[a-z0-9_]+)\s*$", DOC.read_text(), re.MULTILINE))
+
+
+def exposed_families(text: str) -> set[str]:
+    return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+
+
+def test_every_exposed_family_is_documented_and_vice_versa():
+    exposed = exposed_families(full_exposition())
+    documented = documented_families()
+    assert exposed - documented == set(), "exposed but not in docs/metrics.md"
+    assert documented - exposed == set(), "in docs/metrics.md but not exposed"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+def test_promtool_check_metrics_is_clean():
+    run = subprocess.run(
+        ["promtool", "check", "metrics"], input=full_exposition(), capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0 and not run.stdout.strip() and not run.stderr.strip(), run.stdout + run.stderr

@@ -1,0 +1,135 @@
+"""The scheduler with in-process probe functions: limits, isolation of failures, reload."""
+
+import asyncio
+from types import MappingProxyType
+
+from prometheus_client import CollectorRegistry
+
+from exporter.config import Config, GlobalSettings, Module, Protocol, StartTLS, Target
+from exporter.results import FailureReason
+from exporter.scheduler import Scheduler
+from exporter.selfmetrics import ExporterMetrics
+from exporter.store import LatestResults
+
+from results_factory import tls_result
+
+
+def make_config(targets, *, interval=0.2, timeout=0.5, per_host=1, concurrency=32) -> Config:
+    module = Module("smtp", Protocol.SMTP, 25, StartTLS.REQUIRED, timeout=timeout, interval=interval)
+    return Config(
+        global_=GlobalSettings(interval=interval, timeout=timeout, concurrency=concurrency,
+                               per_host_concurrency=per_host, jitter=0.0),
+        modules=MappingProxyType({"smtp": module}),
+        targets=tuple(targets),
+    )
+
+
+def make_scheduler(probe):
+    registry = CollectorRegistry()
+    store = LatestResults()
+    return Scheduler(store, ExporterMetrics(registry), probe), store, registry
+
+
+class ConcurrencyProbe:
+    """Records how many probes run at once, overall and per target key."""
+
+    def __init__(self, seconds=0.05):
+        self.seconds = seconds
+        self.running = 0
+        self.max_running = 0
+        self.running_keys: set[str] = set()
+        self.overlap = False
+        self.calls = 0
+
+    async def __call__(self, target, module, dns):
+        self.calls += 1
+        if target.key in self.running_keys:
+            self.overlap = True
+        self.running_keys.add(target.key)
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        await asyncio.sleep(self.seconds)
+        self.running -= 1
+        self.running_keys.discard(target.key)
+        return tls_result()
+
+
+async def test_per_host_limit_serialises_probes_of_one_host():
+    probe = ConcurrencyProbe(seconds=0.05)
+    scheduler, store, _ = make_scheduler(probe)
+    targets = [Target("mx.example.test", port, "smtp") for port in (25, 587, 2525)]
+    scheduler.apply(make_config(targets, per_host=1))
+    await asyncio.sleep(0.5)
+    await scheduler.stop()
+    assert probe.calls >= 3
+    assert probe.max_running == 1
+    assert len(store) == 3
+
+
+async def test_global_limit_bounds_all_hosts_together():
+    probe = ConcurrencyProbe(seconds=0.1)
+    scheduler, _, _ = make_scheduler(probe)
+    targets = [Target(f"127.0.0.{i}", 25, "smtp") for i in range(1, 9)]
+    scheduler.apply(make_config(targets, concurrency=3, per_host=1))
+    await asyncio.sleep(0.5)
+    await scheduler.stop()
+    assert probe.max_running == 3
+
+
+async def test_a_target_never_runs_twice_at_once_even_when_slower_than_its_interval():
+    probe = ConcurrencyProbe(seconds=0.3)   # longer than the 0.1 s interval
+    scheduler, _, _ = make_scheduler(probe)
+    scheduler.apply(make_config([Target("127.0.0.1", 25, "smtp")], interval=0.1, timeout=0.1))
+    await asyncio.sleep(1.0)
+    await scheduler.stop()
+    assert probe.calls >= 2 and not probe.overlap
+
+
+async def test_a_raising_probe_is_an_internal_error_and_the_loop_goes_on():
+    calls = []
+
+    async def broken_probe(target, module, dns):
+        calls.append(target.key)
+        raise RuntimeError("boom")
+
+    scheduler, store, registry = make_scheduler(broken_probe)
+    target = Target("127.0.0.1", 25, "smtp")
+    scheduler.apply(make_config([target], interval=0.1))
+    await asyncio.sleep(0.45)
+    await scheduler.stop()
+    assert len(calls) >= 3
+    result = store.get(target.key).result
+    assert result.failure is FailureReason.INTERNAL_ERROR and "boom" in result.failure_detail
+    failures = registry.get_sample_value("mailsec_exporter_probes_total", {"module": "smtp", "result": "failure"})
+    assert failures == len(calls)
+
+
+async def test_a_probe_ignoring_its_timeout_is_cut_and_others_are_unaffected():
+    async def probe(target, module, dns):
+        if target.host == "127.0.0.66":
+            await asyncio.sleep(3600)
+        return tls_result()
+
+    scheduler, store, _ = make_scheduler(probe)
+    stuck, good = Target("127.0.0.66", 25, "smtp"), Target("127.0.0.1", 25, "smtp")
+    scheduler.apply(make_config([stuck, good], interval=60, timeout=0.1))
+    await asyncio.sleep(0.3)
+    assert store.get(good.key).result.success       # not delayed by the stuck one
+    await asyncio.sleep(2.2)                          # timeout + the scheduler's grace period
+    await scheduler.stop()
+    assert store.get(stuck.key).result.failure is FailureReason.TIMEOUT
+
+
+async def test_reload_keeps_unchanged_results_and_drops_removed_targets():
+    probe = ConcurrencyProbe(seconds=0.0)
+    scheduler, store, _ = make_scheduler(probe)
+    kept, removed, added = (Target(f"127.0.0.{i}", 25, "smtp") for i in (1, 2, 3))
+    scheduler.apply(make_config([kept, removed], interval=60))
+    await asyncio.sleep(0.1)
+    first_kept_result = store.get(kept.key).result
+    scheduler.apply(make_config([kept, added], interval=60))
+    await asyncio.sleep(0.1)
+    await scheduler.stop()
+    assert store.get(kept.key).result is first_kept_result   # not re-run, not lost
+    assert store.get(removed.key) is None
+    assert store.get(added.key) is not None
