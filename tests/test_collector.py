@@ -68,3 +68,11 @@ def test_retain_drops_removed_targets_from_the_scrape():
     store.retain([kept.key])
     targets = {dict(labels)["target"] for name, labels in scrape(store) if name == "mailsec_probe_success"}
     assert targets == {"a.test:25"}
+
+
+def test_user_labels_cannot_collide_with_the_labels_the_collector_emits():
+    from exporter.collector import ENDPOINT_METRICS
+    from exporter.config import RESERVED_LABELS
+
+    emitted = {"target", "module"} | {label for spec in ENDPOINT_METRICS for label in spec.labels}
+    assert emitted <= RESERVED_LABELS
