@@ -38,7 +38,7 @@ class CertificateInfo:
     sans: tuple[str, ...]         # DNS names and IP addresses from subjectAltName
     not_before: float             # Unix seconds
     not_after: float
-    key_type: str                 # "rsa", "ec", "ed25519", "ed448", "dsa"
+    key_type: str                 # "rsa", "ec", "ed25519", "ed448", "dsa"; "unknown" (0 bits) if unparsable
     key_bits: int
     signature_hash: str | None    # "sha256", "sha1", ...; None for ed25519/ed448
     self_signed: bool             # issuer == subject and the signature verifies with its own key
