@@ -1,0 +1,173 @@
+"""A private Dovecot 2.3 instance: IMAP and POP3, with and without implicit TLS.
+
+It runs in the foreground (`dovecot -F`) as our child process, with its base_dir,
+state_dir and log inside a work directory. Users come from a passwd-file, so no system
+account is needed. The same instance is Postfix's SASL backend (`dovecot_sasl_socket`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from exporter.config import Protocol
+
+from . import Endpoint, end_process_group, free_port, wait_until_listening
+from .pki import GOOD_NAME, MailPKI
+
+DOVECOT = "/usr/sbin/dovecot"
+
+GOOD_ADDRESS = "127.0.0.31"              # plaintext logins refused before TLS
+PLAINTEXT_AUTH_ADDRESS = "127.0.0.32"    # disable_plaintext_auth = no: passwords may go in clear
+
+SASL_USER = "alice"
+SASL_PASSWORD = "correct horse"
+
+
+@dataclass(frozen=True)
+class _Listener:
+    scenario: str
+    protocol: Protocol
+    address: str
+    name: str      # Dovecot's listener name: "imap", "imaps", "pop3", "pop3s" replace the built-in ones
+
+
+_LISTENERS = (
+    _Listener("imap-good", Protocol.IMAP, GOOD_ADDRESS, "imap"),
+    _Listener("imaps-good", Protocol.IMAPS, GOOD_ADDRESS, "imaps"),
+    _Listener("pop3-good", Protocol.POP3, GOOD_ADDRESS, "pop3"),
+    _Listener("pop3s-good", Protocol.POP3S, GOOD_ADDRESS, "pop3s"),
+    _Listener("imap-plaintext-auth", Protocol.IMAP, PLAINTEXT_AUTH_ADDRESS, "imap_plaintext_auth"),
+    _Listener("pop3-plaintext-auth", Protocol.POP3, PLAINTEXT_AUTH_ADDRESS, "pop3_plaintext_auth"),
+)
+
+
+@dataclass(frozen=True)
+class DovecotInstance:
+    config_file: Path
+    log_file: Path
+    sasl_socket: Path                  # Dovecot's auth service, for Postfix's smtpd_sasl_path
+    endpoints: Mapping[str, Endpoint]  # by scenario
+
+
+def _listener_block(listener: _Listener, port: int) -> str:
+    ssl = "yes" if listener.protocol.implicit_tls else "no"
+    return (f"  inet_listener {listener.name} {{\n"
+            f"    address = {listener.address}\n    port = {port}\n    ssl = {ssl}\n  }}\n")
+
+
+def _config(workdir: Path, pki: MailPKI, ports: Mapping[str, int], sasl_socket: Path) -> str:
+    def service(family: str) -> str:
+        blocks = "".join(_listener_block(listener, ports[listener.scenario])
+                         for listener in _LISTENERS if listener.protocol.family == family)
+        return f"service {family}-login {{\n{blocks}}}\n"
+
+    return f"""\
+base_dir = {workdir}/run
+state_dir = {workdir}/state
+log_path = {workdir}/dovecot.log
+protocols = imap pop3
+listen = {GOOD_ADDRESS}
+default_internal_user = dovecot
+default_login_user = dovenull
+
+ssl = yes
+ssl_cert = <{pki.good_rsa.chain_file}
+ssl_key = <{pki.good_rsa.leaf.key_file}
+ssl_min_protocol = TLSv1.2
+
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {workdir}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={workdir}/home/%u
+}}
+mail_location = maildir:~/Maildir
+
+{service("imap")}
+{service("pop3")}
+service auth {{
+  unix_listener {sasl_socket} {{
+    user = postfix
+    mode = 0600
+  }}
+}}
+
+local {PLAINTEXT_AUTH_ADDRESS} {{
+  disable_plaintext_auth = no
+}}
+"""
+
+
+def _imap_greeting(host: str, port: int) -> str:
+    with socket.create_connection((host, port), timeout=2) as conn:
+        return conn.makefile("rb").readline().decode("ascii", "replace")
+
+
+def _wait_until_ready(process: subprocess.Popen, endpoints: Mapping[str, Endpoint], deadline: float) -> None:
+    for endpoint in endpoints.values():
+        wait_until_listening(endpoint.host, endpoint.port, deadline)
+    # Until its auth process answers, Dovecot greets IMAP clients with "Waiting for
+    # authentication process to respond" instead of its capabilities.
+    imap = endpoints["imap-good"]
+    while "Waiting for authentication" in _imap_greeting(imap.host, imap.port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise TimeoutError("Dovecot's auth process did not come up")
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    # The login and auth children are in the master's process group: none may survive it.
+    end_process_group(process.pid, grace=5)
+
+
+@contextlib.contextmanager
+def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0) -> Iterator[DovecotInstance]:
+    """Start Dovecot with every scenario of `_LISTENERS`; stop it on exit, whatever happens."""
+    for sub in ("run", "state", "home"):
+        (workdir / sub).mkdir(parents=True)
+    (workdir / "users").write_text(f"{SASL_USER}:{{PLAIN}}{SASL_PASSWORD}\n")
+    sasl_socket = workdir / "sasl-auth"
+    ports = {listener.scenario: free_port(listener.address) for listener in _LISTENERS}
+    config_file = workdir / "dovecot.conf"
+    config_file.write_text(_config(workdir, pki, ports, sasl_socket))
+    instance = DovecotInstance(
+        config_file=config_file,
+        log_file=workdir / "dovecot.log",
+        sasl_socket=sasl_socket,
+        endpoints={
+            listener.scenario: Endpoint(
+                scenario=listener.scenario, protocol=listener.protocol, host=listener.address,
+                port=ports[listener.scenario], server_name=GOOD_NAME, ca_file=str(pki.ca_file),
+                credential=pki.good_rsa)
+            for listener in _LISTENERS
+        },
+    )
+    stderr_file = workdir / "dovecot.stderr"
+    with open(stderr_file, "wb") as stderr:
+        process = subprocess.Popen([DOVECOT, "-F", "-c", str(config_file)], stdin=subprocess.DEVNULL,
+                                   stdout=stderr, stderr=stderr, start_new_session=True)
+    try:
+        try:
+            _wait_until_ready(process, instance.endpoints, time.monotonic() + startup_timeout)
+        except (TimeoutError, OSError) as exc:
+            log = instance.log_file.read_text() if instance.log_file.exists() else ""
+            raise RuntimeError(f"Dovecot did not start: {exc}\n{stderr_file.read_text()}{log}") from exc
+        yield instance
+    finally:
+        _stop(process)
