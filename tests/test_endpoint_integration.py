@@ -205,6 +205,8 @@ async def test_negotiated_version_is_reported(mail_endpoints: Mapping[str, Endpo
     result = await probe(endpoint, tls=tls)
     assert result.success, result.transcript
     assert result.tls is not None and result.tls.version == max_version
+    # IANA names ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"), never OpenSSL's ("ECDHE-RSA-...").
+    assert result.tls.cipher.startswith("TLS_") and "-" not in result.tls.cipher, result.tls.cipher
 
 
 async def test_handshake_below_the_servers_minimum_fails(mail_endpoints: Mapping[str, Endpoint]):

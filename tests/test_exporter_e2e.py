@@ -50,6 +50,8 @@ def metric(samples, name, scenario, **labels):
     return sample_value(samples, name, scenario=scenario, **labels)
 
 
+IANA_TLS13_SUITES = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+
 GOOD = ["smtp-good", "submission-good", "smtps-good", "smtp-ecdsa", "imap-good", "imaps-good", "pop3-good", "pop3s-good"]
 
 
@@ -77,6 +79,8 @@ def test_good_endpoints_report_their_real_certificate(scraped, mail_endpoints, s
     assert info[0].labels["fingerprint_sha256"] == leaf.fingerprint(hashes.SHA256()).hex()
     assert info[0].labels["subject"] == leaf.subject.rfc4514_string()
     assert metric(samples, "mailsec_tls_version_info", scenario, version="TLSv1.3") == 1
+    ciphers = [s.labels["cipher"] for s in samples if s.name == "mailsec_tls_cipher_info" and s.labels["scenario"] == scenario]
+    assert len(ciphers) == 1 and ciphers[0] in IANA_TLS13_SUITES   # IANA names, not OpenSSL's
     if endpoint.protocol.implicit_tls:
         assert metric(samples, "mailsec_starttls_offered", scenario) is None
     else:

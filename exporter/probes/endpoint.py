@@ -15,6 +15,7 @@ from ..certs import certificate_info, hostname_matches, verify_chain
 from ..config import Module, StartTLS, Target
 from ..dnsclient import DNSClient, DNSError
 from ..results import EndpointResult, FailureReason, TLSFacts
+from ..tlswire.ciphers import iana_name_from_openssl
 from .mailproto import (
     DialogueError,
     LineConnection,
@@ -158,7 +159,8 @@ class _ProbeRun:
             self.transcript.add("TLS", f"certificate {cert.subject} (issuer {cert.issuer})")
         return TLSFacts(
             version=stream.version,
-            cipher=stream.cipher,
+            # IANA names, the ones every standard and the deep scan use; OpenSSL's if unknown.
+            cipher=iana_name_from_openssl(stream.cipher) or stream.cipher,
             chain=chain,
             chain_valid=chain_error is None,
             chain_error=chain_error,
