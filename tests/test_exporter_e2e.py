@@ -11,23 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from exporter_process import ExporterProcess, sample_value
+from mail_config import config_for
 
 pytestmark = pytest.mark.integration
-
-
-def config_for(endpoints) -> str:
-    """One module per scenario (its CA and expected name), one target per scenario."""
-    lines = ["global:", "  interval: 5m", "  timeout: 10s", "  jitter: 0s", "  concurrency: 8", "modules:"]
-    for name, endpoint in sorted(endpoints.items()):
-        lines += [
-            f"  {name}:",
-            f"    protocol: {endpoint.protocol.value}",
-            f"    tls: {{ca_file: {endpoint.ca_file}, server_name: {endpoint.server_name}}}",
-        ]
-    lines.append("targets:")
-    for name, endpoint in sorted(endpoints.items()):
-        lines.append(f"  - {{host: {endpoint.host}, port: {endpoint.port}, module: {name}, labels: {{scenario: {name}}}}}")
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
