@@ -8,21 +8,27 @@ from prometheus_client import CollectorRegistry
 
 from .collector import ResultCollector
 from .config import Config, ConfigError, Target, load_config
+from .logfmt import with_fields
 from .probes.endpoint import probe_endpoint
 from .results import EndpointResult
 from .scheduler import EndpointProbe, Scheduler
 from .selfmetrics import ExporterMetrics
+from .sharding import Shard
 from .store import LatestResults
 
 log = logging.getLogger(__name__)
 
 
 class Exporter:
-    def __init__(self, config_path: str, probe: EndpointProbe = probe_endpoint):
+    def __init__(self, config_path: str, probe: EndpointProbe = probe_endpoint, shard: Shard = Shard()):
         self.config_path = config_path
-        self.config: Config | None = None
+        self.config: Config | None = None      # this shard's part of the loaded file
+        self.last_reload_error: str | None = None
+        self.shard = shard
+        self.probe = probe
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ExporterMetrics(self.registry)
+        self.metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
         self.endpoints: LatestResults[Target, EndpointResult] = LatestResults()
         self.registry.register(ResultCollector(self.endpoints))
         self.scheduler = Scheduler(self.endpoints, self.metrics, probe)
@@ -32,18 +38,26 @@ class Exporter:
         return self.config is not None
 
     def reload(self) -> Config:
-        """(Re)load the config file and apply it. An invalid file leaves the running config
-        in place, sets mailsec_config_last_reload_successful to 0 and raises ConfigError."""
+        """(Re)load the config file and apply this shard's part of it. An invalid file leaves
+        the running config in place, sets mailsec_config_last_reload_successful to 0 and
+        raises ConfigError."""
         try:
-            config = load_config(self.config_path)
+            loaded = load_config(self.config_path)
         except ConfigError as exc:
             self.metrics.record_reload(False)
-            log.error("config not loaded, keeping the previous one: %s", exc)
+            self.last_reload_error = str(exc)
+            log.error("config not loaded, keeping the previous one", extra=with_fields(error=exc))
             raise
+        config = self.shard.select(loaded)
         self.scheduler.apply(config)
         self.config = config
+        self.last_reload_error = None
         self.metrics.record_reload(True)
-        log.info("config loaded from %s: %d targets, %d domains", config.source, len(config.targets), len(config.domains))
+        log.info("config loaded", extra=with_fields(
+            file=config.source, targets=len(config.targets), domains=len(config.domains),
+            shard=f"{self.shard.index}/{self.shard.count}",
+            targets_in_file=len(loaded.targets), domains_in_file=len(loaded.domains),
+        ))
         return config
 
     async def stop(self) -> None:

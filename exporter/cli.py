@@ -12,7 +12,9 @@ from aiohttp import web
 
 from . import __version__
 from .config import ConfigError, load_config
-from .logfmt import setup_logging
+from .logfmt import setup_logging, with_fields
+from .sharding import Shard
+from .webconfig import WebConfig, WebConfigError, load_web_config, ssl_context
 
 log = logging.getLogger("exporter")
 
@@ -42,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LISTEN_ADDRESS,
         help="address to serve metrics on (default: %(default)s)",
     )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="TLS and basic authentication, in the Prometheus exporter-toolkit format (default: plain HTTP, no auth)",
+    )
+    parser.add_argument("--shard.index", dest="shard_index", type=int, default=0,
+                        help="which share of the targets this exporter probes, from 0 (default: %(default)s)")
+    parser.add_argument("--shard.count", dest="shard_count", type=int, default=1,
+                        help="how many exporters share the targets (default: %(default)s)")
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warn", "error"], default="info")
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
     parser.add_argument("--version", action="version", version=f"mailsec-exporter {__version__}")
@@ -58,22 +70,30 @@ def check_config(path: str) -> int:
     return 0
 
 
-async def serve(config_path: str, listen: tuple[str | None, int]) -> int:
+async def serve(args: argparse.Namespace, shard: Shard) -> int:
     from .app import Exporter  # the server's imports are not needed by --config.check
     from .web import build_app
 
-    exporter = Exporter(config_path)
+    try:
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else WebConfig()
+    except WebConfigError as exc:
+        print(f"web config error: {exc}", file=sys.stderr)
+        return 1
+    exporter = Exporter(args.config_file, shard=shard)
     try:
         exporter.reload()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
-    runner = web.AppRunner(build_app(exporter), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(exporter, web_config), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, listen[0], listen[1])
+    listen = args.listen_address
+    tls = ssl_context(web_config.tls) if web_config.tls else None
+    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
     await site.start()
     for address in runner.addresses:
-        log.info("listening on %s:%s", *address[:2])
+        log.info("listening on %s:%s", *address[:2], extra=with_fields(
+            scheme="https" if tls else "http", basic_auth=bool(web_config.basic_auth_users)))
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,11 +115,16 @@ def _reload_quietly(exporter) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shard = Shard(args.shard_index, args.shard_count)
+    except ValueError as exc:
+        parser.error(f"--shard.index/--shard.count: {exc}")
     setup_logging(args.log_level, args.log_format)
     if args.config_check:
         return check_config(args.config_file)
-    return asyncio.run(serve(args.config_file, args.listen_address))
+    return asyncio.run(serve(args, shard))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ reason `internal_error` and the loop goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from .config import Config, Module, Target
 from .dnsclient import DNSClient
+from .logfmt import with_fields
 from .results import EndpointResult, FailureReason
 from .selfmetrics import ExporterMetrics
 from .store import LatestResults
@@ -36,6 +38,21 @@ def failed_result(reason: FailureReason, detail: str, started_at: float, duratio
         observed_at=started_at,
         duration_seconds=duration,
     )
+
+
+async def guarded_probe(probe: EndpointProbe, target: Target, module: Module, dns: DNSClient) -> EndpointResult:
+    """Run `probe`, turning a probe that overruns its timeout or raises into a failed result."""
+    started_at, started = time.time(), time.monotonic()
+    try:
+        async with asyncio.timeout(module.timeout + _TIMEOUT_GRACE_SECONDS):
+            return await probe(target, module, dns)
+    except TimeoutError:
+        detail = f"probe did not finish within {module.timeout:g}s"
+        return failed_result(FailureReason.TIMEOUT, detail, started_at, time.monotonic() - started)
+    except Exception as exc:
+        log.exception("probe raised", extra=with_fields(target=target.address, module=module.name))
+        detail = f"{type(exc).__name__}: {exc}"
+        return failed_result(FailureReason.INTERNAL_ERROR, detail, started_at, time.monotonic() - started)
 
 
 class Scheduler:
@@ -98,38 +115,50 @@ class Scheduler:
 
     async def run_once(self, target: Target, module: Module, due: float | None = None) -> EndpointResult:
         """Probe `target` now (within the limits), store and return the result."""
-        limits = self._limits
-        async with limits.overall, limits.for_host(target.host):
+        async with self.slot(target.host):
             if due is not None:
                 self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
-            result = await self._guarded_probe(target, module)
+            result = await guarded_probe(self._probe, target, module, self.dns)
         self._endpoints.put(target.key, target, result)
         self._metrics.record_probe(module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
         return result
 
-    async def _guarded_probe(self, target: Target, module: Module) -> EndpointResult:
-        started_at, started = time.time(), time.monotonic()
+    @contextlib.asynccontextmanager
+    async def slot(self, host: str, wait_limit: float | None = None) -> AsyncIterator[None]:
+        """Hold one of the concurrency slots (overall and for `host`) while probing.
+
+        Waiting for the slots gives up with TimeoutError after `wait_limit` seconds; the
+        probe itself, inside the slot, is not bounded here.
+        """
+        limits = self._limits
+        host_limit = limits.for_host(host)
+        async with asyncio.timeout(wait_limit):
+            await limits.overall.acquire()
+            try:
+                await host_limit.acquire()
+            except BaseException:
+                limits.overall.release()
+                raise
         try:
-            async with asyncio.timeout(module.timeout + _TIMEOUT_GRACE_SECONDS):
-                return await self._probe(target, module, self.dns)
-        except TimeoutError:
-            detail = f"probe did not finish within {module.timeout:g}s"
-            return failed_result(FailureReason.TIMEOUT, detail, started_at, time.monotonic() - started)
-        except Exception as exc:
-            log.exception("probe of %s raised", target.key)
-            detail = f"{type(exc).__name__}: {exc}"
-            return failed_result(FailureReason.INTERNAL_ERROR, detail, started_at, time.monotonic() - started)
+            yield
+        finally:
+            host_limit.release()
+            limits.overall.release()
 
     def _log_state_change(self, target: Target, result: EndpointResult) -> None:
+        """Log a target's first result and each change of its failure reason, not every run."""
         previous = self._last_failure.get(target.key, "unknown")
         if result.failure == previous:
             return
         self._last_failure[target.key] = result.failure
         if result.failure is None:
-            log.info("probe of %s succeeded", target.key)
+            log.info("probe succeeded", extra=with_fields(target=target.address, module=target.module))
         else:
-            log.warning("probe of %s failed: %s (%s)", target.key, result.failure.value, result.failure_detail)
+            log.warning("probe failed", extra=with_fields(
+                target=target.address, module=target.module,
+                reason=result.failure.value, detail=result.failure_detail,
+            ))
 
 
 class _Limits:

@@ -55,6 +55,19 @@ class ExporterMetrics:
             ["kind"],
             registry=registry,
         )
+        self.probe_requests = Counter(
+            "mailsec_exporter_probe_requests",
+            "Requests to /probe, by result: success, failure (the probe ran), refused (target not "
+            "allowed), invalid (bad parameters).",
+            ["result"],
+            registry=registry,
+        )
+        self.shard = Gauge(
+            "mailsec_exporter_shard_info",
+            "This exporter's share of the targets (--shard.index of --shard.count); always 1.",
+            ["index", "count"],
+            registry=registry,
+        )
         self.reload_success = Gauge(
             "mailsec_config_last_reload_successful",
             "1 if the last configuration load or reload succeeded, else 0.",

@@ -1,4 +1,5 @@
-"""The latest result of every probed subject, kept for the collector and the status page.
+"""The latest result of every probed subject, and its recent history, kept for the
+collector and the status page.
 
 Probes write here through the scheduler; scrapes only read. A scrape never waits for a
 probe: it reads an immutable snapshot of what is there.
@@ -6,11 +7,27 @@ probe: it reads an immutable snapshot of what is there.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
-from typing import Generic, Iterable, TypeVar
+from typing import Generic, Iterable, Protocol, TypeVar
+
+# Failures are what an operator investigates, so more of them are kept than successes.
+FAILURES_KEPT = 20
+SUCCESSES_KEPT = 5
+
+
+class ProbeOutcome(Protocol):
+    """What the store needs of a result: whether it succeeded, and when it was observed."""
+
+    @property
+    def success(self) -> bool: ...
+
+    @property
+    def observed_at(self) -> float: ...
+
 
 Subject = TypeVar("Subject")
-Result = TypeVar("Result")
+Result = TypeVar("Result", bound=ProbeOutcome)
 
 
 @dataclass(frozen=True)
@@ -19,8 +36,22 @@ class Entry(Generic[Subject, Result]):
     result: Result       # its latest result
 
 
+class _History(Generic[Result]):
+    """The last FAILURES_KEPT failures and the last SUCCESSES_KEPT successes of one key."""
+
+    def __init__(self) -> None:
+        self.failures: collections.deque[Result] = collections.deque(maxlen=FAILURES_KEPT)
+        self.successes: collections.deque[Result] = collections.deque(maxlen=SUCCESSES_KEPT)
+
+    def add(self, result: Result) -> None:
+        (self.successes if result.success else self.failures).append(result)
+
+    def newest_first(self) -> list[Result]:
+        return sorted([*self.failures, *self.successes], key=lambda result: result.observed_at, reverse=True)
+
+
 class LatestResults(Generic[Subject, Result]):
-    """The latest result per key.
+    """The latest result per key, and a bounded history of the recent ones.
 
     Writes happen on the event loop; a scrape may read from another thread. Single dict
     operations and `list(dict.values())` run without releasing the GIL, so a snapshot is
@@ -29,9 +60,11 @@ class LatestResults(Generic[Subject, Result]):
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry[Subject, Result]] = {}
+        self._history: dict[str, _History[Result]] = {}
 
     def put(self, key: str, subject: Subject, result: Result) -> None:
         self._entries[key] = Entry(subject, result)
+        self._history.setdefault(key, _History()).add(result)
 
     def get(self, key: str) -> Entry[Subject, Result] | None:
         return self._entries.get(key)
@@ -39,10 +72,16 @@ class LatestResults(Generic[Subject, Result]):
     def snapshot(self) -> list[Entry[Subject, Result]]:
         return list(self._entries.values())
 
+    def history(self, key: str) -> list[Result]:
+        """The recent results of `key`, newest first: failures are kept longer than successes."""
+        history = self._history.get(key)
+        return history.newest_first() if history else []
+
     def retain(self, keys: Iterable[str]) -> None:
         """Forget every key not in `keys` (targets removed by a reload)."""
         keep = set(keys)
         self._entries = {key: entry for key, entry in self._entries.items() if key in keep}
+        self._history = {key: history for key, history in self._history.items() if key in keep}
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,31 +1,20 @@
-"""The HTTP side: /metrics, health and readiness, and the landing page."""
+"""The HTTP side: /metrics, /probe, the status page, health, readiness and reload."""
 
 from __future__ import annotations
 
 import asyncio
-import html
+import time
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
-from . import __version__
 from .app import Exporter
+from .config import ConfigError
+from .probe_http import answer_probe
+from .status import render_status_html, status_document
+from .webconfig import WebConfig, auth_middleware
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
-
-_LANDING = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>mailsec-exporter</title></head>
-<body>
-<h1>mailsec-exporter {version}</h1>
-<p>Prometheus exporter for the security of mail servers and mail domains.</p>
-<ul>
-<li><a href="metrics">/metrics</a>: the results of every configured probe</li>
-<li><a href="-/healthy">/-/healthy</a>: liveness</li>
-<li><a href="-/ready">/-/ready</a>: readiness (the configuration is loaded)</li>
-</ul>
-<p>Configuration: <code>{config}</code></p>
-</body></html>
-"""
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -38,6 +27,10 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+async def probe(request: web.Request) -> web.Response:
+    return await answer_probe(request.app[EXPORTER_KEY], request)
+
+
 async def healthy(request: web.Request) -> web.Response:
     return web.Response(text="Healthy\n")
 
@@ -48,17 +41,36 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: no configuration loaded\n")
 
 
-async def landing(request: web.Request) -> web.Response:
-    exporter = request.app[EXPORTER_KEY]
-    page = _LANDING.format(version=__version__, config=html.escape(exporter.config_path))
-    return web.Response(text=page, content_type="text/html")
+async def reload(request: web.Request) -> web.Response:
+    """POST /-/reload: as SIGHUP; an invalid file answers 500 with the reason."""
+    try:
+        config = request.app[EXPORTER_KEY].reload()
+    except ConfigError as exc:
+        return web.Response(status=500, text=f"config not reloaded, the previous one keeps running: {exc}\n")
+    return web.Response(text=f"config reloaded: {len(config.targets)} targets, {len(config.domains)} domains\n")
 
 
-def build_app(exporter: Exporter) -> web.Application:
-    app = web.Application()
+async def status_page(request: web.Request) -> web.Response:
+    document = status_document(request.app[EXPORTER_KEY], time.time())
+    return web.Response(text=render_status_html(document), content_type="text/html",
+                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
+
+async def status_json(request: web.Request) -> web.Response:
+    return web.json_response(status_document(request.app[EXPORTER_KEY], time.time()))
+
+
+def build_app(exporter: Exporter, web_config: WebConfig = WebConfig()) -> web.Application:
+    middlewares = []
+    if web_config.basic_auth_users:
+        middlewares.append(auth_middleware(web_config.basic_auth_users, web_config.public_paths))
+    app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
-    app.router.add_get("/", landing)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/api/v1/status", status_json)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", probe)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
     return app

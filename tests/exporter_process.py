@@ -1,8 +1,12 @@
-"""Runs the real exporter as a child process on 127.0.0.1 (port 0) for end-to-end tests."""
+"""Runs the real exporter for end-to-end tests: as a child process on 127.0.0.1 (port 0),
+or in the test's own event loop behind aiohttp's test server (`running_app`), where a
+test can give it a probe function of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -11,14 +15,37 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.probes.endpoint import probe_endpoint
+from exporter.web import build_app
+from exporter.webconfig import WebConfig
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
+@contextlib.asynccontextmanager
+async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebConfig = WebConfig()):
+    """(exporter, aiohttp test client) of an exporter serving on 127.0.0.1 in this event loop."""
+    exporter = Exporter(str(config_path), probe=probe)
+    exporter.reload()
+    client = TestClient(TestServer(build_app(exporter, web_config), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield exporter, client
+    finally:
+        await client.close()
+        await exporter.stop()
+
+
 class ExporterProcess:
-    def __init__(self, config_path: Path, *extra_args: str):
+    def __init__(self, config_path: Path, *extra_args: str, scheme: str = "http",
+                 ssl_context: ssl.SSLContext | None = None):
         self.config_path = config_path
+        self.scheme = scheme
+        self.ssl_context = ssl_context     # to verify the exporter's certificate over https
         self.log_lines: list[str] = []
         self._listening = threading.Event()
         self.port: int | None = None
@@ -48,12 +75,14 @@ class ExporterProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def get(self, path: str, timeout: float = 10) -> tuple[int, str, str]:
-        """(status, content type, body) of a GET; HTTP errors are returned, not raised."""
+    def get(self, path: str, timeout: float = 10, method: str = "GET",
+            headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """(status, content type, body) of a request; HTTP errors are returned, not raised."""
+        request = urllib.request.Request(self.url + path, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as response:
                 return response.status, response.headers.get("Content-Type", ""), response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.headers.get("Content-Type", ""), error.read().decode()

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import ResultCollector
 from exporter.config import Target
+from exporter.probe_http import probe_registry
 from exporter.results import FailureReason
 from exporter.selfmetrics import ExporterMetrics
 from exporter.store import LatestResults
@@ -28,6 +29,8 @@ def full_exposition() -> str:
     metrics.scheduler_lag.observe(0.1)
     metrics.targets.labels("endpoint").set(2)
     metrics.record_reload(True)
+    metrics.probe_requests.labels("refused").inc()
+    metrics.shard.labels("0", "1").set(1)
     store = LatestResults()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
     store.put(good.key, good, tls_result())
@@ -36,8 +39,13 @@ def full_exposition() -> str:
     return generate_latest(registry).decode()
 
 
+def probe_exposition() -> str:
+    """What /probe answers for a TLS success."""
+    return generate_latest(probe_registry(Target("127.0.0.1", 25, "smtp"), tls_result())).decode()
+
+
 def documented_families() -> set[str]:
-    return set(re.findall(r"^### (mailsec_[a-z0-9_]+)\s*$", DOC.read_text(), re.MULTILINE))
+    return set(re.findall(r"^### ((?:mailsec_|probe_)[a-z0-9_]+)\s*$", DOC.read_text(), re.MULTILINE))
 
 
 def exposed_families(text: str) -> set[str]:
@@ -45,15 +53,16 @@ def exposed_families(text: str) -> set[str]:
 
 
 def test_every_exposed_family_is_documented_and_vice_versa():
-    exposed = exposed_families(full_exposition())
+    exposed = exposed_families(full_exposition()) | exposed_families(probe_exposition())
     documented = documented_families()
     assert exposed - documented == set(), "exposed but not in docs/metrics.md"
     assert documented - exposed == set(), "in docs/metrics.md but not exposed"
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
-def test_promtool_check_metrics_is_clean():
+@pytest.mark.parametrize("exposition", [full_exposition, probe_exposition])
+def test_promtool_check_metrics_is_clean(exposition):
     run = subprocess.run(
-        ["promtool", "check", "metrics"], input=full_exposition(), capture_output=True, text=True, timeout=60
+        ["promtool", "check", "metrics"], input=exposition(), capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and not run.stdout.strip() and not run.stderr.strip(), run.stdout + run.stderr

@@ -43,6 +43,17 @@ class Prometheus:
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_until_listening("127.0.0.1", self.port, time.monotonic() + 30)
+        self._wait_until_ready(time.monotonic() + 30)
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        """Prometheus answers 503 while it replays its write-ahead log."""
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=5):
+                    return
+            except OSError:   # urllib's HTTPError included
+                assert time.monotonic() < deadline, "Prometheus did not become ready"
+                time.sleep(0.2)
 
     def api(self, path: str, **params: str):
         url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"

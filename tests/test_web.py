@@ -1,5 +1,6 @@
 """The exporter as a user runs it: a child process, its HTTP endpoints, --config.check, SIGHUP."""
 
+import json
 import shutil
 import signal
 import socket
@@ -113,3 +114,54 @@ def test_a_bad_config_at_start_exits_non_zero(tmp_path):
     bad.write_text("targets: [\n")
     run = run_cli("--config.file", str(bad), "--web.listen-address", "127.0.0.1:0")
     assert run.returncode == 1 and str(bad) in run.stderr
+
+
+def test_reload_over_http(tmp_path):
+    first, second = closed_port(), closed_port()
+    config = write_config(tmp_path / "config.yml", [first])
+    process = ExporterProcess(config)
+    try:
+        process.wait_for(lambda s: sample_value(s, "mailsec_probe_success", target=f"127.0.0.1:{first}") is not None)
+        assert process.get("/-/reload")[0] == 405                      # GET does not reload
+
+        config.write_text("targets:\n  - {host: 127.0.0.1, port: 99999, module: smtp}\n")
+        status, _, body = process.get("/-/reload", method="POST")
+        assert status == 500 and f"{config}:2:" in body and "65535" in body
+        samples = process.samples()
+        assert sample_value(samples, "mailsec_config_last_reload_successful") == 0
+        assert sample_value(samples, "mailsec_probe_success", target=f"127.0.0.1:{first}") == 0   # still there
+
+        write_config(config, [first, second])
+        status, _, body = process.get("/-/reload", method="POST")
+        assert status == 200 and "2 targets" in body
+        samples = process.wait_for(
+            lambda s: sample_value(s, "mailsec_probe_success", target=f"127.0.0.1:{second}") is not None and s
+        )
+        assert sample_value(samples, "mailsec_config_last_reload_successful") == 1
+        # The unchanged target kept its result: it was probed once only (interval 1m).
+        assert sample_value(samples, "mailsec_exporter_probes_total", module="smtp", result="failure") == 2
+
+        write_config(config, [second])
+        assert process.get("/-/reload", method="POST")[0] == 200
+        samples = process.samples()
+        assert sample_value(samples, "mailsec_probe_success", target=f"127.0.0.1:{first}") is None   # removed
+        assert sample_value(samples, "mailsec_probe_success", target=f"127.0.0.1:{second}") == 0
+    finally:
+        process.stop()
+
+
+def test_failed_probes_are_logged_once_with_fields(tmp_path):
+    port = closed_port()
+    config = tmp_path / "config.yml"
+    config.write_text(f"global: {{interval: 1s, timeout: 1s, jitter: 0s}}\n"
+                      f"targets:\n  - {{host: 127.0.0.1, port: {port}, module: smtp}}\n")
+    process = ExporterProcess(config, "--log.format", "json")
+    try:
+        process.wait_for(lambda s: (sample_value(s, "mailsec_exporter_probes_total", result="failure") or 0) >= 3)
+    finally:
+        process.stop()
+    records = [json.loads(line) for line in process.log_lines if line.startswith("{")]
+    failures = [r for r in records if r["msg"] == "probe failed"]
+    assert len(failures) == 1, process.log               # once per state change, not once per run
+    assert failures[0]["target"] == f"127.0.0.1:{port}" and failures[0]["module"] == "smtp"
+    assert failures[0]["reason"] == "connection_refused" and failures[0]["level"] == "warn"

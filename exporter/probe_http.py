@@ -1,0 +1,219 @@
+"""/probe?target=HOST[:PORT]&module=NAME: probe one mail endpoint now, blackbox-exporter style.
+
+The answer is built on a fresh registry: `probe_success` and `probe_duration_seconds`
+(the blackbox exporter's names, so existing dashboards and alerts work) and the same
+mailsec_* endpoint families as /metrics. `&debug=true` answers with a readable report
+of the probe's dialogue instead. Only targets allowed by `probe.allowed_targets` and
+modules of the configuration are probed (see probeguard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import math
+import re
+import time
+from typing import Iterator, Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from .app import Exporter
+from .collector import ENDPOINT_METRICS, Families, add_endpoint_samples
+from .config import Module, Target, parse_host
+from .probeguard import TargetRefused, admit
+from .results import EndpointResult, FailureReason
+from .scheduler import failed_result, guarded_probe
+
+PARAMETERS = ("target", "module", "debug")
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+
+PROBE_METRICS = (
+    ("probe_success", "1 if the probe succeeded, else 0 (as the blackbox exporter)."),
+    ("probe_duration_seconds", "How long the probe took, in seconds (as the blackbox exporter)."),
+)
+
+
+class BadRequest(Exception):
+    """The request cannot be served as asked. str() is the reason given in the 400 answer."""
+
+
+def parse_target(text: str, default_port: int) -> tuple[str, int]:
+    """"mx.example.org", "mx.example.org:2525", "192.0.2.1:25", "[2001:db8::1]:25" or
+    "2001:db8::1" -> (normalized host, port)."""
+    port_text: str | None = None
+    if text.startswith("["):
+        host_text, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise BadRequest(f"target {text!r}: write an IPv6 address as [address]:port")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host_text, _, port_text = text.partition(":")
+    else:
+        host_text = text
+    try:
+        host = parse_host(host_text)
+    except ValueError as exc:
+        raise BadRequest(f"target {text!r}: {exc}") from None
+    if port_text is None:
+        return host, default_port
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
+        raise BadRequest(f"target {text!r}: the port must be an integer from 1 to 65535")
+    return host, int(port_text)
+
+
+def probe_budget(scrape_timeout_header: str | None, offset: float, module_timeout: float) -> float:
+    """Seconds the probe may take: Prometheus's scrape timeout minus `offset` (time to
+    send the answer), never more than the module's timeout."""
+    if scrape_timeout_header is None:
+        return module_timeout
+    try:
+        scrape_timeout = float(scrape_timeout_header)
+    except ValueError:
+        scrape_timeout = math.nan
+    if not math.isfinite(scrape_timeout) or scrape_timeout <= 0:
+        raise BadRequest(f"{SCRAPE_TIMEOUT_HEADER} must be a positive number of seconds; "
+                         f"got {scrape_timeout_header!r}")
+    budget = scrape_timeout - offset
+    if budget <= 0:
+        raise BadRequest(f"the scrape timeout ({scrape_timeout:g}s) leaves no time for the probe after "
+                         f"probe.timeout_offset ({offset:g}s)")
+    return min(budget, module_timeout)
+
+
+def parse_debug(value: str | None) -> bool:
+    if value is None or value.lower() in ("false", "0", ""):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise BadRequest(f"debug must be true or false; got {value!r}")
+
+
+class _ProbeCollector(Collector):
+    """The metrics of one /probe answer."""
+
+    def __init__(self, target: Target, result: EndpointResult):
+        self._target = target
+        self._result = result
+
+    def collect(self) -> Iterator[Metric]:
+        (success_name, success_help), (duration_name, duration_help) = PROBE_METRICS
+        yield GaugeMetricFamily(success_name, success_help, value=float(self._result.success))
+        yield GaugeMetricFamily(duration_name, duration_help, value=self._result.duration_seconds)
+        families = Families(ENDPOINT_METRICS)
+        add_endpoint_samples(families, self._target, self._result)
+        yield from families
+
+
+def probe_registry(target: Target, result: EndpointResult) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ProbeCollector(target, result))
+    return registry
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def debug_report(target: Target, module: Module, result: EndpointResult) -> str:
+    """A readable account of one probe: outcome, facts, and the dialogue as it happened."""
+    lines = [
+        f"Probe of {target.address} with module {module.name} "
+        f"(protocol {module.protocol}, STARTTLS {module.starttls}, timeout {module.timeout:.3g}s)",
+        f"Started: {_utc(result.observed_at)}, took {result.duration_seconds:.3f}s",
+        "Result: success" if result.success else f"Result: failure: {result.failure} ({result.failure_detail})",
+        f"Address: {result.address or 'none'}",
+    ]
+    if not module.protocol.implicit_tls:
+        lines.append(f"STARTTLS offered: {_yes_no(result.starttls_offered)}")
+        lines.append(f"Password authentication offered before TLS: {_yes_no(result.plaintext_auth_exposed)}")
+    lines.append(f"Capabilities before TLS: {' '.join(result.capabilities_before_tls) or 'none'}")
+    lines.append(f"Capabilities after TLS: {' '.join(result.capabilities_after_tls) or 'none'}")
+    tls = result.tls
+    if tls is None:
+        lines.append("TLS: no handshake completed")
+    else:
+        lines.append(f"TLS: {tls.version}, cipher {tls.cipher}")
+        lines.append("Chain valid: yes" if tls.chain_valid else f"Chain valid: no ({tls.chain_error})")
+        lines.append(f"Certificate valid for {tls.verified_name}: {_yes_no(tls.hostname_valid)}")
+        for position, cert in enumerate(tls.chain):
+            lines.append(
+                f"Certificate {position}: subject {cert.subject}; issuer {cert.issuer}; "
+                f"valid {_utc(cert.not_before)} to {_utc(cert.not_after)}; "
+                f"{cert.key_type} {cert.key_bits} bits; SANs {', '.join(cert.sans) or 'none'}"
+            )
+    lines.append("")
+    lines.append("Dialogue (C: client, S: server, TLS: handshake, *: events):")
+    lines.extend(result.transcript or ("(nothing was exchanged)",))
+    return "\n".join(lines) + "\n"
+
+
+def _request_target(exporter: Exporter, query: Mapping[str, str]) -> tuple[Target, Module]:
+    unknown = sorted(set(query) - set(PARAMETERS))
+    if unknown:
+        raise BadRequest(f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}")
+    for name in ("target", "module"):
+        if not query.get(name):
+            raise BadRequest(f"the {name} parameter is required (accepted: {', '.join(PARAMETERS)})")
+    config = exporter.config
+    assert config is not None, "the server starts after the first config load"
+    module = config.modules.get(query["module"])
+    if module is None:
+        raise BadRequest(f"unknown module {query['module']!r}; configured: {', '.join(config.modules)}")
+    host, port = parse_target(query["target"], module.port)
+    return Target(host=host, port=port, module=module.name), module
+
+
+async def _run(exporter: Exporter, target: Target, module: Module, budget: float) -> EndpointResult:
+    """Admit the target, wait for a concurrency slot and probe, all within `budget` seconds."""
+    config = exporter.config
+    started_at, started = time.time(), time.monotonic()
+    async with asyncio.timeout(budget):
+        dns = await admit(target.host, target.port, config.probe.allowed_targets, exporter.scheduler.dns)
+    try:
+        async with exporter.scheduler.slot(target.host, wait_limit=budget - (time.monotonic() - started)):
+            remaining = budget - (time.monotonic() - started)
+            return await guarded_probe(exporter.probe, target, dataclasses.replace(module, timeout=remaining), dns)
+    except TimeoutError:
+        detail = (f"no probe slot became free within {budget:.3g}s "
+                  "(global.concurrency and global.per_host_concurrency are all in use)")
+        return failed_result(FailureReason.TIMEOUT, detail, started_at, time.monotonic() - started)
+
+
+async def answer_probe(exporter: Exporter, request: web.Request) -> web.Response:
+    metrics = exporter.metrics
+    try:
+        target, module = _request_target(exporter, request.query)
+        debug = parse_debug(request.query.get("debug"))
+        budget = probe_budget(
+            request.headers.get(SCRAPE_TIMEOUT_HEADER), exporter.config.probe.timeout_offset, module.timeout
+        )
+    except BadRequest as exc:
+        metrics.probe_requests.labels("invalid").inc()
+        return web.Response(status=400, text=f"{exc}\n")
+    try:
+        result = await _run(exporter, target, module, budget)
+    except TargetRefused as exc:
+        metrics.probe_requests.labels("refused").inc()
+        return web.Response(status=400, text=f"{exc}\n")
+    except TimeoutError:
+        metrics.probe_requests.labels("refused").inc()
+        return web.Response(status=400, text=f"target {target.address}: could not check within {budget:.3g}s "
+                                             "whether probe.allowed_targets allow it\n")
+    metrics.probe_requests.labels("success" if result.success else "failure").inc()
+    if debug:
+        text = debug_report(target, dataclasses.replace(module, timeout=budget), result)
+        return web.Response(text=text, headers={"X-Content-Type-Options": "nosniff"})
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = web.Response(body=encoder(probe_registry(target, result)))
+    response.headers["Content-Type"] = content_type
+    return response

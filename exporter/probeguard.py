@@ -1,0 +1,77 @@
+"""Which targets /probe may connect to: the guard against server-side request forgery.
+
+Without it, anyone who reaches the exporter could make it open connections anywhere,
+internal networks included. `admit` lets a target through only when it matches one of
+the config's `probe.allowed_targets` patterns:
+
+- an IP literal must fall in one of the network patterns;
+- a DNS name passes when a name glob matches it; the probe then resolves it as usual,
+  so the name's owner decides where it points;
+- otherwise a DNS name passes when every address it resolves to (through the config's DNS
+  client, as the probe would) falls in a network pattern. The probe is then given exactly
+  those checked addresses, so a second lookup answering differently (DNS rebinding)
+  cannot send it elsewhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Sequence
+
+from .config import TargetPattern
+from .dnsclient import DNSClient, DNSError, DNSErrorKind
+
+
+class TargetRefused(Exception):
+    """/probe must not connect to this target. str() says why, for the HTTP answer."""
+
+
+class PinnedAddresses:
+    """Answers the probe's lookup of one host with the addresses the guard checked."""
+
+    def __init__(self, host: str, addresses: Sequence[str]):
+        self.host = host
+        self.addresses = tuple(addresses)
+
+    async def resolve_addresses(self, host: str) -> list[str]:
+        if host != self.host:
+            raise DNSError(DNSErrorKind.ERROR, host, "A", f"only {self.host} may be resolved for this probe")
+        return list(self.addresses)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def admit(
+    host: str, port: int, patterns: Sequence[TargetPattern], dns: DNSClient
+) -> DNSClient | PinnedAddresses:
+    """The resolver the probe of host:port must use, or TargetRefused.
+
+    `host` is normalized (parse_host): a canonical IP literal or a lower-case DNS name.
+    """
+    if not patterns:
+        raise TargetRefused("/probe is disabled: the configuration has no probe.allowed_targets")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    not_allowed = f"target {address} is not allowed by probe.allowed_targets"
+    if _is_ip_literal(host):
+        if any(pattern.matches_address(host, port) for pattern in patterns):
+            return dns
+        raise TargetRefused(not_allowed)
+    if any(pattern.matches_name(host, port) for pattern in patterns):
+        return dns
+    networks = [pattern for pattern in patterns if pattern.network is not None and pattern.matches_port(port)]
+    if not networks:
+        raise TargetRefused(not_allowed)
+    try:
+        addresses = await dns.resolve_addresses(host)
+    except DNSError as exc:
+        raise TargetRefused(f"{not_allowed} by name, and its addresses could not be checked: {exc}") from None
+    outside = [a for a in addresses if not any(pattern.matches_address(a, port) for pattern in networks)]
+    if outside:
+        raise TargetRefused(f"{not_allowed}: {host} resolves to {', '.join(outside)}, outside the allowed networks")
+    return PinnedAddresses(host, addresses)

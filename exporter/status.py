@@ -1,0 +1,222 @@
+"""The status page at / and its JSON twin at /api/v1/status.
+
+Both are built from one document (`status_document`), so they always agree. The HTML
+is rendered on the server, without JavaScript; everything a mail server or the config
+can influence (greetings, failure details, certificate names, labels) is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from typing import Any
+
+from . import __version__
+from .app import Exporter
+from .config import Target
+from .results import EndpointResult
+from .store import FAILURES_KEPT, SUCCESSES_KEPT
+
+_DAY = 86400.0
+
+
+def _tls_findings(result: EndpointResult, now: float) -> dict[str, Any] | None:
+    tls = result.tls
+    if tls is None or not tls.chain:
+        return None
+    leaf = tls.leaf
+    return {
+        "version": tls.version,
+        "cipher": tls.cipher,
+        "chain_valid": tls.chain_valid,
+        "chain_error": tls.chain_error,
+        "hostname_valid": tls.hostname_valid,
+        "verified_name": tls.verified_name,
+        "cert_subject": leaf.subject,
+        "cert_issuer": leaf.issuer,
+        "cert_not_after": leaf.not_after,
+        "cert_expires_in_days": round((leaf.not_after - now) / _DAY, 1),
+        "chain_earliest_not_after": tls.chain_earliest_not_after,
+        "self_signed": leaf.self_signed,
+    }
+
+
+def result_document(result: EndpointResult, now: float) -> dict[str, Any]:
+    return {
+        "success": result.success,
+        "failure": result.failure.value if result.failure else None,
+        "failure_detail": result.failure_detail,
+        "observed_at": result.observed_at,
+        "duration_seconds": result.duration_seconds,
+        "address": result.address,
+        "starttls_offered": result.starttls_offered,
+        "plaintext_auth_exposed": result.plaintext_auth_exposed,
+        "tls": _tls_findings(result, now),
+    }
+
+
+def _history_item(result: EndpointResult) -> dict[str, Any]:
+    return {
+        "observed_at": result.observed_at,
+        "success": result.success,
+        "failure": result.failure.value if result.failure else None,
+        "failure_detail": result.failure_detail,
+        "duration_seconds": result.duration_seconds,
+    }
+
+
+def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[str, Any]:
+    entry = exporter.endpoints.get(target.key)
+    return {
+        "target": target.address,
+        "module": target.module,
+        "labels": dict(target.labels),
+        "next_run": exporter.scheduler.next_run.get(target.key),
+        "last_result": result_document(entry.result, now) if entry else None,
+        "history": [_history_item(result) for result in exporter.endpoints.history(target.key)],
+    }
+
+
+def status_document(exporter: Exporter, now: float) -> dict[str, Any]:
+    config = exporter.config
+    targets = config.targets if config else ()
+    return {
+        "version": __version__,
+        "config_file": exporter.config_path,
+        "last_reload_error": exporter.last_reload_error,
+        "shard": {"index": exporter.shard.index, "count": exporter.shard.count},
+        "generated_at": now,
+        "endpoints": [_endpoint_document(exporter, target, now) for target in targets],
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+.ok { color: #17692a; font-weight: bold; }
+.fail { color: #b00020; font-weight: bold; }
+.warn { color: #9a5b00; }
+.pending { color: #666; }
+.detail { font-family: monospace; white-space: pre-wrap; word-break: break-word; min-width: 14em; }
+.banner { background: #fdecea; border: 1px solid #b00020; padding: 0.5em; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "—"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _flag(value: bool | None, good: bool) -> str:
+    """A yes/no cell, coloured by whether `value` is the good answer."""
+    if value is None:
+        return '<span class="pending">n/a</span>'
+    css = "ok" if value == good else "fail"
+    return f'<span class="{css}">{"yes" if value else "no"}</span>'
+
+
+def _status_cell(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return '<span class="pending">not probed yet</span>'
+    if result["success"]:
+        return '<span class="ok">OK</span>'
+    return f'<span class="fail">FAIL</span> {_e(result["failure"])}'
+
+
+def _tls_cells(tls: dict[str, Any] | None) -> str:
+    if tls is None:
+        return '<td colspan="4" class="pending">no TLS handshake</td>'
+    days = tls["cert_expires_in_days"]
+    expiry_css = "fail" if days < 7 else "warn" if days < 21 else "ok"
+    chain = _flag(tls["chain_valid"], True)
+    if tls["chain_error"]:
+        chain += f' <span class="detail">{_e(tls["chain_error"])}</span>'
+    return (
+        f"<td>{_e(tls['version'])}<br><small>{_e(tls['cipher'])}</small></td>"
+        f'<td><span class="{expiry_css}">{_e(days)}</span><br><small>{_e(_time(tls["cert_not_after"]))}</small></td>'
+        f"<td>{chain}</td>"
+        f"<td>{_flag(tls['hostname_valid'], True)} <small>{_e(tls['verified_name'])}</small></td>"
+    )
+
+
+def _endpoint_row(endpoint: dict[str, Any]) -> str:
+    result = endpoint["last_result"]
+    labels = ", ".join(f"{name}={value}" for name, value in endpoint["labels"].items())
+    cells = [
+        f'<td><a href="#{_e(_anchor(endpoint))}">{_e(endpoint["target"])}</a>'
+        + (f"<br><small>{_e(labels)}</small>" if labels else "") + "</td>",
+        f"<td>{_e(endpoint['module'])}</td>",
+        f"<td>{_status_cell(result)}</td>",
+        f'<td class="detail">{_e(result["failure_detail"]) if result else ""}</td>',
+    ]
+    if result is None:
+        cells.append('<td colspan="6" class="pending">—</td>')
+    else:
+        cells.append(_tls_cells(result["tls"]))
+        cells.append(f"<td>{_flag(result['starttls_offered'], True)}</td>")
+        cells.append(f"<td>{_flag(result['plaintext_auth_exposed'], False)}</td>")
+    cells.append(f"<td>{_e(_time(result['observed_at'])) if result else '—'}</td>")
+    cells.append(f"<td>{_e(_time(endpoint['next_run']))}</td>")
+    return f'<tr class="endpoint">{"".join(cells)}</tr>'
+
+
+def _anchor(endpoint: dict[str, Any]) -> str:
+    return f"history-{endpoint['module']}-{endpoint['target']}"
+
+
+def _history_section(endpoint: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(_time(item['observed_at']))}</td><td>{_status_cell(item)}</td>"
+        f'<td class="detail">{_e(item["failure_detail"])}</td><td>{item["duration_seconds"]:.3f}s</td></tr>'
+        for item in endpoint["history"]
+    ) or '<tr><td colspan="4" class="pending">no results yet</td></tr>'
+    return (
+        f'<h3 id="{_e(_anchor(endpoint))}">{_e(endpoint["target"])} ({_e(endpoint["module"])})</h3>'
+        f'<table class="history"><tr><th>When</th><th>Result</th><th>Detail</th><th>Duration</th></tr>{rows}</table>'
+    )
+
+
+def render_status_html(document: dict[str, Any]) -> str:
+    endpoints = document["endpoints"]
+    failing = sum(1 for e in endpoints if e["last_result"] and not e["last_result"]["success"])
+    shard = document["shard"]
+    banner = ""
+    if document["last_reload_error"]:
+        banner = (f'<p class="banner">The last reload failed; the previous configuration keeps running: '
+                  f'<span class="detail">{_e(document["last_reload_error"])}</span></p>')
+    rows = "".join(_endpoint_row(endpoint) for endpoint in endpoints) or (
+        '<tr><td colspan="12" class="pending">no endpoints configured</td></tr>'
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mailsec-exporter status</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>mailsec-exporter {_e(document['version'])}</h1>
+<p><a href="metrics">/metrics</a> · <a href="api/v1/status">/api/v1/status</a> (JSON) ·
+<a href="-/healthy">/-/healthy</a> · <a href="-/ready">/-/ready</a> ·
+configuration <code>{_e(document['config_file'])}</code> ·
+shard {shard['index']} of {shard['count']} · page generated {_e(_time(document['generated_at']))}</p>
+{banner}
+<h2 id="summary">Endpoints: {len(endpoints)}, failing: {failing}</h2>
+<table id="endpoints">
+<tr><th>Target</th><th>Module</th><th>Status</th><th>Failure detail</th><th>TLS</th>
+<th>Cert expires in (days)</th><th>Chain valid</th><th>Hostname valid</th><th>STARTTLS offered</th>
+<th>Plaintext auth exposed</th><th>Last run</th><th>Next run</th></tr>
+{rows}
+</table>
+<h2>Recent results</h2>
+<p>Per endpoint: the last {FAILURES_KEPT} failures and the last {SUCCESSES_KEPT} successes, newest first.</p>
+{"".join(_history_section(endpoint) for endpoint in endpoints)}
+</body></html>
+"""

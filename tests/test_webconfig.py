@@ -1,0 +1,217 @@
+"""--web.config.file: the exporter-toolkit format, HTTPS with a generated certificate, client
+certificates, and basic authentication that does not tell which users exist."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ssl
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bcrypt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from exporter.webconfig import BasicAuth, WebConfigError, load_web_config, parse_web_config
+
+from exporter_process import ExporterProcess
+from hostile import issue, write_pem
+
+PASSWORD = "correct horse battery staple"
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    directory = tmp_path_factory.mktemp("webpki")
+    ca = issue("Web Test CA", is_ca=True)
+    server = issue("localhost", issuer=ca, ip_addresses=("127.0.0.1",), dns_names=("localhost",))
+    client = issue("prometheus", issuer=ca, extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    for name, issued in (("server", server), ("client", client)):
+        write_pem(str(directory), f"{name}.pem", issued)
+        (directory / f"{name}.key").write_bytes(issued.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    write_pem(str(directory), "ca.pem", ca)
+    return directory
+
+
+def write(directory: Path, text: str, name: str = "web.yml") -> str:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# --------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------
+
+
+def test_a_full_file_loads_with_paths_relative_to_it(pki):
+    config = load_web_config(write(pki, f"""
+        tls_server_config:
+          cert_file: server.pem
+          key_file: server.key
+          client_ca_file: ca.pem
+          client_auth_type: RequireAndVerifyClientCert
+          min_version: TLS13
+        basic_auth_users:
+          prometheus: {HASH}
+        mailsec_public_paths: [/-/healthy]
+    """))
+    assert config.tls.cert_file == str(pki / "server.pem") and config.tls.client_ca_file == str(pki / "ca.pem")
+    assert config.tls.min_version == "TLS13" and config.tls.max_version == "TLS13"
+    assert dict(config.basic_auth_users) == {"prometheus": HASH.encode()}
+    assert config.public_paths == {"/-/healthy"}
+    assert parse_web_config(None, str(pki)).tls is None        # an empty file: plain HTTP, no auth
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("tls_server_config: {cert_file: server.pem}", "tls_server_config: 'key_file' is required"),
+        ("tls_server_config: {cert_file: nosuch.pem, key_file: server.key}", "cert_file: cannot read"),
+        ("tls_server_config: {cert_file: server.pem, key_file: server.key, min_version: TLS14}",
+         "min_version: must be one of TLS10, TLS11, TLS12, TLS13; got 'TLS14'"),
+        ("tls_server_config: {cert_file: server.pem, key_file: server.key, min_version: TLS13, max_version: TLS12}",
+         "min_version TLS13 is above max_version TLS12"),
+        ("tls_server_config: {cert_file: server.pem, key_file: client.key}", "cannot use the certificate, key"),
+        ("tls_server_config: {cert_file: server.pem, key_file: server.key, client_ca_file: ca.pem}",
+         "client_ca_file is set but client_auth_type is NoClientCert"),
+        ("tls_server_config: {cert_file: server.pem, key_file: server.key, client_auth_type: VerifyClientCertIfGiven}",
+         "VerifyClientCertIfGiven needs client_ca_file"),
+        ("tls_server_config: {cert_file: server.pem, key_file: server.key, client_auth_type: RequireAnyClientCert}",
+         "RequireAnyClientCert (a client certificate that is not verified) is not supported"),
+        ("tls_server_config: {cert_file: server.pem, key_file: server.key, cipher_suites: [TLS_AES_128_GCM_SHA256]}",
+         "tls_server_config.cipher_suites: exporter-toolkit's key 'cipher_suites' is not supported"),
+        ("http_server_config: {http2: false}", "http_server_config: exporter-toolkit's key"),
+        ("basic_auth_user: {}", "basic_auth_user: unknown key; allowed here"),
+        ("basic_auth_users: {prometheus: secret}", "basic_auth_users.prometheus: must be a bcrypt hash"),
+        ("mailsec_public_paths: [/metrics]", "mailsec_public_paths[]: must be one of /-/healthy, /-/ready"),
+        ("tls_server_config: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_files_are_refused_with_the_key_and_reason(pki, text, reason):
+    path = write(pki, text + "\n", "bad.yml")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert reason in str(caught.value)
+
+
+# --------------------------------------------------------------------------------------
+# Basic authentication
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization, accepted",
+    [
+        (basic("prometheus", PASSWORD), True),
+        (basic("prometheus", "wrong"), False),
+        (basic("nobody", PASSWORD), False),
+        (basic("prometheus", "x" * 100), False),             # bcrypt refuses > 72 bytes: never a match
+        ("Basic !!!notbase64", False),
+        ("Bearer abc", False),
+        (None, False),
+        ("Basic " + base64.b64encode(b"no colon").decode(), False),
+    ],
+)
+async def test_basic_auth_check(authorization, accepted):
+    assert await BasicAuth({"prometheus": HASH.encode()}).check(authorization) is accepted
+
+
+async def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one():
+    slow_hash = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=10))   # ~50 ms: well above timer noise
+    auth = BasicAuth({"prometheus": slow_hash})
+
+    async def seconds(user):
+        started = time.perf_counter()
+        assert not await auth.check(basic(user, "wrong"))
+        return time.perf_counter() - started
+
+    known = min([await seconds("prometheus") for _ in range(3)])
+    unknown = min([await seconds("nobody") for _ in range(3)])
+    assert unknown > 0.5 * known and known > 0.5 * unknown
+
+
+# --------------------------------------------------------------------------------------
+# The real exporter over HTTPS with basic auth
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def https_exporter(pki, tmp_path):
+    web = write(pki, f"""
+        tls_server_config: {{cert_file: server.pem, key_file: server.key}}
+        basic_auth_users:
+          prometheus: {HASH}
+        mailsec_public_paths: [/-/healthy]
+    """, "https.yml")
+    config = tmp_path / "config.yml"
+    config.write_text("targets: []\n")
+    client_context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    process = ExporterProcess(config, "--web.config.file", web, scheme="https", ssl_context=client_context)
+    yield process
+    process.stop()
+
+
+def test_https_with_basic_auth(https_exporter):
+    status, _, body = https_exporter.get("/metrics", headers={"Authorization": basic("prometheus", PASSWORD)})
+    assert status == 200 and "mailsec_exporter_build_info" in body
+    wrong_password = https_exporter.get("/metrics", headers={"Authorization": basic("prometheus", "nope")})
+    unknown_user = https_exporter.get("/metrics", headers={"Authorization": basic("nobody", PASSWORD)})
+    no_credentials = https_exporter.get("/")
+    assert wrong_password == unknown_user == no_credentials      # same status, type and body
+    assert wrong_password[0] == 401
+    assert https_exporter.get("/-/healthy")[0] == 200           # exempted by mailsec_public_paths
+    assert https_exporter.get("/-/ready")[0] == 401             # not exempted
+    assert https_exporter.get("/-/reload", method="POST")[0] == 401
+
+
+def test_plain_http_is_not_answered_when_tls_is_configured(https_exporter):
+    with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+        urllib.request.urlopen(f"http://127.0.0.1:{https_exporter.port}/-/healthy", timeout=5)
+
+
+def test_client_certificates_are_required_when_configured(pki, tmp_path):
+    web = write(pki, """
+        tls_server_config:
+          cert_file: server.pem
+          key_file: server.key
+          client_ca_file: ca.pem
+          client_auth_type: RequireAndVerifyClientCert
+    """, "mtls.yml")
+    config = tmp_path / "config.yml"
+    config.write_text("targets: []\n")
+    with_cert = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    with_cert.load_cert_chain(str(pki / "client.pem"), str(pki / "client.key"))
+    process = ExporterProcess(config, "--web.config.file", web, scheme="https", ssl_context=with_cert)
+    try:
+        assert process.get("/-/healthy")[0] == 200
+        process.ssl_context = ssl.create_default_context(cafile=str(pki / "ca.pem"))   # no client certificate
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+            process.get("/-/healthy", timeout=5)
+    finally:
+        process.stop()
+
+
+def test_an_invalid_web_config_stops_the_start(pki, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("targets: []\n")
+    web = write(pki, "basic_auth_users: {prometheus: plaintext}\n", "broken.yml")
+    run = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), "--web.config.file", web,
+                          "--web.listen-address", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert f"web config error: {web}: basic_auth_users.prometheus: must be a bcrypt hash" in run.stderr
