@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import fnmatch
 import functools
 import ipaddress
 import math
@@ -151,10 +152,45 @@ class GlobalSettings:
     jitter: float = 30.0              # seconds: each run starts up to this much later, at random
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class TargetPattern:
+    """One entry of probe.allowed_targets: a host-name glob or an IP network, maybe with a port.
+
+    Exactly one of `host_glob` and `network` is set.
+    """
+
+    text: str                         # as written, for messages
+    host_glob: str | None = None      # lower-case fnmatch pattern, matched against DNS names only
+    network: IPNetwork | None = None  # matched against IP addresses (literals or resolved names)
+    port: int | None = None           # None: any port
+
+    def matches_port(self, port: int) -> bool:
+        return self.port is None or self.port == port
+
+    def matches_name(self, name: str, port: int) -> bool:
+        """`name` is a normalized DNS name (lower case, no final dot)."""
+        return self.host_glob is not None and self.matches_port(port) and fnmatch.fnmatchcase(name, self.host_glob)
+
+    def matches_address(self, address: str, port: int) -> bool:
+        return self.network is not None and self.matches_port(port) and ipaddress.ip_address(address) in self.network
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The /probe HTTP endpoint, which probes a target named in the request."""
+
+    allowed_targets: tuple[TargetPattern, ...] = ()   # empty: /probe refuses every target
+    timeout_offset: float = 0.5       # seconds kept from Prometheus's scrape timeout for the answer
+
+
 @dataclass(frozen=True)
 class Config:
     global_: GlobalSettings = GlobalSettings()
     dns: DNSSettings = DNSSettings()
+    probe: ProbeSettings = ProbeSettings()
     modules: Mapping[str, Module] = field(default_factory=lambda: MappingProxyType({}))
     targets: tuple[Target, ...] = ()
     domains: tuple[Domain, ...] = ()
@@ -179,6 +215,7 @@ RESERVED_LABELS = frozenset({
     "target", "module", "host", "port", "reason", "domain", "instance", "job",
     "phase", "version", "cipher", "key_type",
     "subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash",
+    "selector", "mx", "address", "zone", "check", "qualifier", "class", "group",
 })
 
 
@@ -360,6 +397,57 @@ def parse_nameserver(text: str) -> Nameserver:
     if not _PORT_TEXT_RE.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"the port must be an integer from 1 to 65535; got {port_text!r} in {text!r}")
     return Nameserver(str(address), int(port_text))
+
+
+def _parse_pattern_port(text: str, pattern: str) -> int:
+    if not _PORT_TEXT_RE.fullmatch(text) or not 1 <= int(text) <= 65535:
+        raise ValueError(f"the port must be an integer from 1 to 65535; got {text!r} in {pattern!r}")
+    return int(text)
+
+
+def _parse_network(text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text)    # strict: 192.0.2.1/24 is a typo, not 192.0.2.0/24
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            raise ValueError(f"{text!r} has host bits set: write the network address, e.g. "
+                             f"{ipaddress.ip_network(text, strict=False)}") from None
+        raise ValueError(f"{text!r} is not an IP address or network") from None
+
+
+def parse_target_pattern(text: str) -> TargetPattern:
+    """An allowed /probe target: "*.example.org", "mx?.example.org:25", "192.0.2.0/24",
+    "192.0.2.25:465", "2001:db8::/32", "[2001:db8::/32]:993". A port restricts the
+    pattern to that port; without one, every port matches."""
+    host_text, port_text = text, None
+    if text.startswith("["):
+        host_text, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"{text!r} has '[' without ']'")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"expected ':port' after ']' in {text!r}")
+            port_text = rest[1:]
+        if ":" not in host_text:
+            raise ValueError(f"brackets are only for IPv6 addresses and networks; got {text!r}")
+    elif text.count(":") == 1:
+        host_text, _, port_text = text.partition(":")
+    port = None if port_text is None else _parse_pattern_port(port_text, text)
+
+    if ":" in host_text or "/" in host_text or _looks_like_ipv4(host_text):
+        return TargetPattern(text=text, network=_parse_network(host_text), port=port)
+    # A glob: check it as a host name with each wildcard standing for one letter.
+    problem = _dotted_name_problem(host_text.replace("*", "a").replace("?", "a"))
+    if problem:
+        raise ValueError(
+            f"{host_text!r} is neither an IP address or network nor a host-name pattern "
+            "(letters, digits, hyphens and dots, with * and ? as wildcards)"
+        )
+    return TargetPattern(text=text, host_glob=host_text.lower(), port=port)
+
+
+def _looks_like_ipv4(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9.]+", text))
 
 
 def check_ca_file(path: str) -> str:
@@ -611,7 +699,7 @@ def _check_timeout_fits(fields: _Fields, timeout: float, interval: float) -> Non
 # The sections of the file.
 # ---------------------------------------------------------------------------------------
 
-_TOP_LEVEL_KEYS = ("global", "dns", "modules", "targets", "domains")
+_TOP_LEVEL_KEYS = ("global", "dns", "probe", "modules", "targets", "domains")
 
 
 def _parse_config(root: yaml.Node | None, source: str) -> Config:
@@ -628,6 +716,7 @@ def _parse_config(root: yaml.Node | None, source: str) -> Config:
     return Config(
         global_=global_,
         dns=_parse_dns(top.get("dns"), "dns"),
+        probe=_parse_probe(top.get("probe"), "probe"),
         modules=MappingProxyType(modules),
         targets=_parse_targets(top.get("targets"), "targets", modules),
         domains=_parse_domains(top.get("domains"), "domains"),
@@ -672,6 +761,30 @@ _DNS_PARSERS = {
 def _parse_dns(node: yaml.Node | None, path: str) -> DNSSettings:
     fields = _fields(node, path, tuple(_DNS_PARSERS))
     return DNSSettings(**_given(fields, _DNS_PARSERS))
+
+
+def _parse_target_patterns(node: yaml.Node, path: str) -> tuple[TargetPattern, ...]:
+    patterns: dict[str, int] = {}      # text -> line, to name the first of two duplicates
+    parsed: list[TargetPattern] = []
+    for index, item in enumerate(_items(node, path)):
+        item_path = f"{path}[{index}]"
+        pattern = _checked_string(parse_target_pattern, item, item_path)
+        if pattern.text in patterns:
+            raise _Invalid(item, f"{item_path}: duplicate pattern (first on line {patterns[pattern.text]})")
+        patterns[pattern.text] = item.start_mark.line + 1
+        parsed.append(pattern)
+    return tuple(parsed)
+
+
+_PROBE_PARSERS = {
+    "allowed_targets": _parse_target_patterns,
+    "timeout_offset": _non_negative_duration,
+}
+
+
+def _parse_probe(node: yaml.Node | None, path: str) -> ProbeSettings:
+    fields = _fields(node, path, tuple(_PROBE_PARSERS))
+    return ProbeSettings(**_given(fields, _PROBE_PARSERS))
 
 
 def _default_starttls(protocol: Protocol) -> StartTLS:

@@ -2,27 +2,101 @@
 
 Every lookup the exporter makes goes through a `DNSClient`, so that the configured
 nameservers, port, timeout and retries apply everywhere, the target host names included.
+
+Queries ask for DNSSEC data (EDNS0 with the DO bit, 1232-byte buffer) and set the AD bit,
+so that a validating resolver says in each answer whether it validated it. A truncated
+UDP answer is asked again over TCP (dnspython's resolver does that on the TC bit).
+
+`lookup` returns a `DNSAnswer` or raises a `DNSError` whose `kind` tells NXDOMAIN, NODATA,
+SERVFAIL and timeout apart: the checks treat "no such record" as a finding and the others
+as a check that could not run. `LookupCache` wraps a client for one check run, so that
+a name asked about by several checks is looked up once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import ipaddress
+from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.nameserver
 import dns.resolver
+import dns.reversename
 
 from .config import DNSSettings
 
+EDNS_BUFFER_SIZE = 1232   # the DNS Flag Day 2020 value: no IP fragmentation on common paths
+
+
+class DNSErrorKind(enum.StrEnum):
+    NXDOMAIN = "nxdomain"     # the name does not exist
+    NODATA = "nodata"         # the name exists, without records of the asked type
+    SERVFAIL = "servfail"     # the resolver gave up; from a validating resolver, maybe bogus DNSSEC
+    TIMEOUT = "timeout"       # no answer within the configured timeout
+    ERROR = "error"           # REFUSED, malformed answers, unreachable nameservers
+
+    @property
+    def is_negative_answer(self) -> bool:
+        """NXDOMAIN and NODATA are answers (the records do not exist), not failures."""
+        return self in (DNSErrorKind.NXDOMAIN, DNSErrorKind.NODATA)
+
 
 class DNSError(Exception):
-    """A lookup failed (NXDOMAIN, no answer, SERVFAIL, timeout). str() says which."""
+    """A lookup gave no records. str() says which name, type and why."""
+
+    def __init__(self, kind: DNSErrorKind, name: str, rdtype: str, detail: str = "", authenticated: bool = False):
+        self.kind = kind
+        self.name = name
+        self.rdtype = rdtype
+        self.authenticated = authenticated   # a negative answer the resolver validated (AD bit)
+        super().__init__(f"{name} {rdtype}: {_KIND_TEXT[kind]}" + (f" ({detail})" if detail else ""))
+
+
+_KIND_TEXT = {
+    DNSErrorKind.NXDOMAIN: "no such domain (NXDOMAIN)",
+    DNSErrorKind.NODATA: "no record of this type",
+    DNSErrorKind.SERVFAIL: "server failure (SERVFAIL)",
+    DNSErrorKind.TIMEOUT: "timed out",
+    DNSErrorKind.ERROR: "lookup failed",
+}
+
+
+@dataclass(frozen=True)
+class DNSAnswer:
+    name: str                       # as asked, lower case, without the final dot
+    rdtype: str                     # "TXT", "MX", ...
+    records: tuple                  # dnspython rdata objects, in the order received
+    canonical_name: str             # the name at the end of any CNAME chain; == name when none
+    authenticated: bool             # the resolver set AD: it validated the answer with DNSSEC
+
+    @property
+    def is_alias(self) -> bool:
+        return self.canonical_name != self.name
+
+
+@dataclass(frozen=True)
+class MXRecord:
+    preference: int
+    exchange: str                   # lower case, without the final dot; "" for the null MX "."
+
+
+def normalize_name(name: str) -> str:
+    return name.rstrip(".").lower() if name != "." else ""
 
 
 class DNSClient:
     def __init__(self, settings: DNSSettings):
         self.settings = settings
+        self._resolver = self._make_resolver(settings, checking_disabled=False)
+        self._unchecked_resolver = self._make_resolver(settings, checking_disabled=True)
+
+    @staticmethod
+    def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
         if settings.nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [
@@ -32,7 +106,40 @@ class DNSClient:
             resolver = dns.asyncresolver.Resolver()
         resolver.lifetime = settings.timeout
         resolver.timeout = settings.timeout / (settings.retries + 1)
-        self._resolver = resolver
+        resolver.use_edns(0, dns.flags.DO, EDNS_BUFFER_SIZE)
+        # AD in a query asks for the AD bit in the answer (RFC 6840 §5.7); CD asks a
+        # validating resolver to answer even when validation fails.
+        resolver.flags = dns.flags.RD | dns.flags.AD | (dns.flags.CD if checking_disabled else 0)
+        resolver.cache = None
+        return resolver
+
+    async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
+        """The records of one type at `name`; raises DNSError when there are none."""
+        qname = normalize_name(name)
+        resolver = self._unchecked_resolver if checking_disabled else self._resolver
+        try:
+            answer = await resolver.resolve(qname + ".", rdtype, search=False)
+        except dns.resolver.NXDOMAIN as exc:
+            raise DNSError(DNSErrorKind.NXDOMAIN, qname, rdtype,
+                           authenticated=_any_authenticated(exc.responses().values())) from None
+        except dns.resolver.NoAnswer as exc:
+            response = exc.kwargs.get("response")
+            raise DNSError(DNSErrorKind.NODATA, qname, rdtype,
+                           authenticated=_any_authenticated([response] if response else [])) from None
+        except dns.resolver.LifetimeTimeout:
+            raise DNSError(DNSErrorKind.TIMEOUT, qname, rdtype, f"{self.settings.timeout:g}s") from None
+        except dns.resolver.NoNameservers as exc:
+            kind = DNSErrorKind.SERVFAIL if "SERVFAIL" in str(exc) else DNSErrorKind.ERROR
+            raise DNSError(kind, qname, rdtype) from None
+        except dns.exception.DNSException as exc:
+            raise DNSError(DNSErrorKind.ERROR, qname, rdtype, str(exc)) from None
+        return DNSAnswer(
+            name=qname,
+            rdtype=rdtype,
+            records=tuple(answer.rrset) if answer.rrset is not None else (),
+            canonical_name=normalize_name(answer.canonical_name.to_text()),
+            authenticated=bool(answer.response.flags & dns.flags.AD),
+        )
 
     async def resolve_addresses(self, host: str) -> list[str]:
         """IP addresses of `host`: IPv4 first, then IPv6. An IP literal is returned as is."""
@@ -40,22 +147,85 @@ class DNSClient:
             return [str(ipaddress.ip_address(host))]
         except ValueError:
             pass
-        addresses: list[str] = []
-        errors: list[str] = []
-        for rdtype in ("A", "AAAA"):
-            try:
-                answer = await self._resolver.resolve(host, rdtype)
-            except dns.resolver.NoAnswer:
-                continue
-            except dns.resolver.NXDOMAIN:
-                raise DNSError(f"{host}: no such domain (NXDOMAIN)") from None
-            except dns.exception.Timeout:
-                errors.append(f"{rdtype} lookup timed out")
-                continue
-            except dns.exception.DNSException as exc:
-                errors.append(f"{rdtype}: {exc}")
-                continue
-            addresses.extend(rdata.address for rdata in answer)
-        if not addresses:
-            raise DNSError(f"{host}: no address" + (f" ({'; '.join(errors)})" if errors else ""))
+        return await addresses_of(self, host)
+
+
+class LookupCache:
+    """A DNSClient for one check run: each (name, type) is asked once, its answer or its
+    error kept. Concurrent askers of the same question share one query."""
+
+    def __init__(self, client: DNSClient):
+        self.client = client
+        self._pending: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer]] = {}
+
+    async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
+        key = (normalize_name(name), rdtype, checking_disabled)
+        if key not in self._pending:
+            self._pending[key] = asyncio.ensure_future(
+                self.client.lookup(name, rdtype, checking_disabled=checking_disabled)
+            )
+        return await asyncio.shield(self._pending[key])
+
+
+Resolver = DNSClient | LookupCache
+
+
+async def txt_records(dns_: Resolver, name: str) -> list[str]:
+    """The TXT records at `name`, each one's character-strings joined (RFC 7208 §3.3),
+    the records kept apart. No records (NXDOMAIN or NODATA) is an empty list."""
+    try:
+        answer = await dns_.lookup(name, "TXT")
+    except DNSError as exc:
+        if exc.kind.is_negative_answer:
+            return []
+        raise
+    return [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.records]
+
+
+async def mx_records(dns_: Resolver, domain: str) -> list[MXRecord]:
+    """The MX records of `domain`, by preference. No records is an empty list."""
+    try:
+        answer = await dns_.lookup(domain, "MX")
+    except DNSError as exc:
+        if exc.kind.is_negative_answer:
+            return []
+        raise
+    records = [MXRecord(rdata.preference, normalize_name(rdata.exchange.to_text())) for rdata in answer.records]
+    return sorted(records, key=lambda mx: (mx.preference, mx.exchange))
+
+
+async def addresses_of(dns_: Resolver, host: str) -> list[str]:
+    """The A then AAAA addresses of `host`. Raises DNSError when it has none: with kind
+    NXDOMAIN or NODATA when that is the answer, otherwise the first failure's kind."""
+    results = await asyncio.gather(
+        dns_.lookup(host, "A"), dns_.lookup(host, "AAAA"), return_exceptions=True
+    )
+    addresses: list[str] = []
+    errors: list[DNSError] = []
+    for result in results:
+        if isinstance(result, DNSAnswer):
+            addresses.extend(rdata.address for rdata in result.records)
+        elif isinstance(result, DNSError):
+            errors.append(result)
+        else:
+            raise result
+    if addresses:
         return addresses
+    failures = [error for error in errors if not error.kind.is_negative_answer]
+    raise failures[0] if failures else errors[0]
+
+
+async def ptr_names(dns_: Resolver, address: str) -> list[str]:
+    """The names in the PTR records of an IP address. No records is an empty list."""
+    reverse = dns.reversename.from_address(address).to_text()
+    try:
+        answer = await dns_.lookup(reverse, "PTR")
+    except DNSError as exc:
+        if exc.kind.is_negative_answer:
+            return []
+        raise
+    return [normalize_name(rdata.target.to_text()) for rdata in answer.records]
+
+
+def _any_authenticated(responses) -> bool:
+    return any(isinstance(r, dns.message.Message) and r.flags & dns.flags.AD for r in responses)

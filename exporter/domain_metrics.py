@@ -1,0 +1,133 @@
+"""Metric families of the mail-domain DNS checks, and the samples of one `DomainResult`.
+
+Declared like the endpoint families in `collector.py` (same `MetricSpec` and `Families`);
+`docs/metrics-domains.md` documents each one. Labels never carry record contents: only
+the domain, a DKIM selector, an MX host, an address, a DNSSEC zone name, a check name and
+closed sets (reason, qualifier, key type).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .collector import Families, MetricSpec
+from .config import Domain
+from .domains.check import DomainResult
+from .domains.common import CheckFailure
+from .domains.bimi import BIMIStatus
+from .domains.dmarc import DMARCResult
+from .domains.spf import QUALIFIER_NAMES, SPFOutcome
+from .records.dmarc import Policy
+
+DOMAIN_METRICS = (
+    MetricSpec("mailsec_domain_check_success", "1 if the check could run (its DNS lookups were answered), else 0.", ("check",)),
+    MetricSpec("mailsec_domain_check_failure_info", "Why a check could not run; present only while it fails.", ("check", "reason")),
+    MetricSpec("mailsec_domain_check_duration_seconds", "How long the last run of all checks of the domain took."),
+    MetricSpec("mailsec_domain_check_last_run_timestamp_seconds", "When the last run of the domain's checks started."),
+    MetricSpec("mailsec_dns_mx_records", "Number of MX records of the domain."),
+    MetricSpec("mailsec_dns_null_mx", "1 if the domain publishes a null MX (RFC 7505): it accepts no mail."),
+    MetricSpec("mailsec_spf_records", "Number of SPF records at the domain (exactly 1 is valid)."),
+    MetricSpec("mailsec_spf_valid", "1 if the domain has an SPF record whose evaluation cannot end in permerror."),
+    MetricSpec("mailsec_spf_dns_lookups", "DNS-querying SPF terms met by a full evaluation (limit 10)."),
+    MetricSpec("mailsec_spf_void_lookups", "SPF lookups that found nothing in a full evaluation (limit 2)."),
+    MetricSpec("mailsec_spf_all_qualifier_info", "The qualifier of the final 'all' of the SPF record.", ("qualifier",)),
+    MetricSpec("mailsec_dmarc_valid", "1 if exactly one valid DMARC record applies to the domain."),
+    MetricSpec("mailsec_dmarc_policy", "DMARC p=: 0 none, 1 quarantine, 2 reject."),
+    MetricSpec("mailsec_dmarc_subdomain_policy", "DMARC sp= (default p=): 0 none, 1 quarantine, 2 reject."),
+    MetricSpec("mailsec_dmarc_pct", "DMARC pct=: percentage of failing mail the policy applies to."),
+    MetricSpec("mailsec_dmarc_rua_configured", "1 if the DMARC record asks for aggregate reports (rua)."),
+    MetricSpec("mailsec_dmarc_rua_authorized", "1 if every external rua destination agreed to receive the reports (RFC 7489 §7.1)."),
+    MetricSpec("mailsec_dkim_key_present", "1 if the selector publishes a valid, not revoked DKIM key.", ("selector",)),
+    MetricSpec("mailsec_dkim_key_size", "Size of the selector's DKIM key.", ("selector", "key_type")),
+    MetricSpec("mailsec_dkim_testing", "1 if the selector's key has t=y (testing).", ("selector",)),
+    MetricSpec("mailsec_mta_sts_record_valid", "1 if _mta-sts.<domain> has exactly one valid v=STSv1 record."),
+    MetricSpec("mailsec_tlsrpt_valid", "1 if _smtp._tls.<domain> has exactly one valid v=TLSRPTv1 record."),
+    MetricSpec("mailsec_bimi_present", "1 if default._bimi.<domain> has a valid BIMI record that shows a logo."),
+    MetricSpec("mailsec_dnssec_status", "DNSSEC status from the validating resolver: -1 bogus, 0 insecure, 1 secure.", ("zone",)),
+    MetricSpec("mailsec_fcrdns_valid", "1 if the MX address's PTR name resolves back to it.", ("mx", "address")),
+)
+
+POLICY_VALUES = {Policy.NONE: 0.0, Policy.QUARANTINE: 1.0, Policy.REJECT: 2.0}
+
+
+def add_domain_samples(families: Families, domain: Domain, result: DomainResult) -> None:
+    """Add the samples of one domain's latest result."""
+    base = {"domain": domain.name, **domain.labels}
+
+    def add(name: str, value: float, **extra: str) -> None:
+        families.add(name, {**base, **extra}, value)
+
+    add("mailsec_domain_check_duration_seconds", result.duration_seconds)
+    add("mailsec_domain_check_last_run_timestamp_seconds", result.observed_at)
+    failures: dict[str, CheckFailure | None] = {
+        "mx": result.mx.failure,
+        "spf": result.spf.failure,
+        "dmarc": result.dmarc.failure,
+        "dkim": result.dkim.failure,
+        "mta_sts": result.mta_sts.failure,
+        "tlsrpt": result.tlsrpt.failure,
+        "bimi": result.bimi.failure,
+        "dnssec": next((n.failure for n in result.dnssec if n.failure), None),
+        "reverse_dns": next((r.failure for r in result.reverse_dns if r.failure), None),
+    }
+    for check, failure in failures.items():
+        add("mailsec_domain_check_success", float(failure is None), check=check)
+        if failure is not None:
+            add("mailsec_domain_check_failure_info", 1.0, check=check, reason=failure.reason.value)
+
+    if result.mx.failure is None:
+        add("mailsec_dns_mx_records", float(1 if result.mx.null_mx else len(result.mx.hosts)))
+        add("mailsec_dns_null_mx", float(result.mx.null_mx))
+    _add_spf(add, result)
+    _add_dmarc(add, result.dmarc)
+    for selector in result.dkim.selectors:
+        if selector.failure is not None:
+            continue
+        add("mailsec_dkim_key_present", float(selector.present), selector=selector.selector)
+        key = selector.key
+        if key is not None and not key.revoked:
+            add("mailsec_dkim_testing", float(key.testing), selector=selector.selector)
+            if key.key_bits is not None:
+                add("mailsec_dkim_key_size", float(key.key_bits), selector=selector.selector, key_type=key.key_type)
+    if result.mta_sts.lookup is not None:
+        add("mailsec_mta_sts_record_valid", float(result.mta_sts.lookup.valid))
+    if result.tlsrpt.lookup is not None:
+        add("mailsec_tlsrpt_valid", float(result.tlsrpt.lookup.valid))
+    if result.bimi.failure is None:
+        add("mailsec_bimi_present", float(result.bimi.status is BIMIStatus.VALID))
+    for name in result.dnssec:
+        if name.status is not None:
+            add("mailsec_dnssec_status", name.status.metric_value, zone=name.name)
+    for reverse in result.reverse_dns:
+        if reverse.failure is None:
+            add("mailsec_fcrdns_valid", float(reverse.forward_confirmed), mx=reverse.mx, address=reverse.address)
+
+
+def _add_spf(add: Callable[..., None], result: DomainResult) -> None:
+    spf = result.spf
+    if spf.failure is not None:
+        return
+    add("mailsec_spf_records", float(spf.records))
+    add("mailsec_spf_valid", float(spf.outcome is SPFOutcome.VALID))
+    if spf.outcome is SPFOutcome.NONE:
+        return
+    add("mailsec_spf_dns_lookups", float(spf.dns_lookups))
+    add("mailsec_spf_void_lookups", float(spf.void_lookups))
+    if spf.outcome is SPFOutcome.VALID:
+        qualifier = QUALIFIER_NAMES[spf.all_qualifier] if spf.all_qualifier else "none"
+        add("mailsec_spf_all_qualifier_info", 1.0, qualifier=qualifier)
+
+
+def _add_dmarc(add: Callable[..., None], dmarc: DMARCResult) -> None:
+    if dmarc.failure is not None:
+        return
+    record = dmarc.record
+    add("mailsec_dmarc_valid", float(record is not None))
+    if record is None:
+        return
+    add("mailsec_dmarc_policy", POLICY_VALUES[record.policy])
+    add("mailsec_dmarc_subdomain_policy", POLICY_VALUES[record.subdomain_policy])
+    add("mailsec_dmarc_pct", float(record.percent))
+    add("mailsec_dmarc_rua_configured", float(dmarc.rua_configured))
+    if dmarc.rua_configured:
+        add("mailsec_dmarc_rua_authorized", float(dmarc.rua_authorized))

@@ -1,0 +1,74 @@
+"""One run of every DNS check of a mail domain.
+
+The checks share one `LookupCache`, so a name several checks need (the MX hosts' addresses,
+say) is looked up once per run and every check sees the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from ..config import Domain
+from ..dnsclient import DNSClient, LookupCache
+from .bimi import BIMIResult, check_bimi
+from .common import Finding
+from .dkim import DKIMResult, check_dkim
+from .dmarc import DMARCResult, check_dmarc
+from .dnssec import NameDNSSEC, dnssec_status
+from .mtasts import MTASTSResult, check_mta_sts_record
+from .mx import MXResult, check_mx
+from .ptr import ReverseDNS, check_all_reverse_dns, reverse_dns_findings
+from .spf import SPFResult, check_spf
+from .tlsrpt import TLSRPTResult, check_tlsrpt
+
+
+@dataclass(frozen=True)
+class DomainResult:
+    domain: str
+    observed_at: float                 # Unix seconds when the run started
+    duration_seconds: float
+    mx: MXResult
+    spf: SPFResult
+    dmarc: DMARCResult
+    dkim: DKIMResult
+    mta_sts: MTASTSResult
+    tlsrpt: TLSRPTResult
+    bimi: BIMIResult
+    dnssec: tuple[NameDNSSEC, ...]     # the domain first, then each MX host
+    reverse_dns: tuple[ReverseDNS, ...]   # one per MX address
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return (
+            self.mx.findings + self.spf.findings + self.dmarc.findings + self.dkim.findings
+            + self.mta_sts.findings + self.tlsrpt.findings + self.bimi.findings
+            + tuple(reverse_dns_findings(self.reverse_dns))
+        )
+
+
+async def check_domain(domain: Domain, dns: DNSClient) -> DomainResult:
+    started, clock = time.time(), time.monotonic()
+    cache = LookupCache(dns)
+    name = domain.name
+    mx, spf, dmarc, dkim, mta_sts, tlsrpt, bimi, domain_dnssec = await asyncio.gather(
+        check_mx(name, cache),
+        check_spf(name, cache),
+        check_dmarc(name, cache),
+        check_dkim(name, domain.dkim_selectors, cache),
+        check_mta_sts_record(name, cache),
+        check_tlsrpt(name, cache),
+        check_bimi(name, cache),
+        dnssec_status(cache, name, "MX"),
+    )
+    named_hosts = [host for host in mx.hosts if not host.is_ip_literal]
+    hosts_dnssec, reverse_dns = await asyncio.gather(
+        asyncio.gather(*(dnssec_status(cache, host.name, "A") for host in named_hosts)),
+        check_all_reverse_dns(cache, [(host.name, address) for host in named_hosts for address in host.addresses]),
+    )
+    return DomainResult(
+        domain=name, observed_at=started, duration_seconds=time.monotonic() - clock,
+        mx=mx, spf=spf, dmarc=dmarc, dkim=dkim, mta_sts=mta_sts, tlsrpt=tlsrpt, bimi=bimi,
+        dnssec=(domain_dnssec, *hosts_dnssec), reverse_dns=reverse_dns,
+    )

@@ -1,0 +1,87 @@
+"""What every domain check shares: findings, the failure of a check, and the lookup of a
+record that must exist at most once (DMARC, MTA-STS, TLS-RPT, BIMI)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+from ..dnsclient import DNSError, DNSErrorKind, Resolver, txt_records
+from ..records.common import RecordError
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"          # worth knowing, nothing to fix
+    WARNING = "warning"    # works, but weaker than it should be or deprecated
+    ERROR = "error"        # broken: receivers ignore it or mail is at risk
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str              # stable, machine-readable, e.g. "spf_too_many_lookups"
+    message: str           # what is wrong, naming the record or host
+    fix: str               # one line: what to change
+
+
+class CheckFailureReason(enum.StrEnum):
+    """Why a check could not run: a closed set, exported as the `reason` label."""
+
+    DNS_TIMEOUT = "dns_timeout"
+    DNS_SERVFAIL = "dns_servfail"     # from a validating resolver this may be a DNSSEC failure
+    DNS_ERROR = "dns_error"           # REFUSED, unreachable nameserver, malformed answer
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    reason: CheckFailureReason
+    detail: str                       # for logs and the status page; never a label
+
+
+_REASON_OF_KIND = {
+    DNSErrorKind.TIMEOUT: CheckFailureReason.DNS_TIMEOUT,
+    DNSErrorKind.SERVFAIL: CheckFailureReason.DNS_SERVFAIL,
+    DNSErrorKind.ERROR: CheckFailureReason.DNS_ERROR,
+}
+
+
+def failure_from(error: DNSError) -> CheckFailure:
+    """The failure of a check stopped by a lookup error that is not NXDOMAIN/NODATA."""
+    return CheckFailure(_REASON_OF_KIND.get(error.kind, CheckFailureReason.DNS_ERROR), str(error))
+
+
+RecordT = TypeVar("RecordT")
+
+
+@dataclass(frozen=True)
+class SingleRecord(Generic[RecordT]):
+    """The outcome of looking up a record a name must have at most once."""
+
+    name: str                         # where it was looked up
+    count: int                        # TXT records of that kind found there
+    record: RecordT | None            # parsed, when exactly one and valid
+    error: str | None                 # why the one record is invalid, or "N records"
+
+    @property
+    def valid(self) -> bool:
+        return self.record is not None
+
+
+async def lookup_single_record(
+    dns: Resolver,
+    name: str,
+    select: Callable[[list[str]], list[str]],
+    parse: Callable[[str], RecordT],
+) -> SingleRecord[RecordT]:
+    """Look up TXT at `name`, keep the records `select` recognizes, parse the only one.
+    Raises DNSError when the lookup itself fails (not for NXDOMAIN/NODATA)."""
+    texts = select(await txt_records(dns, name))
+    if len(texts) != 1:
+        error = f"{len(texts)} records: exactly one is allowed" if texts else None
+        return SingleRecord(name, len(texts), None, error)
+    try:
+        return SingleRecord(name, 1, parse(texts[0]), None)
+    except RecordError as exc:
+        return SingleRecord(name, 1, None, str(exc))

@@ -1,0 +1,77 @@
+"""DKIM keys (RFC 6376 §3.6) of the configured selectors, at <selector>._domainkey.<domain>.
+
+A selector with several key records is ambiguous (verifiers may pick any, §3.6.2.2):
+reported as invalid, like a record that does not parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from ..dnsclient import DNSError, Resolver, txt_records
+from ..records.dkim import RECOMMENDED_RSA_BITS, DKIMError, DKIMKey, parse_dkim_key
+from .common import CheckFailure, Finding, Severity, failure_from
+
+
+@dataclass(frozen=True)
+class DKIMSelectorResult:
+    selector: str
+    failure: CheckFailure | None
+    key: DKIMKey | None = None       # the one valid key record
+    records: int = 0                 # TXT records at the selector's name
+    error: str | None = None         # why no key is usable
+
+    @property
+    def present(self) -> bool:
+        """A usable, not revoked key is published."""
+        return self.key is not None and not self.key.revoked
+
+
+@dataclass(frozen=True)
+class DKIMResult:
+    selectors: tuple[DKIMSelectorResult, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def failure(self) -> CheckFailure | None:
+        return next((s.failure for s in self.selectors if s.failure), None)
+
+
+async def check_dkim(domain: str, selectors: tuple[str, ...], dns: Resolver) -> DKIMResult:
+    results = await asyncio.gather(*(_selector(domain, selector, dns) for selector in selectors))
+    findings = [finding for result in results for finding in _findings(domain, result)]
+    return DKIMResult(tuple(results), tuple(findings))
+
+
+async def _selector(domain: str, selector: str, dns: Resolver) -> DKIMSelectorResult:
+    try:
+        texts = await txt_records(dns, f"{selector}._domainkey.{domain}")
+    except DNSError as exc:
+        return DKIMSelectorResult(selector, failure_from(exc))
+    if len(texts) != 1:
+        return DKIMSelectorResult(selector, None, records=len(texts),
+                                  error=f"{len(texts)} TXT records" if texts else "no key record")
+    try:
+        return DKIMSelectorResult(selector, None, key=parse_dkim_key(texts[0]), records=1)
+    except DKIMError as exc:
+        return DKIMSelectorResult(selector, None, records=1, error=str(exc))
+
+
+def _findings(domain: str, result: DKIMSelectorResult) -> list[Finding]:
+    name = f"{result.selector}._domainkey.{domain}"
+    if result.failure:
+        return []
+    if result.key is None:
+        return [Finding(Severity.ERROR, "dkim_key_invalid" if result.records else "dkim_key_missing",
+                        f"{name}: {result.error}", "publish exactly one valid key record for the selector, or stop configuring it")]
+    key = result.key
+    if key.revoked:
+        return [Finding(Severity.INFO, "dkim_key_revoked", f"{name}: the key is revoked (empty p=)",
+                        "remove the selector from the configuration once no mail is signed with it")]
+    found = [Finding(Severity.ERROR if w.code in ("rsa_key_unusable", "sha1_only", "not_for_email") else Severity.WARNING,
+                     f"dkim_{w.code}", f"{name}: {w.message}",
+                     f"publish a {RECOMMENDED_RSA_BITS}-bit RSA or an ed25519 key with h=sha256 or no h="
+                     if w.code != "testing" else "remove t=y once signing works")
+             for w in key.warnings]
+    return found

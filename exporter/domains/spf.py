@@ -1,0 +1,212 @@
+"""SPF (RFC 7208): the domain's record and everything it pulls in through include and
+redirect, evaluated without a sending IP address.
+
+What an evaluation for the worst-case sender (one that matches nothing) would meet is
+checked: every DNS-querying term counts against the limit of 10 (§4.6.4), lookups that
+find nothing ("void lookups") against the limit of 2, and the permerrors of the RFC are
+reported where it puts them: more than one record (§4.5), a syntax error (§4.6), an
+include target without a record (§5.2), a redirect target without a record (§6.1), a
+limit exceeded (§4.6.4). An include or redirect loop would exceed the lookup limit; it is
+reported as a loop as soon as a domain reappears in its own include chain. Terms whose
+domain depends on macros (%{i}, %{s}...) need the sender, so they are counted but not
+followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+
+from ..dnsclient import DNSError, Resolver, normalize_name, txt_records
+from ..records.spf import MAX_DNS_LOOKUPS, Mechanism, Qualifier, SPFError, parse_spf, select_spf_records
+from .common import CheckFailure, Finding, Severity, failure_from
+
+MAX_VOID_LOOKUPS = 2          # RFC 7208 §4.6.4
+MAX_MX_NAMES = 10             # RFC 7208 §4.6.4: an mx term may look at no more than 10 MX names
+
+
+class SPFOutcome(enum.StrEnum):
+    NONE = "none"             # the domain has no SPF record
+    VALID = "valid"           # an evaluation can always complete
+    PERMERROR = "permerror"   # receivers treat the record as broken
+
+
+# Metric label value of each `all` qualifier.
+QUALIFIER_NAMES = {
+    Qualifier.PASS: "pass", Qualifier.FAIL: "fail", Qualifier.SOFTFAIL: "softfail", Qualifier.NEUTRAL: "neutral",
+}
+
+
+@dataclass(frozen=True)
+class SPFResult:
+    failure: CheckFailure | None       # a lookup failed: RFC 7208's temperror
+    records: int = 0                   # SPF records at the domain itself
+    outcome: SPFOutcome = SPFOutcome.NONE
+    error: str | None = None           # why permerror
+    dns_lookups: int = 0               # DNS-querying terms met, includes and redirects followed
+    void_lookups: int = 0
+    all_qualifier: Qualifier | None = None   # of the final record (after redirects); None: no `all`
+    findings: tuple[Finding, ...] = ()
+
+
+class _PermError(Exception):
+    pass
+
+
+class _NoRecord(Exception):
+    """The domain has no SPF record: what that means depends on who asked (§5.2, §6.1)."""
+
+
+@dataclass
+class _Evaluation:
+    dns: Resolver
+    lookups: int = 0
+    voids: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def count_lookup(self, term: str, domain: str) -> None:
+        self.lookups += 1
+        if self.lookups > MAX_DNS_LOOKUPS:
+            raise _PermError(f"more than {MAX_DNS_LOOKUPS} DNS-querying terms ({term!r} in the record of {domain})")
+
+    def count_void(self, term: str, domain: str) -> None:
+        self.voids += 1
+        if self.voids > MAX_VOID_LOOKUPS:
+            raise _PermError(f"more than {MAX_VOID_LOOKUPS} lookups found nothing ({term!r} in the record of {domain})")
+
+
+async def check_spf(domain: str, dns: Resolver) -> SPFResult:
+    try:
+        count = len(select_spf_records(await txt_records(dns, domain)))
+    except DNSError as exc:
+        return SPFResult(failure=failure_from(exc))
+    if count == 0:
+        return SPFResult(failure=None, findings=(Finding(
+            Severity.ERROR, "spf_missing", f"{domain} has no SPF record",
+            "publish one, e.g. 'v=spf1 mx -all', or 'v=spf1 -all' if the domain sends no mail",
+        ),))
+    evaluation = _Evaluation(dns)
+    outcome, error, qualifier = SPFOutcome.VALID, None, None
+    try:
+        qualifier = await _evaluate(evaluation, domain, (domain,))
+    except _PermError as exc:
+        outcome, error = SPFOutcome.PERMERROR, str(exc)
+        evaluation.findings.append(Finding(
+            Severity.ERROR, "spf_permerror", f"SPF of {domain} is a permerror: {error}",
+            "fix the record: receivers treat a permerror as if there were no SPF, or reject",
+        ))
+    except DNSError as exc:
+        return SPFResult(failure=failure_from(exc), records=count)
+    if outcome is SPFOutcome.VALID:
+        evaluation.findings.extend(_qualifier_findings(domain, qualifier))
+    return SPFResult(
+        failure=None, records=count, outcome=outcome, error=error, dns_lookups=evaluation.lookups,
+        void_lookups=evaluation.voids, all_qualifier=qualifier, findings=tuple(evaluation.findings),
+    )
+
+
+async def _record_of(evaluation: _Evaluation, domain: str):
+    """The one SPF record of `domain`, parsed; None when it has none."""
+    texts = select_spf_records(await txt_records(evaluation.dns, domain))
+    if not texts:
+        return None
+    if len(texts) > 1:
+        raise _PermError(f"{domain} has {len(texts)} SPF records (RFC 7208 §4.5 allows one)")
+    try:
+        return parse_spf(texts[0])
+    except SPFError as exc:
+        raise _PermError(f"syntax error in the record of {domain}: {exc}") from None
+
+
+async def _evaluate(evaluation: _Evaluation, domain: str, chain: tuple[str, ...]) -> Qualifier | None:
+    """Walk the record of `domain`; returns the qualifier of the `all` that ends it."""
+    record = await _record_of(evaluation, domain)
+    if record is None:
+        raise _NoRecord(domain)
+    for warning in record.warnings:
+        if warning.code not in ("too_many_dns_lookups", "permissive_all", "implicit_neutral"):
+            evaluation.findings.append(Finding(
+                Severity.WARNING, f"spf_{warning.code}", f"{domain}: {warning.message}",
+                "remove or replace the term named",
+            ))
+    for mechanism in record.effective_mechanisms:
+        if mechanism.costs_dns_lookup:
+            evaluation.count_lookup(mechanism.text, domain)
+            await _follow(evaluation, mechanism, domain, chain)
+    if record.redirect_applies:
+        assert record.redirect is not None
+        evaluation.count_lookup(f"redirect={record.redirect}", domain)
+        target = _static_target(evaluation, record.redirect, domain)
+        if target is None:
+            return None
+        _check_loop(target, chain)
+        try:
+            return await _evaluate(evaluation, target, chain + (target,))
+        except _NoRecord:
+            raise _PermError(f"redirect target {target} has no SPF record (RFC 7208 §6.1)") from None
+    return record.all_qualifier
+
+
+async def _follow(evaluation: _Evaluation, mechanism: Mechanism, domain: str, chain: tuple[str, ...]) -> None:
+    if mechanism.name == "ptr":
+        return   # depends on the sender's address; the parser already warns about it
+    target = _static_target(evaluation, mechanism.domain_spec or domain, domain)
+    if target is None:
+        return
+    if mechanism.name == "include":
+        _check_loop(target, chain)
+        try:
+            await _evaluate(evaluation, target, chain + (target,))
+        except _NoRecord:
+            raise _PermError(f"include target {target} has no SPF record (RFC 7208 §5.2)") from None
+    elif mechanism.name == "mx":
+        answer = await _positive(evaluation.dns, target, "MX")
+        if answer is None:
+            evaluation.count_void(mechanism.text, domain)
+        elif len(answer.records) > MAX_MX_NAMES:
+            raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
+    else:   # a, exists
+        rdtypes = ("A",) if mechanism.name == "exists" else ("A", "AAAA")
+        answers = await asyncio.gather(*(_positive(evaluation.dns, target, rdtype) for rdtype in rdtypes))
+        if all(answer is None for answer in answers):
+            evaluation.count_void(mechanism.text, domain)
+
+
+async def _positive(dns: Resolver, name: str, rdtype: str):
+    """The answer, or None for NXDOMAIN/NODATA; other errors propagate (temperror)."""
+    try:
+        return await dns.lookup(name, rdtype)
+    except DNSError as exc:
+        if exc.kind.is_negative_answer:
+            return None
+        raise
+
+
+def _static_target(evaluation: _Evaluation, domain_spec: str, domain: str) -> str | None:
+    if "%" in domain_spec:
+        evaluation.findings.append(Finding(
+            Severity.INFO, "spf_macro_not_followed",
+            f"{domain}: {domain_spec!r} depends on the sender and was not followed",
+            "nothing to fix; lookups behind macros are not counted beyond the term itself",
+        ))
+        return None
+    return normalize_name(domain_spec)
+
+
+def _check_loop(target: str, chain: tuple[str, ...]) -> None:
+    if target in chain:
+        raise _PermError("include/redirect loop: " + " -> ".join(chain + (target,)))
+
+
+def _qualifier_findings(domain: str, qualifier: Qualifier | None) -> list[Finding]:
+    if qualifier is Qualifier.PASS:
+        return [Finding(Severity.ERROR, "spf_pass_all", f"the SPF of {domain} ends in +all: anyone may send as {domain}",
+                        "end the record with -all (or ~all while testing)")]
+    if qualifier is Qualifier.NEUTRAL:
+        return [Finding(Severity.WARNING, "spf_neutral_all", f"the SPF of {domain} ends in ?all: it refuses no sender",
+                        "end the record with -all or ~all")]
+    if qualifier is None:
+        return [Finding(Severity.WARNING, "spf_no_all", f"the SPF of {domain} has no 'all': unlisted senders get neutral",
+                        "end the record with -all or ~all")]
+    return []

@@ -1,0 +1,225 @@
+"""The DNS data the domain-check tests run against, and its DNSSEC signing.
+
+`test.` is the top of a private tree: the validating resolver trusts its key. Most test
+domains are names inside `test.` (so they validate as secure); three delegated child
+zones exercise DNSSEC: `signed.test.` (DS in the parent), `unsigned.test.` (no DS: an
+insecure delegation proven by the parent's NSEC chain) and `bogus.test.` (signed, but the
+parent's DS is of another key, so validation fails). The reverse zones map the MX
+addresses back to names, one of them wrongly on purpose.
+
+Each scenario's expected outcome is stated next to its records; the tests compare the
+checks' results with these constants.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import dataclass
+
+import dns.dnssec
+import dns.name
+import dns.reversename
+import dns.zone
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+AUTH_ADDRESS = "127.77.0.1"      # Knot, authoritative for every zone below
+RESOLVER_ADDRESS = "127.77.0.2"  # Unbound, validating, trusting the key of `test.`
+PORT = 53
+
+# Addresses of MX hosts. Nothing ever connects to them: they are only DNS data.
+MX1_GOOD = "127.77.1.1"
+MX1_GOOD_V6 = "2001:db8::1"
+MX2_GOOD = "127.77.1.2"       # its PTR names another host: forward-confirmed reverse DNS fails
+MX_SIGNED = "127.77.1.3"
+MX_UNSIGNED = "127.77.1.4"
+MX_BOGUS = "127.77.1.5"
+
+BIG_TXT_STRINGS = [("x" * 200) + str(n) for n in range(10)]   # > 1232 bytes: truncated over UDP
+
+
+def _dkim_rsa(bits: int) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return _spki_base64(key.public_key())
+
+
+def _spki_base64(public_key) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+def _txt(text: str) -> str:
+    """A TXT rdata in zone-file syntax, split into 255-octet character-strings."""
+    chunks = [text[i:i + 255] for i in range(0, len(text), 255)] or [""]
+    return " ".join('"' + chunk.replace('"', '\\"') + '"' for chunk in chunks)
+
+
+def _ed25519_raw_base64() -> str:
+    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(raw).decode()
+
+
+def test_zone_records() -> str:
+    """The records of `test.` (relative names), scenario by scenario."""
+    spf_many_includes = " ".join(f"include:s{n}.spf-many.test" for n in range(1, 12))
+    lines = [
+        "@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
+        "@ 3600 NS ns.test.",
+        f"ns 3600 A {AUTH_ADDRESS}",
+        # good.test: everything in order, two MX hosts, one with a PTR mismatch.
+        "good 300 MX 10 mx1.good.test.",
+        "good 300 MX 20 mx2.good.test.",
+        f"mx1.good 300 A {MX1_GOOD}",
+        f"mx1.good 300 AAAA {MX1_GOOD_V6}",
+        f"mx2.good 300 A {MX2_GOOD}",
+        f"good 300 TXT {_txt('v=spf1 mx include:_spf.good.test -all')}",
+        f"_spf.good 300 TXT {_txt('v=spf1 ip4:127.77.1.0/24 a:mx1.good.test ~all')}",
+        f"_dmarc.good 300 TXT {_txt('v=DMARC1; p=reject; sp=quarantine; pct=50; adkim=s; fo=1; rua=mailto:agg@good.test,mailto:agg@reports.test; ruf=mailto:ruf@reports.test')}",
+        f"good.test._report._dmarc.reports 300 TXT {_txt('v=DMARC1')}",
+        f"rsa2048._domainkey.good 300 TXT {_txt('v=DKIM1; k=rsa; p=' + _dkim_rsa(2048))}",
+        f"rsa1024._domainkey.good 300 TXT {_txt('v=DKIM1; k=rsa; t=y; p=' + _dkim_rsa(1024))}",
+        f"ed._domainkey.good 300 TXT {_txt('v=DKIM1; k=ed25519; p=' + _ed25519_raw_base64())}",
+        f"revoked._domainkey.good 300 TXT {_txt('v=DKIM1; k=rsa; p=')}",
+        f"sha1._domainkey.good 300 TXT {_txt('v=DKIM1; h=sha1; p=' + _dkim_rsa(1024))}",
+        f"_smtp._tls.good 300 TXT {_txt('v=TLSRPTv1; rua=mailto:tlsrpt@good.test')}",
+        f"default._bimi.good 300 TXT {_txt('v=BIMI1; l=https://good.test/logo.svg')}",
+        f"_mta-sts.good 300 TXT {_txt('v=STSv1; id=20240101T000000')}",
+        # sub.good.test: no DMARC record of its own; the organizational domain's applies.
+        f"sub.good 300 A {MX1_GOOD}",
+        # nullmx.test: accepts no mail (RFC 7505) and says so everywhere.
+        "nullmx 300 MX 0 .",
+        f"nullmx 300 TXT {_txt('v=spf1 -all')}",
+        f"_dmarc.nullmx 300 TXT {_txt('v=DMARC1; p=reject')}",
+        f"default._bimi.nullmx 300 TXT {_txt('v=BIMI1; l=; a=')}",
+        # mxbad.test: an MX host without address, one that is a CNAME, one that is an IP literal.
+        "mxbad 300 MX 10 noaddr.mxbad.test.",
+        "mxbad 300 MX 20 alias.mxbad.test.",
+        "mxbad 300 MX 30 127.77.1.9.",
+        "noaddr.mxbad 300 TXT \"no address here\"",
+        "alias.mxbad 300 CNAME mx1.good.test.",
+        # SPF failures, one per domain.
+        f"spf-many 300 TXT {_txt('v=spf1 ' + spf_many_includes + ' -all')}",
+        *(f"s{n}.spf-many 300 TXT {_txt(f'v=spf1 ip4:127.77.2.{n} -all')}" for n in range(1, 12)),
+        f"spf-two 300 TXT {_txt('v=spf1 ip4:127.77.2.1 -all')}",
+        f"spf-two 300 TXT {_txt('v=spf1 ip4:127.77.2.2 -all')}",
+        f"spf-plusall 300 TXT {_txt('v=spf1 ptr +all')}",
+        f"spf-loop 300 TXT {_txt('v=spf1 include:loop-b.test -all')}",
+        f"loop-b 300 TXT {_txt('v=spf1 include:spf-loop.test -all')}",
+        f"spf-noinclude 300 TXT {_txt('v=spf1 include:nothing.test -all')}",
+        f"spf-redirect-missing 300 TXT {_txt('v=spf1 redirect=nothing.test')}",
+        f"spf-redirect 300 TXT {_txt('v=spf1 redirect=_spf.good.test')}",
+        f"spf-void 300 TXT {_txt('v=spf1 a:none1.test a:none2.test a:none3.test -all')}",
+        f"spf-syntax 300 TXT {_txt('v=spf1 ip4:300.1.1.1 -all')}",
+        # DMARC failures.
+        f"_dmarc.dmarc-bad 300 TXT {_txt('v=DMARC1; p=bogus')}",
+        f"_dmarc.dmarc-two 300 TXT {_txt('v=DMARC1; p=none')}",
+        f"_dmarc.dmarc-two 300 TXT {_txt('v=DMARC1; p=reject')}",
+        f"_dmarc.dmarc-ext 300 TXT {_txt('v=DMARC1; p=none; rua=mailto:agg@reports.test')}",
+        # DNSSEC children: delegations (their DS records are added when signing).
+        *(f"{child} 3600 NS ns.test." for child in ("signed", "unsigned", "bogus")),
+        # TCP fallback: an answer too big for one UDP datagram.
+        "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[:5]),
+        "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[5:]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def child_zone_records(label: str, mx_address: str) -> str:
+    return "\n".join([
+        f"@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
+        "@ 3600 NS ns.test.",
+        f"@ 300 MX 10 mx.{label}.test.",
+        f"mx 300 A {mx_address}",
+        f"@ 300 TXT {_txt('v=spf1 mx -all')}",
+    ]) + "\n"
+
+
+def root_zone_records(children: list[str]) -> str:
+    """A private root: Unbound primes from it, and every other name is NXDOMAIN here."""
+    return "\n".join([
+        "@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
+        "@ 3600 NS ns.test.",
+        f"ns.test. 3600 A {AUTH_ADDRESS}",
+        *(f"{child} 3600 NS ns.test." for child in children),
+    ]) + "\n"
+
+
+def reverse_v4_records() -> str:
+    def ptr(address: str, name: str) -> str:
+        return f"{'.'.join(reversed(address.split('.')[1:]))} 300 PTR {name}."
+    return "\n".join([
+        "@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
+        "@ 3600 NS ns.test.",
+        ptr(MX1_GOOD, "mx1.good.test"),
+        ptr(MX2_GOOD, "elsewhere.test"),
+        ptr(MX_SIGNED, "mx.signed.test"),
+        ptr(MX_UNSIGNED, "mx.unsigned.test"),
+        ptr(MX_BOGUS, "mx.bogus.test"),
+    ]) + "\n"
+
+
+REVERSE_V6_ORIGIN = "8.b.d.0.1.0.0.2.ip6.arpa."
+
+
+def reverse_v6_records() -> str:
+    return "\n".join([
+        "@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
+        "@ 3600 NS ns.test.",
+        f"{dns.reversename.from_address(MX1_GOOD_V6)} 300 PTR mx1.good.test.",
+    ]) + "\n"
+
+
+@dataclass(frozen=True)
+class SignedTree:
+    zones: dict[str, str]          # origin -> zone file text
+    trust_anchor: str              # DNSKEY of `test.` in presentation format, for Unbound
+
+
+def _key() -> tuple[ec.EllipticCurvePrivateKey, object]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+    return private, dnskey
+
+
+def _zone(origin: str, records: str) -> dns.zone.Zone:
+    return dns.zone.from_text(records, origin=origin, relativize=False, check_origin=True)
+
+
+def _sign(zone: dns.zone.Zone, key) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    dns.dnssec.sign_zone(
+        zone, keys=[key], inception=now - datetime.timedelta(hours=1),
+        expiration=now + datetime.timedelta(days=7), dnskey_ttl=3600,
+    )
+
+
+def build_tree() -> SignedTree:
+    """Generate, sign and render every zone; fresh keys each time."""
+    parent_key = _key()
+    parent = _zone("test.", test_zone_records())
+    zones: dict[str, str] = {}
+    for label, address, ds_key in (
+        ("signed", MX_SIGNED, "own"),
+        ("unsigned", MX_UNSIGNED, None),
+        ("bogus", MX_BOGUS, "other"),
+    ):
+        origin = f"{label}.test."
+        child = _zone(origin, child_zone_records(label, address))
+        if ds_key is not None:
+            child_key = _key()
+            _sign(child, child_key)
+            published = child_key if ds_key == "own" else _key()
+            ds = dns.dnssec.make_ds(origin, published[1], "SHA256")
+            with parent.writer() as txn:
+                txn.add(dns.name.from_text(origin), 3600, ds)
+        zones[origin] = child.to_text(relativize=False)
+    _sign(parent, parent_key)
+    zones["test."] = parent.to_text(relativize=False)
+    zones["127.in-addr.arpa."] = _zone("127.in-addr.arpa.", reverse_v4_records()).to_text(relativize=False)
+    zones[REVERSE_V6_ORIGIN] = _zone(REVERSE_V6_ORIGIN, reverse_v6_records()).to_text(relativize=False)
+    zones["."] = _zone(".", root_zone_records(list(zones))).to_text(relativize=False)
+    anchor = f"test. 3600 IN DNSKEY {parent_key[1].to_text()}"
+    return SignedTree(zones=zones, trust_anchor=anchor)
