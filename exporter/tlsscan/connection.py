@@ -1,0 +1,192 @@
+"""One probe connection: connect, run the mail dialogue up to TLS, send one hello, read the answer.
+
+Each hello gets a fresh TCP connection, because a server that answered a ServerHello waits
+for a key exchange we never send. `Connector` opens them one after another (never two at
+once), keeps `min_delay` between their starts, and counts them.
+
+What can go wrong splits in two:
+- before the hello is sent (connect, greeting, STARTTLS): the endpoint cannot be scanned
+  right now; `DialogueError` is raised and the scan stops;
+- after the hello is sent: whatever the server does is its answer to the hello, returned
+  as a `ServerFlight` (an alert, a close, garbage, silence until the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+from ..config import Module, StartTLS
+from ..results import FailureReason
+from ..probes.mailproto import (
+    DialogueError, LineConnection, RawStream, Transcript, connect, dialogue_for, negotiate_until_tls,
+)
+from ..tlswire import ProtocolVersion
+from ..tlswire.parse import (
+    Alert, Certificate, CertificateStatus, ServerFlightParser, ServerHello, ServerHelloDone,
+    ServerKeyExchange, SSLv2ServerHello, SSLv2Error, TLSParseError, parse_sslv2_server_hello,
+)
+
+MAX_SSLV2_ANSWER_BYTES = 64 * 1024    # an SSLv2 SERVER-HELLO is one record of at most 32 KiB
+
+
+class FlightEnd(enum.StrEnum):
+    """Why reading the server's answer stopped."""
+
+    COMPLETE = "complete"              # ServerHelloDone, a TLS 1.3 ServerHello / HRR, an SSLv2 SERVER-HELLO
+    ALERT = "alert"                    # a TLS alert (or an SSLv2 ERROR)
+    CLOSED = "closed"                  # the server closed or reset the connection
+    TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol_error"  # bytes that are not TLS (SSLv2) at all
+
+
+@dataclass(frozen=True)
+class ServerFlight:
+    """The server's answer to one hello, as far as it was read."""
+
+    end: FlightEnd
+    detail: str = ""
+    server_hello: ServerHello | None = None
+    certificate: Certificate | None = None
+    key_exchange: ServerKeyExchange | None = None
+    certificate_status: CertificateStatus | None = None
+    alert: Alert | None = None
+    sslv2_hello: SSLv2ServerHello | None = None
+
+
+class Connector:
+    """Opens the scan's connections to one address, strictly one at a time."""
+
+    def __init__(self, address: str, port: int, module: Module, *, connection_timeout: float,
+                 min_delay: float = 0.0):
+        self.address = address
+        self.port = port
+        self.module = module
+        self.connection_timeout = connection_timeout
+        self.min_delay = min_delay
+        self.connections = 0
+        self._last_start: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def exchange(self, hello: bytes, *, sslv2: bool = False) -> ServerFlight:
+        """Send `hello` on a fresh connection and read the answer (an SSLv2 one when `sslv2`).
+
+        Raises DialogueError when the connection or the dialogue before TLS fails; the
+        whole exchange, dialogue included, is bounded by `connection_timeout`.
+        """
+        async with self._lock:
+            await self._pace()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.connection_timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    raw = await connect(self.address, self.port)
+            except TimeoutError:
+                raise DialogueError(FailureReason.CONNECT_TIMEOUT,
+                                    f"no TCP connection within {self.connection_timeout:g} s") from None
+            self.connections += 1
+            try:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._until_tls(raw)
+                except TimeoutError:
+                    raise DialogueError(FailureReason.TIMEOUT,
+                                        f"dialogue before TLS not done within {self.connection_timeout:g} s") from None
+                await raw.send(hello)
+                reader = read_sslv2_answer if sslv2 else read_tls_flight
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        return await reader(raw)
+                except TimeoutError:
+                    return ServerFlight(FlightEnd.TIMEOUT, f"no complete answer within {self.connection_timeout:g} s")
+            finally:
+                raw.close()
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._last_start is not None and self.min_delay > 0:
+            wait = self._last_start + self.min_delay - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        self._last_start = loop.time()
+
+    async def _until_tls(self, raw: RawStream) -> None:
+        protocol = self.module.protocol
+        dialogue = dialogue_for(protocol, LineConnection(raw, Transcript()), self.module)
+        # A scan is about TLS: STARTTLS is always required, whatever the module says.
+        starttls = StartTLS.NONE if protocol.implicit_tls else StartTLS.REQUIRED
+        facts = await negotiate_until_tls(dialogue, protocol, starttls)
+        if not facts.tls_starts:
+            raise DialogueError(FailureReason.STARTTLS_NOT_OFFERED, "TLS does not start on this endpoint")
+
+
+class _FlightSoFar:
+    """The messages of a flight collected while reading it."""
+
+    def __init__(self) -> None:
+        self.parser = ServerFlightParser()
+        self.certificate: Certificate | None = None
+        self.key_exchange: ServerKeyExchange | None = None
+        self.certificate_status: CertificateStatus | None = None
+        self.alert: Alert | None = None
+
+    def finish(self, end: FlightEnd, detail: str = "") -> ServerFlight:
+        return ServerFlight(end, detail, self.parser.server_hello, self.certificate, self.key_exchange,
+                            self.certificate_status, self.alert)
+
+
+async def read_tls_flight(stream: RawStream) -> ServerFlight:
+    """Read until the flight is complete (ServerHelloDone; TLS 1.3: the ServerHello, the rest is
+    encrypted), an alert, the end of the stream, or bytes that are not TLS."""
+    so_far = _FlightSoFar()
+    while True:
+        try:
+            data = await stream.recv()
+        except DialogueError as exc:           # reset by the server
+            return so_far.finish(FlightEnd.CLOSED, exc.detail)
+        if not data:
+            return so_far.finish(FlightEnd.CLOSED, "connection closed")
+        try:
+            messages = so_far.parser.feed(data)
+        except TLSParseError as exc:
+            return so_far.finish(FlightEnd.PROTOCOL_ERROR, str(exc))
+        for message in messages:
+            if isinstance(message, Alert):
+                so_far.alert = message
+                return so_far.finish(FlightEnd.ALERT, message.name)
+            if isinstance(message, ServerHello):
+                if message.is_hello_retry_request or message.version >= ProtocolVersion.TLS1_3:
+                    return so_far.finish(FlightEnd.COMPLETE)
+            elif isinstance(message, Certificate):
+                so_far.certificate = message
+            elif isinstance(message, ServerKeyExchange):
+                so_far.key_exchange = message
+            elif isinstance(message, CertificateStatus):
+                so_far.certificate_status = message
+            elif isinstance(message, ServerHelloDone):
+                return so_far.finish(FlightEnd.COMPLETE)
+
+
+async def read_sslv2_answer(stream: RawStream) -> ServerFlight:
+    """Read the server's first SSLv2 record: a SERVER-HELLO, an ERROR, or anything else."""
+    received = b""
+    while True:
+        try:
+            answer = parse_sslv2_server_hello(received)
+        except TLSParseError as exc:
+            # A TLS-only server answers an SSLv2 hello with a TLS alert or just closes.
+            return ServerFlight(FlightEnd.PROTOCOL_ERROR, str(exc))
+        if isinstance(answer, SSLv2ServerHello):
+            return ServerFlight(FlightEnd.COMPLETE, sslv2_hello=answer)
+        if isinstance(answer, SSLv2Error):
+            return ServerFlight(FlightEnd.ALERT, f"SSLv2 error {answer.error_code}")
+        if len(received) > MAX_SSLV2_ANSWER_BYTES:
+            return ServerFlight(FlightEnd.PROTOCOL_ERROR, "SSLv2 answer too long")
+        try:
+            data = await stream.recv()
+        except DialogueError as exc:
+            return ServerFlight(FlightEnd.CLOSED, exc.detail)
+        if not data:
+            return ServerFlight(FlightEnd.CLOSED, "connection closed")
+        received += data

@@ -1,0 +1,81 @@
+"""A scan result for people (a text table) and for programs (JSON-ready dicts), for the CLI:
+`mailsec-exporter scan HOST:PORT --starttls smtp|imap|pop3 [--json]`."""
+
+from __future__ import annotations
+
+from .results import TLSScanResult
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else "yes" if value else "no"
+
+
+def render_table(result: TLSScanResult) -> str:
+    lines = []
+    status = "completed" if result.success else f"FAILED: {result.failure} ({result.failure_detail})"
+    lines.append(f"Scan of {result.address or '?'}: {status}")
+    lines.append(f"  {result.connections} connections, {result.duration_seconds:.1f} s")
+    lines.append(f"Grade: {result.grade.label if result.grade is not None else 'none (nothing accepted)'}")
+    lines.append("")
+    lines.append("Protocol versions:")
+    for support in result.versions:
+        verdict = "supported" if support.supported else f"not supported ({support.reason})"
+        lines.append(f"  {support.version.label:<8} {verdict}")
+    order = dict(result.server_cipher_order)
+    for support in result.versions:
+        ciphers = result.ciphers_for(support.version)
+        if not ciphers:
+            continue
+        preference = {True: "server order", False: "client order"}.get(order.get(support.version), "order unknown")
+        lines.append("")
+        lines.append(f"Cipher suites, {support.version.label} ({preference}):")
+        width = max(len(cipher.name) for cipher in ciphers)
+        for cipher in ciphers:
+            lines.append(f"  {cipher.name:<{width}}  {cipher.grade.label}")
+    lines.append("")
+    lines.append("Key exchange:")
+    groups = ", ".join(f"{g.name} ({g.version.label}, {g.grade.label})" for g in result.groups) or "none found"
+    lines.append(f"  groups: {groups}")
+    dh = (f"{result.dh_min_size} bits ({result.dh_grade.label})"
+          if result.dh_min_size is not None and result.dh_grade is not None else "no DHE")
+    lines.append(f"  smallest DH prime: {dh}")
+    lines.append("")
+    lines.append("Features:")
+    lines.append(f"  secure renegotiation:    {_yes_no(result.secure_renegotiation)}")
+    lines.append(f"  compression:             {_yes_no(result.compression)}")
+    lines.append(f"  extended master secret:  {_yes_no(result.extended_master_secret)}")
+    lines.append(f"  OCSP stapling:           {_yes_no(result.ocsp_stapling)}")
+    for cert in result.certificates:
+        lines.append("")
+        lines.append(f"Certificate: {cert.subject}")
+        lines.append(f"  key {cert.key_type} {cert.key_bits} bits, signature hash {cert.signature_hash or 'none (EdDSA)'}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(result: TLSScanResult) -> dict:
+    """Plain dicts, lists, strings and numbers (json.dumps takes it as is)."""
+    return {
+        "success": result.success,
+        "failure": result.failure.value if result.failure else None,
+        "failure_detail": result.failure_detail,
+        "observed_at": result.observed_at,
+        "duration_seconds": result.duration_seconds,
+        "connections": result.connections,
+        "address": result.address,
+        "grade": result.grade.label if result.grade is not None else None,
+        "versions": [{"version": v.version.label, "supported": v.supported, "reason": v.reason}
+                     for v in result.versions],
+        "ciphers": [{"version": c.version.label, "name": c.name, "code": f"0x{c.code:04x}", "class": c.grade.label}
+                    for c in result.ciphers],
+        "server_cipher_order": {version.label: server for version, server in result.server_cipher_order},
+        "groups": [{"version": g.version.label, "name": g.name, "class": g.grade.label} for g in result.groups],
+        "dh_min_size": result.dh_min_size,
+        "dh_class": result.dh_grade.label if result.dh_grade is not None else None,
+        "secure_renegotiation": result.secure_renegotiation,
+        "compression": result.compression,
+        "extended_master_secret": result.extended_master_secret,
+        "ocsp_stapling": result.ocsp_stapling,
+        "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
+                          "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}
+                         for c in result.certificates],
+    }

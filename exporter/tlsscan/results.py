@@ -1,0 +1,76 @@
+"""Typed, immutable results of a deep TLS scan. Nothing here touches the network or Prometheus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..results import CertificateInfo, FailureReason
+from ..tlswire import ProtocolVersion, group_name
+from ..tlswire.grading import Class
+
+
+@dataclass(frozen=True)
+class VersionSupport:
+    """Whether the server accepted a hello offering exactly one protocol version, and why (not)."""
+
+    version: ProtocolVersion
+    supported: bool
+    # "accepted", "alert_<name>" (e.g. alert_protocol_version), "answered_<version>" (it picked
+    # another version), "closed", "timeout", "protocol_error" (garbage), "suite_not_offered".
+    reason: str
+
+
+@dataclass(frozen=True)
+class AcceptedCipher:
+    """One cipher suite (SSLv2: cipher kind) the server accepted for one version."""
+
+    version: ProtocolVersion
+    code: int              # 2-byte TLS suite, or 3-byte SSLv2 kind
+    name: str              # IANA name (SSLv2: SSL_CK_... from the SSL 2.0 draft)
+    grade: Class
+
+
+@dataclass(frozen=True)
+class GroupSupport:
+    """A key-exchange group the server picked when offered, in TLS 1.2 (ECDHE) or TLS 1.3 (key_share)."""
+
+    version: ProtocolVersion
+    group: int             # NamedGroup code
+    grade: Class
+
+    @property
+    def name(self) -> str:
+        return group_name(self.group)
+
+
+@dataclass(frozen=True)
+class TLSScanResult:
+    """Everything one scan of an endpoint found. On failure, what was learnt before it is kept."""
+
+    success: bool
+    failure: FailureReason | None          # None exactly when success
+    failure_detail: str
+    observed_at: float                     # Unix seconds when the scan started
+    duration_seconds: float
+    connections: int                       # TCP connections opened (the scarce resource)
+    address: str | None = None             # the IP address scanned
+    versions: tuple[VersionSupport, ...] = ()
+    ciphers: tuple[AcceptedCipher, ...] = ()   # per version in the order found (server order if it has one)
+    # Per version with at least two accepted suites: True when the server picks by its own
+    # preference, False when it follows the client's order.
+    server_cipher_order: tuple[tuple[ProtocolVersion, bool], ...] = ()
+    groups: tuple[GroupSupport, ...] = ()
+    dh_min_size: int | None = None         # smallest DHE prime (bits) seen in a ServerKeyExchange
+    dh_grade: Class | None = None          # the worst DH parameters seen, per tlswire.grading
+    secure_renegotiation: bool | None = None   # RFC 5746, from TLS <= 1.2 ServerHellos; None: none seen
+    compression: bool | None = None            # the server picked DEFLATE; None: no TLS <= 1.2 hello answered
+    extended_master_secret: bool | None = None
+    ocsp_stapling: bool | None = None
+    certificates: tuple[CertificateInfo, ...] = ()   # distinct leaf certificates seen (TLS <= 1.2 flights)
+    grade: Class | None = None             # worst class of everything above; None when nothing was accepted
+
+    def supported_versions(self) -> tuple[ProtocolVersion, ...]:
+        return tuple(v.version for v in self.versions if v.supported)
+
+    def ciphers_for(self, version: ProtocolVersion) -> tuple[AcceptedCipher, ...]:
+        return tuple(c for c in self.ciphers if c.version == version)

@@ -1,0 +1,76 @@
+"""Metric families of the deep TLS scan, and the samples of one scan result.
+
+Declared in the same `MetricSpec` form as collector.py, so the collector can add
+`TLSSCAN_METRICS` to its families and call `add_scan_samples` per scanned target.
+docs/metrics-tlsscan.md documents every family here. All labels are bounded: versions,
+IANA suite names, guideline classes, registry group names, failure reasons.
+"""
+
+from __future__ import annotations
+
+from .collector import Families, MetricSpec, subject_labels
+from .config import Target
+from .tlsscan.results import TLSScanResult
+from .tlswire.grading import Class
+
+TLSSCAN_METRICS = (
+    MetricSpec("mailsec_tls_scan_success", "1 if the last deep TLS scan of the endpoint completed, else 0."),
+    MetricSpec("mailsec_tls_scan_failure_info", "Why the last deep TLS scan failed; present only while it fails.", ("reason",)),
+    MetricSpec("mailsec_tls_scan_connections", "TCP connections the last deep TLS scan opened."),
+    MetricSpec("mailsec_tls_scan_duration_seconds", "How long the last deep TLS scan took."),
+    MetricSpec("mailsec_tls_scan_last_run_timestamp_seconds", "When the last deep TLS scan started."),
+    MetricSpec("mailsec_tls_protocol_supported", "1 if the server accepts the protocol version, 0 if not.", ("version",)),
+    MetricSpec("mailsec_tls_cipher_accepted", "A cipher suite the server accepts for a version; always 1.", ("version", "cipher", "class")),
+    MetricSpec("mailsec_tls_ciphers_accepted", "How many (version, cipher suite) pairs the server accepts, per NCSC-NL class.", ("class",)),
+    MetricSpec("mailsec_tls_grade", "The endpoint's worst NCSC-NL class: 3 good, 2 sufficient, 1 phase_out, 0 insufficient."),
+    MetricSpec("mailsec_tls_dh_min_size", "Size of the smallest finite-field DHE prime the server uses, in bits."),
+    MetricSpec("mailsec_tls_group_supported", "A key-exchange group the server accepts (TLS 1.2 ECDHE or TLS 1.3); always 1.", ("group",)),
+    MetricSpec("mailsec_tls_server_cipher_order", "1 if the server picks cipher suites by its own preference, 0 if it follows the client."),
+    MetricSpec("mailsec_tls_secure_renegotiation", "1 if the server supports RFC 5746 secure renegotiation (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
+    MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples an OCSP response when asked (TLS <= 1.2)."),
+)
+
+# mailsec_tls_grade: higher is better, so that "< 2" reads "worse than sufficient".
+GRADE_VALUES = {Class.GOOD: 3.0, Class.SUFFICIENT: 2.0, Class.PHASE_OUT: 1.0, Class.INSUFFICIENT: 0.0}
+
+
+def add_scan_samples(families: Families, target: Target, result: TLSScanResult) -> None:
+    """Add the samples of one endpoint's latest deep-scan result."""
+    base = subject_labels(target)
+
+    def add(name: str, value: float, **extra: str) -> None:
+        families.add(name, {**base, **extra} if extra else base, value)
+
+    add("mailsec_tls_scan_success", 1.0 if result.success else 0.0)
+    if result.failure is not None:
+        add("mailsec_tls_scan_failure_info", 1.0, reason=result.failure.value)
+    add("mailsec_tls_scan_connections", float(result.connections))
+    add("mailsec_tls_scan_duration_seconds", result.duration_seconds)
+    add("mailsec_tls_scan_last_run_timestamp_seconds", result.observed_at)
+
+    for support in result.versions:
+        add("mailsec_tls_protocol_supported", float(support.supported), version=support.version.label)
+    counts = dict.fromkeys(Class, 0)
+    for cipher in result.ciphers:
+        add("mailsec_tls_cipher_accepted", 1.0, version=cipher.version.label, cipher=cipher.name, **{"class": cipher.grade.label})
+        counts[cipher.grade] += 1
+    if result.versions:
+        for grade, count in counts.items():
+            add("mailsec_tls_ciphers_accepted", float(count), **{"class": grade.label})
+    if result.grade is not None:
+        add("mailsec_tls_grade", GRADE_VALUES[result.grade])
+    if result.dh_min_size is not None:
+        add("mailsec_tls_dh_min_size", float(result.dh_min_size))
+    for group in sorted({support.name for support in result.groups}):
+        add("mailsec_tls_group_supported", 1.0, group=group)
+    if result.server_cipher_order:
+        # Following the client in any version is what a client-side downgrade can exploit.
+        add("mailsec_tls_server_cipher_order", float(all(order for _, order in result.server_cipher_order)))
+    for name, fact in (("mailsec_tls_secure_renegotiation", result.secure_renegotiation),
+                       ("mailsec_tls_compression", result.compression),
+                       ("mailsec_tls_extended_master_secret", result.extended_master_secret),
+                       ("mailsec_tls_ocsp_stapling", result.ocsp_stapling)):
+        if fact is not None:
+            add(name, float(fact))

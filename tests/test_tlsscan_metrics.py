@@ -1,0 +1,110 @@
+"""Metrics and reports of a deep TLS scan result, built by hand so every value is known."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from exporter.collector import Families
+from exporter.config import Target
+from exporter.results import FailureReason
+from exporter.tlsscan.connection import FlightEnd, ServerFlight
+from exporter.tlsscan.report import render_table, to_json
+from exporter.tlsscan.results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
+from exporter.tlsscan.scanner import answer_to
+from exporter.tlsscan_metrics import TLSSCAN_METRICS, add_scan_samples
+from exporter.tlswire import NamedGroup, ProtocolVersion as V
+from exporter.tlswire.grading import Class
+from exporter.tlswire.parse import Alert, ServerHello
+
+TARGET = Target(host="mx.example.test", port=25, module="smtp")
+
+RESULT = TLSScanResult(
+    success=False, failure=FailureReason.TIMEOUT, failure_detail="budget", observed_at=1000.0,
+    duration_seconds=12.5, connections=17, address="127.0.0.1",
+    versions=(VersionSupport(V.TLS1_2, True, "accepted"), VersionSupport(V.TLS1_0, False, "alert_protocol_version")),
+    ciphers=(AcceptedCipher(V.TLS1_2, 0xC02F, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", Class.SUFFICIENT),
+             AcceptedCipher(V.TLS1_2, 0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", Class.INSUFFICIENT)),
+    server_cipher_order=((V.TLS1_2, False),),
+    groups=(GroupSupport(V.TLS1_2, NamedGroup.X25519, Class.GOOD), GroupSupport(V.TLS1_3, NamedGroup.X25519, Class.GOOD)),
+    dh_min_size=1024, dh_grade=Class.INSUFFICIENT, secure_renegotiation=True, compression=False,
+    grade=Class.INSUFFICIENT,
+)
+
+
+def samples(result: TLSScanResult) -> dict[tuple[str, frozenset], float]:
+    families = Families(TLSSCAN_METRICS)
+    add_scan_samples(families, TARGET, result)
+    base = {"target": "mx.example.test:25", "module": "smtp"}
+    out = {}
+    for family in families:
+        for sample in family.samples:
+            extra = {k: v for k, v in sample.labels.items() if k not in base}
+            assert {k: sample.labels[k] for k in base} == base
+            out[(sample.name, frozenset(extra.items()))] = sample.value
+    return out
+
+
+def test_scan_samples():
+    got = samples(RESULT)
+    assert got[("mailsec_tls_scan_success", frozenset())] == 0
+    assert got[("mailsec_tls_scan_failure_info", frozenset({("reason", "timeout")}))] == 1
+    assert got[("mailsec_tls_scan_connections", frozenset())] == 17
+    assert got[("mailsec_tls_protocol_supported", frozenset({("version", "TLSv1.2")}))] == 1
+    assert got[("mailsec_tls_protocol_supported", frozenset({("version", "TLSv1.0")}))] == 0
+    assert got[("mailsec_tls_cipher_accepted", frozenset({("version", "TLSv1.2"), ("class", "insufficient"),
+                                                          ("cipher", "TLS_RSA_WITH_AES_128_CBC_SHA")}))] == 1
+    counts = {dict(labels)["class"]: value for (name, labels), value in got.items()
+              if name == "mailsec_tls_ciphers_accepted"}
+    assert counts == {"good": 0, "sufficient": 1, "phase_out": 0, "insufficient": 1}
+    assert got[("mailsec_tls_grade", frozenset())] == 0
+    assert got[("mailsec_tls_dh_min_size", frozenset())] == 1024
+    assert [dict(l)["group"] for (n, l) in got if n == "mailsec_tls_group_supported"] == ["x25519"]
+    assert got[("mailsec_tls_server_cipher_order", frozenset())] == 0
+    assert got[("mailsec_tls_secure_renegotiation", frozenset())] == 1
+    assert got[("mailsec_tls_compression", frozenset())] == 0
+    assert ("mailsec_tls_ocsp_stapling", frozenset()) not in got       # unknown: absent
+
+
+@pytest.mark.parametrize("grade, value", [(Class.GOOD, 3), (Class.SUFFICIENT, 2), (Class.PHASE_OUT, 1),
+                                          (Class.INSUFFICIENT, 0)])
+def test_grade_scale(grade: Class, value: int):
+    assert samples(replace(RESULT, grade=grade))[("mailsec_tls_grade", frozenset())] == value
+
+
+def test_every_family_is_documented_and_every_heading_is_a_family():
+    doc = (Path(__file__).parent.parent / "docs" / "metrics-tlsscan.md").read_text()
+    headings = set(re.findall(r"^### (\S+)$", doc, re.MULTILINE))
+    assert headings == {spec.name for spec in TLSSCAN_METRICS}
+
+
+def test_reports():
+    assert json.loads(json.dumps(to_json(RESULT)))["ciphers"][1]["code"] == "0x002f"
+    table = render_table(RESULT)
+    assert "FAILED: timeout" in table
+    assert re.search(r"TLS_RSA_WITH_AES_128_CBC_SHA +insufficient\n", table)
+    assert "TLSv1.0  not supported (alert_protocol_version)" in table
+    assert "1024 bits (insufficient)" in table
+
+
+def _hello(version: int, code: int) -> ServerHello:
+    extensions = ((43, version.to_bytes(2, "big")),) if version >= V.TLS1_3 else ()
+    return ServerHello(min(version, 0x0303), bytes(32), b"", code, 0, extensions)
+
+
+@pytest.mark.parametrize("flight, version, expected", [
+    (ServerFlight(FlightEnd.COMPLETE, server_hello=_hello(0x0303, 0x002F)), V.TLS1_2, (0x002F, "accepted")),
+    (ServerFlight(FlightEnd.COMPLETE, server_hello=_hello(0x0303, 0x002F)), V.TLS1_0, (None, "answered_TLSv1.2")),
+    (ServerFlight(FlightEnd.COMPLETE, server_hello=_hello(0x0304, 0x1301)), V.TLS1_3, (0x1301, "accepted")),
+    (ServerFlight(FlightEnd.COMPLETE, server_hello=_hello(0x0303, 0x0005)), V.TLS1_2, (None, "suite_not_offered")),
+    (ServerFlight(FlightEnd.ALERT, alert=Alert(2, 70)), V.TLS1_1, (None, "alert_protocol_version")),
+    (ServerFlight(FlightEnd.CLOSED), V.TLS1_2, (None, "closed")),
+    (ServerFlight(FlightEnd.TIMEOUT), V.TLS1_2, (None, "timeout")),
+    (ServerFlight(FlightEnd.PROTOCOL_ERROR), V.TLS1_2, (None, "protocol_error")),
+])
+def test_answer_to(flight: ServerFlight, version: V, expected):
+    assert answer_to(flight, version, [0x002F, 0x1301]) == expected

@@ -1,0 +1,172 @@
+"""The deep scan against real servers on loopback: Postfix (SMTP STARTTLS) in a weak and a
+modern configuration, `openssl s_server` (implicit TLS) and `gnutls-serv` (3DES).
+
+The ground truth is `openssl s_client`, asked one version and one suite at a time, over the
+candidates the server's own cipher string allows; the scanner's findings must equal it.
+Connections are counted by a TCP relay in front of the server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target
+from exporter.dnsclient import DNSClient
+from exporter.tlsscan.results import TLSScanResult
+from exporter.tlsscan.scanner import scan_endpoint
+from exporter.tlswire import ProtocolVersion
+from exporter.tlswire.grading import Class
+from tests.realservers.pki import MailPKI, generate_pki
+from tests.tlsservers import CountingRelay, gnutls_server, openssl_accepts, openssl_cipher_names, openssl_server
+from tests.tlsservers.postfix_tls import MODERN_CIPHERS, WEAK_CIPHERS, TLSPostfix, running_tls_postfix
+
+pytestmark = pytest.mark.integration
+
+VERSION_FLAGS = {ProtocolVersion.TLS1_0: "-tls1", ProtocolVersion.TLS1_1: "-tls1_1",
+                 ProtocolVersion.TLS1_2: "-tls1_2", ProtocolVersion.TLS1_3: "-tls1_3"}
+OPENSSL_TLS13_SUITES = ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256",
+                        "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256")
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="mailsec-tlsscan-"))
+    os.chmod(directory, 0o755)      # Postfix's smtpd (user postfix) reads the key and DH files in here
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pki(workdir: Path) -> MailPKI:
+    (workdir / "pki").mkdir()
+    return generate_pki(workdir / "pki")
+
+
+@pytest.fixture(scope="module")
+def postfix(workdir: Path, pki: MailPKI) -> Iterator[TLSPostfix]:
+    with running_tls_postfix(workdir / "postfix", pki.good_rsa) as instance:
+        yield instance
+
+
+async def scan_through_relay(host: str, port: int, protocol: Protocol) -> tuple[TLSScanResult, int]:
+    """Scan host:port through a counting relay; returns the result and the connections seen."""
+    async with CountingRelay(host, port) as relay:
+        module = Module(name="scan", protocol=protocol, port=relay.port,
+                        starttls=StartTLS.NONE if protocol.implicit_tls else StartTLS.REQUIRED,
+                        timeout=5.0, interval=300.0)
+        result = await scan_endpoint(Target(host="127.0.0.1", port=relay.port, module="scan"), module,
+                                     DNSClient(DNSSettings()))
+    return result, relay.connections
+
+
+def ground_truth(host: str, port: int, cipher_string: str, starttls: str | None) -> dict[ProtocolVersion, set[str]]:
+    """Version -> IANA names of the suites s_client completes a handshake with, one at a time."""
+    checks = [(version, iana, dict(cipher=name))
+              for version in (ProtocolVersion.TLS1_0, ProtocolVersion.TLS1_1, ProtocolVersion.TLS1_2)
+              for iana, name in openssl_cipher_names(VERSION_FLAGS[version], cipher_string).items()]
+    checks += [(ProtocolVersion.TLS1_3, name, dict(ciphersuites=name)) for name in OPENSSL_TLS13_SUITES]
+
+    def accepted(check) -> bool:
+        version, _, suite = check
+        return openssl_accepts(host, port, VERSION_FLAGS[version], starttls=starttls, **suite)
+
+    with ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(accepted, checks))
+    truth: dict[ProtocolVersion, set[str]] = {version: set() for version in VERSION_FLAGS}
+    for (version, iana, _), ok in zip(checks, verdicts):
+        if ok:
+            truth[version].add(iana)
+    return truth
+
+
+def findings(result: TLSScanResult) -> dict[ProtocolVersion, set[str]]:
+    return {version: {c.name for c in result.ciphers_for(version)} for version in VERSION_FLAGS}
+
+
+def connection_bound(result: TLSScanResult) -> int:
+    """The scanner's documented worst case without long-list splitting: per TLS version accepted
+    suites + 1, one SSLv2 hello, two order hellos per version with 2+ suites, groups + 1 twice."""
+    versions = [v.version for v in result.versions if v.version is not ProtocolVersion.SSL2]
+    return (sum(len(result.ciphers_for(v)) + 1 for v in versions) + 1
+            + sum(2 for v in versions if len(result.ciphers_for(v)) >= 2)
+            + len(result.groups) + 2)
+
+
+async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
+    host, port = postfix.host["weak"], postfix.port["weak"]
+    result, connections = await scan_through_relay(host, port, Protocol.SMTP)
+    assert result.success, result.failure_detail
+
+    truth = ground_truth(host, port, WEAK_CIPHERS, "smtp")
+    assert findings(result) == truth
+    assert set(result.supported_versions()) == {v for v, suites in truth.items() if suites}
+    assert ProtocolVersion.TLS1_0 in result.supported_versions()       # the weak settings really are weak
+    assert not {ProtocolVersion.SSL3, ProtocolVersion.SSL2} & set(result.supported_versions())
+
+    dh_text = subprocess.run(["openssl", "pkeyparam", "-in", str(postfix.dh_file), "-noout", "-text"],
+                             capture_output=True, text=True, check=True).stdout
+    dh_bits = int(re.search(r"\((\d+) bit\)", dh_text).group(1))
+    assert result.dh_min_size == dh_bits == 1024
+    assert result.dh_grade is Class.INSUFFICIENT
+    assert dict(result.server_cipher_order)[ProtocolVersion.TLS1_2] is False   # tls_preempt_cipherlist = no
+    assert result.secure_renegotiation is True and result.compression is False
+    assert result.grade is Class.INSUFFICIENT
+    assert [c.key_bits for c in result.certificates] == [2048]
+    assert connections == result.connections <= connection_bound(result)
+
+
+async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix):
+    host, port = postfix.host["modern"], postfix.port["modern"]
+    result, connections = await scan_through_relay(host, port, Protocol.SMTP)
+    assert result.success, result.failure_detail
+
+    assert findings(result) == ground_truth(host, port, MODERN_CIPHERS, "smtp")
+    assert set(result.supported_versions()) == {ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_3}
+    assert {v.version: v.reason for v in result.versions}[ProtocolVersion.TLS1_0] == "alert_protocol_version"
+    assert dict(result.server_cipher_order)[ProtocolVersion.TLS1_2] is True    # tls_preempt_cipherlist = yes
+    assert result.dh_min_size is None
+    # Ground truth for the TLS 1.3 groups: s_client offering exactly one group.
+    tls13_groups = {g.name for g in result.groups if g.version is ProtocolVersion.TLS1_3}
+    for group in ("x25519", "x448", "secp256r1", "secp384r1", "secp521r1", "ffdhe2048"):
+        openssl_group = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(group, group)
+        accepted = openssl_accepts(host, port, "-tls1_3", starttls="smtp", groups=openssl_group)
+        assert (group in tls13_groups) == accepted, group
+    # RSA 2048 certificate: phase_out (NCSC 2025), the suites and versions are no worse.
+    assert result.grade is Class.PHASE_OUT
+    assert connections == result.connections <= connection_bound(result)
+
+
+async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
+    credential = pki.good_rsa
+    cipher_string = "AES128-SHA:DHE-RSA-AES256-SHA"
+    with openssl_server("127.0.0.53", credential.chain_file, credential.leaf.key_file,
+                        "-tls1", "-cipher", f"{cipher_string}:@SECLEVEL=0") as port:
+        result, connections = await scan_through_relay("127.0.0.53", port, Protocol.SMTPS)
+        assert findings(result) == ground_truth("127.0.0.53", port, cipher_string, None)
+    assert result.supported_versions() == (ProtocolVersion.TLS1_0,)
+    reasons = {v.version: v.reason for v in result.versions}
+    assert reasons[ProtocolVersion.TLS1_2] == "answered_TLSv1.0"    # the server negotiated down
+    assert result.dh_min_size is not None and result.dh_min_size >= 2048     # OpenSSL 3's automatic DH
+    assert connections == result.connections <= connection_bound(result)
+
+
+async def test_3des_from_gnutls(pki: MailPKI):
+    credential = pki.good_rsa
+    with gnutls_server("127.0.0.54", credential.chain_file, credential.leaf.key_file,
+                       "NONE:+VERS-TLS1.2:+VERS-TLS1.0:+3DES-CBC:+AES-128-CBC:+RSA:+SHA1:+COMP-NULL:+SIGN-ALL") as port:
+        result, connections = await scan_through_relay("127.0.0.54", port, Protocol.SMTPS)
+    assert result.success, result.failure_detail
+    assert set(result.supported_versions()) == {ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_0}
+    for version in (ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_0):
+        assert findings(result)[version] == {"TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA"}
+    assert result.grade is Class.INSUFFICIENT
+    assert connections == result.connections
