@@ -22,6 +22,7 @@ from exporter.config import (
     ConfigError,
     GlobalSettings,
     Nameserver,
+    ProbeSettings,
     Protocol,
     StartTLS,
     TLSSettings,
@@ -33,6 +34,7 @@ from exporter.config import (
     parse_host,
     parse_nameserver,
     parse_server_name,
+    parse_target_pattern,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -446,11 +448,11 @@ BAD_FILES = [
      "invalid YAML: while scanning for the next token, found character '\\t' that cannot start any token"),
     # --- top level
     ("list at top", "- global\n", 1,
-     "the top level must be a mapping with keys global, dns, modules, targets, domains; got a list"),
+     "the top level must be a mapping with keys global, dns, probe, modules, targets, domains; got a list"),
     ("string at top", "hello\n", 1,
-     "the top level must be a mapping with keys global, dns, modules, targets, domains; got 'hello'"),
+     "the top level must be a mapping with keys global, dns, probe, modules, targets, domains; got 'hello'"),
     ("unknown top key", "global: {}\ntarget: []\n", 2,
-     "target: unknown key (did you mean 'targets'?); allowed here: global, dns, modules, targets, domains"),
+     "target: unknown key (did you mean 'targets'?); allowed here: global, dns, probe, modules, targets, domains"),
     ("duplicate key", "targets: []\ndns: {}\ntargets: []\n", 3, "targets: duplicate key (first on line 1)"),
     ("merge key", "global:\n  <<: {interval: 5m}\n", 2, "global: merge keys (<<) are not supported"),
     ("integer key", "global:\n  1: 2\n", 2, "global: keys must be strings, got 1"),
@@ -475,6 +477,18 @@ BAD_FILES = [
      "global.concurrency: must be an integer of at least 1, got 0"),
     ("float concurrency", "global:\n  per_host_concurrency: 1.5\n", 2,
      "global.per_host_concurrency: must be an integer of at least 1, got 1.5"),
+    # --- probe
+    ("unknown probe key", "probe:\n  allowed_target: []\n", 2,
+     "probe.allowed_target: unknown key (did you mean 'allowed_targets'?); allowed here: "
+     "allowed_targets, timeout_offset"),
+    ("probe pattern with host bits", "probe:\n  allowed_targets:\n    - 10.0.0.0/8\n    - 192.0.2.1/24\n", 4,
+     "probe.allowed_targets[1]: '192.0.2.1/24' has host bits set: write the network address, e.g. 192.0.2.0/24"),
+    ("duplicate probe pattern", "probe:\n  allowed_targets: ['*.example.org',\n    '*.example.org']\n", 3,
+     "probe.allowed_targets[1]: duplicate pattern (first on line 2)"),
+    ("probe pattern not a string", "probe:\n  allowed_targets: [25]\n", 2,
+     "probe.allowed_targets[0]: must be a string, got 25; put it in quotes to make it text"),
+    ("negative timeout offset", "probe:\n  timeout_offset: -1\n", 2,
+     "probe.timeout_offset: must not be negative, got -1"),
     # --- dns
     ("nameserver by name", "dns:\n  nameservers:\n    - 192.0.2.53\n    - dns.google\n", 4,
      "dns.nameservers[1]: 'dns.google' is not an IP address (name servers are given by address, not by name)"),
@@ -701,3 +715,98 @@ def check_loads_or_refuses(tmp_path: Path, text: str) -> None:
         assert error.reason
     else:
         assert isinstance(config, Config)
+
+
+# --------------------------------------------------------------------------------------
+# probe.allowed_targets patterns
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, host_glob, network, port",
+    [
+        ("*.example.org", "*.example.org", None, None),
+        ("MX?.Example.org:25", "mx?.example.org", None, 25),
+        ("*", "*", None, None),
+        ("192.0.2.0/24", None, "192.0.2.0/24", None),
+        ("192.0.2.25:465", None, "192.0.2.25/32", 465),
+        ("2001:db8::/32", None, "2001:db8::/32", None),
+        ("::1", None, "::1/128", None),
+        ("[2001:db8::/32]:993", None, "2001:db8::/32", 993),
+        ("[::1]", None, "::1/128", None),
+    ],
+)
+def test_parse_target_pattern(text, host_glob, network, port):
+    pattern = parse_target_pattern(text)
+    assert pattern.text == text
+    assert pattern.host_glob == host_glob
+    assert (str(pattern.network) if pattern.network else None) == network
+    assert pattern.port == port
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("192.0.2.1/24", "'192.0.2.1/24' has host bits set: write the network address, e.g. 192.0.2.0/24"),
+        ("192.0.2.300", "'192.0.2.300' is not an IP address or network"),
+        ("2001:db8::/129", "'2001:db8::/129' is not an IP address or network"),
+        ("mx.example.org:0", "the port must be an integer from 1 to 65535; got '0' in 'mx.example.org:0'"),
+        ("mx.example.org:", "the port must be an integer from 1 to 65535; got '' in 'mx.example.org:'"),
+        ("[::1", "'[::1' has '[' without ']'"),
+        ("[::1]25", "expected ':port' after ']' in '[::1]25'"),
+        ("[192.0.2.1]:25", "brackets are only for IPv6 addresses and networks; got '[192.0.2.1]:25'"),
+        ("mx_1.example.org", "'mx_1.example.org' is neither an IP address or network nor a host-name pattern "
+         "(letters, digits, hyphens and dots, with * and ? as wildcards)"),
+        ("", "'' is neither an IP address or network nor a host-name pattern "
+         "(letters, digits, hyphens and dots, with * and ? as wildcards)"),
+    ],
+)
+def test_parse_target_pattern_refuses(text, reason):
+    with pytest.raises(ValueError) as caught:
+        parse_target_pattern(text)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "pattern, name, port, matches",
+    [
+        ("*.example.org", "mx.example.org", 25, True),
+        ("*.example.org", "a.b.example.org", 25, True),      # * crosses dots, as in fnmatch
+        ("*.example.org", "example.org", 25, False),
+        ("*.example.org", "mx.example.org.evil.test", 25, False),
+        ("mx?.example.org:25", "mx1.example.org", 25, True),
+        ("mx?.example.org:25", "mx1.example.org", 587, False),
+        ("192.0.2.0/24", "mx.example.org", 25, False),        # networks never match names
+    ],
+)
+def test_target_pattern_matches_names(pattern, name, port, matches):
+    assert parse_target_pattern(pattern).matches_name(name, port) is matches
+
+
+@pytest.mark.parametrize(
+    "pattern, address, port, matches",
+    [
+        ("192.0.2.0/24", "192.0.2.200", 25, True),
+        ("192.0.2.0/24", "192.0.3.1", 25, False),
+        ("192.0.2.25:465", "192.0.2.25", 465, True),
+        ("192.0.2.25:465", "192.0.2.25", 25, False),
+        ("2001:db8::/32", "2001:db8:1::25", 993, True),
+        ("2001:db8::/32", "192.0.2.1", 993, False),
+        ("127.0.0.0/8", "::ffff:127.0.0.1", 25, False),       # a mapped address is not an IPv4 address
+        ("*", "192.0.2.1", 25, False),                          # globs never match addresses
+    ],
+)
+def test_target_pattern_matches_addresses(pattern, address, port, matches):
+    assert parse_target_pattern(pattern).matches_address(address, port) is matches
+
+
+def test_probe_section_loads(tmp_path):
+    config = load_config(write(tmp_path, """
+        probe:
+          allowed_targets: ["*.example.org", "192.0.2.0/24:25"]
+          timeout_offset: 250ms
+    """))
+    assert [pattern.text for pattern in config.probe.allowed_targets] == ["*.example.org", "192.0.2.0/24:25"]
+    assert config.probe.timeout_offset == 0.25
+    assert load_config(write(tmp_path, "")).probe == ProbeSettings()
+    assert ProbeSettings().allowed_targets == () and ProbeSettings().timeout_offset == 0.5
