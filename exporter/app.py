@@ -7,7 +7,8 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from .collector import ResultCollector
-from .config import Config, ConfigError, Target, load_config
+from .config import Config, ConfigError, Domain, Target, load_config
+from .domains.check import DomainResult, check_domain
 from .logfmt import with_fields
 from .probes.endpoint import probe_endpoint
 from .results import EndpointResult
@@ -30,8 +31,9 @@ class Exporter:
         self.metrics = ExporterMetrics(self.registry)
         self.metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
         self.endpoints: LatestResults[Target, EndpointResult] = LatestResults()
-        self.registry.register(ResultCollector(self.endpoints))
-        self.scheduler = Scheduler(self.endpoints, self.metrics, probe)
+        self.domains: LatestResults[Domain, DomainResult] = LatestResults()
+        self.registry.register(ResultCollector(self.endpoints, self.domains))
+        self.scheduler = Scheduler(self.endpoints, self.domains, self.metrics, probe, check_domain)
 
     @property
     def ready(self) -> bool:

@@ -8,23 +8,17 @@ keeps the two in step).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from .config import Target
+from .config import Domain, Target
+from .domain_metrics import DOMAIN_METRICS, add_domain_samples
+from .domains.check import DomainResult
+from .families import Families, MetricSpec
 from .results import EndpointResult
 from .store import LatestResults
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    help: str
-    labels: tuple[str, ...] = ()      # labels besides the subject's own (target, module, user labels)
-    type: str = "gauge"
 
 
 ENDPOINT_METRICS = (
@@ -57,19 +51,6 @@ PHASES = ("connect", "greeting", "tls_handshake")
 
 # SAN lists can be long (hundreds of names on shared hosting): cap the label value.
 _MAX_SANS_LABEL = 1024
-
-
-class Families:
-    """The metric families of one scrape, declared by spec, filled sample by sample."""
-
-    def __init__(self, specs: Iterable[MetricSpec]):
-        self._families = {spec.name: Metric(spec.name, spec.help, spec.type) for spec in specs}
-
-    def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
-        self._families[name].add_sample(name, dict(labels), value)
-
-    def __iter__(self) -> Iterator[Metric]:
-        return (family for family in self._families.values() if family.samples)
 
 
 def subject_labels(target: Target) -> dict[str, str]:
@@ -128,13 +109,20 @@ def add_endpoint_samples(families: Families, target: Target, result: EndpointRes
 class ResultCollector(Collector):
     """Renders the latest results of every configured subject on each scrape."""
 
-    def __init__(self, endpoints: LatestResults[Target, EndpointResult]):
+    def __init__(
+        self,
+        endpoints: LatestResults[Target, EndpointResult],
+        domains: LatestResults[Domain, DomainResult],
+    ):
         self._endpoints = endpoints
+        self._domains = domains
 
     def collect(self) -> Iterator[Metric]:
-        families = Families(ENDPOINT_METRICS)
+        families = Families(ENDPOINT_METRICS + DOMAIN_METRICS)
         for entry in self._endpoints.snapshot():
             add_endpoint_samples(families, entry.subject, entry.result)
+        for domain_entry in self._domains.snapshot():
+            add_domain_samples(families, domain_entry.subject, domain_entry.result)
         yield from families
 
     def describe(self) -> list[Metric]:

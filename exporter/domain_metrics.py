@@ -1,7 +1,7 @@
 """Metric families of the mail-domain DNS checks, and the samples of one `DomainResult`.
 
 Declared like the endpoint families in `collector.py` (same `MetricSpec` and `Families`);
-`docs/metrics-domains.md` documents each one. Labels never carry record contents: only
+`docs/metrics.md` documents each one. Labels never carry record contents: only
 the domain, a DKIM selector, an MX host, an address, a DNSSEC zone name, a check name and
 closed sets (reason, qualifier, key type).
 """
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .collector import Families, MetricSpec
+from .families import Families, MetricSpec
 from .config import Domain
 from .domains.check import DomainResult
-from .domains.common import CheckFailure
 from .domains.bimi import BIMIStatus
 from .domains.dmarc import DMARCResult
 from .domains.spf import QUALIFIER_NAMES, SPFOutcome
@@ -59,18 +58,7 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
 
     add("mailsec_domain_check_duration_seconds", result.duration_seconds)
     add("mailsec_domain_check_last_run_timestamp_seconds", result.observed_at)
-    failures: dict[str, CheckFailure | None] = {
-        "mx": result.mx.failure,
-        "spf": result.spf.failure,
-        "dmarc": result.dmarc.failure,
-        "dkim": result.dkim.failure,
-        "mta_sts": result.mta_sts.failure,
-        "tlsrpt": result.tlsrpt.failure,
-        "bimi": result.bimi.failure,
-        "dnssec": next((n.failure for n in result.dnssec if n.failure), None),
-        "reverse_dns": next((r.failure for r in result.reverse_dns if r.failure), None),
-    }
-    for check, failure in failures.items():
+    for check, failure in result.check_failures().items():
         add("mailsec_domain_check_success", float(failure is None), check=check)
         if failure is not None:
             add("mailsec_domain_check_failure_info", 1.0, check=check, reason=failure.reason.value)

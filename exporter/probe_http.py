@@ -24,7 +24,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from .app import Exporter
-from .collector import ENDPOINT_METRICS, Families, add_endpoint_samples
+from .collector import ENDPOINT_METRICS, add_endpoint_samples
+from .families import Families
 from .config import Module, Target, parse_host
 from .probeguard import TargetRefused, admit
 from .results import EndpointResult, FailureReason

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from typing import AsyncIterator, Awaitable, Callable
 
-from .config import Config, Module, Target
+from .config import Config, Domain, Module, Target
 from .dnsclient import DNSClient
+from .domains.check import DomainResult
 from .logfmt import with_fields
 from .results import EndpointResult, FailureReason
 from .selfmetrics import ExporterMetrics
@@ -25,6 +27,11 @@ from .store import LatestResults
 log = logging.getLogger(__name__)
 
 EndpointProbe = Callable[[Target, Module, DNSClient], Awaitable[EndpointResult]]
+DomainCheck = Callable[[Domain, DNSClient], Awaitable[DomainResult]]
+
+# Every lookup has the DNS timeout, but an SPF evaluation may chain ten of them: bound a
+# whole domain run generously, so that only a stuck resolver hits this.
+DOMAIN_CHECK_TIMEOUT_SECONDS = 120.0
 
 # A probe enforces its own timeout; this margin only catches a probe that fails to.
 _TIMEOUT_GRACE_SECONDS = 2.0
@@ -59,13 +66,18 @@ class Scheduler:
     def __init__(
         self,
         endpoints: LatestResults[Target, EndpointResult],
+        domains: LatestResults[Domain, DomainResult],
         metrics: ExporterMetrics,
         probe: EndpointProbe,
+        check: DomainCheck,
     ):
         self._endpoints = endpoints
+        self._domains = domains
         self._metrics = metrics
         self._probe = probe
-        self._loops: dict[str, tuple[Target, Module, asyncio.Task]] = {}
+        self._check = check
+        # job key -> (what the job runs with, its task); a changed setting restarts the job
+        self._loops: dict[str, tuple[object, asyncio.Task]] = {}
         self._last_failure: dict[str, FailureReason | None] = {}
         self.next_run: dict[str, float] = {}   # target key -> Unix time of its next run
         self.config = Config()
@@ -80,38 +92,49 @@ class Scheduler:
         self.config = config
         self.dns = DNSClient(config.dns)
         self._limits = _Limits(config)
-        wanted = {target.key: (target, config.modules[target.module]) for target in config.targets}
+        endpoints = {target.key: (target, config.modules[target.module]) for target in config.targets}
+        domains = {domain_key(domain): (domain, config.global_.interval) for domain in config.domains}
+        wanted: dict[str, object] = {**endpoints, **domains}
         for key in list(self._loops):
-            target, module, task = self._loops[key]
-            if wanted.get(key) != (target, module):
+            settings, task = self._loops[key]
+            if wanted.get(key) != settings:
                 task.cancel()
                 del self._loops[key]
                 self.next_run.pop(key, None)
-        for key, (target, module) in wanted.items():
+        for key, (target, module) in endpoints.items():
             if key not in self._loops:
-                task = asyncio.create_task(self._loop(target, module), name=f"probe {key}")
-                self._loops[key] = (target, module, task)
-        self._endpoints.retain(wanted)
+                job = functools.partial(self.run_once, target, module)
+                self._start(key, (target, module), module.interval, job)
+        for key, (domain, interval) in domains.items():
+            if key not in self._loops:
+                self._start(key, (domain, interval), interval, functools.partial(self.check_once, domain))
+        self._endpoints.retain(endpoints)
+        self._domains.retain(domains)
         self._last_failure = {k: v for k, v in self._last_failure.items() if k in wanted}
-        self._metrics.targets.labels("endpoint").set(len(wanted))
+        self._metrics.targets.labels("endpoint").set(len(endpoints))
+        self._metrics.targets.labels("domain").set(len(domains))
+
+    def _start(self, key: str, settings: object, interval: float, job: Callable[..., Awaitable[object]]) -> None:
+        task = asyncio.create_task(self._loop(key, interval, job), name=key)
+        self._loops[key] = (settings, task)
 
     async def stop(self) -> None:
-        tasks = [task for _, _, task in self._loops.values()]
+        tasks = [task for _, task in self._loops.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loops.clear()
 
-    async def _loop(self, target: Target, module: Module) -> None:
+    async def _loop(self, key: str, interval: float, job: Callable[..., Awaitable[object]]) -> None:
         # A random first offset spreads the load; runs then keep a regular interval.
-        due = time.monotonic() + random.uniform(0, min(self.config.global_.jitter, module.interval))
+        due = time.monotonic() + random.uniform(0, min(self.config.global_.jitter, interval))
         while True:
-            self.next_run[target.key] = time.time() + (due - time.monotonic())
+            self.next_run[key] = time.time() + (due - time.monotonic())
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await self.run_once(target, module, due=due)
-            due += module.interval
+            await job(due=due)
+            due += interval
             if due < time.monotonic():   # fell behind (e.g. the process was suspended): skip, don't burst
-                due = time.monotonic() + module.interval
+                due = time.monotonic() + interval
 
     async def run_once(self, target: Target, module: Module, due: float | None = None) -> EndpointResult:
         """Probe `target` now (within the limits), store and return the result."""
@@ -122,6 +145,27 @@ class Scheduler:
         self._endpoints.put(target.key, target, result)
         self._metrics.record_probe(module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
+        return result
+
+    async def check_once(self, domain: Domain, due: float | None = None) -> DomainResult | None:
+        """Run the DNS checks of `domain` now (within the overall limit) and store the result.
+
+        Each check reports its own lookup failures; a run that raises or overruns is logged,
+        counted as a failure, and leaves the previous result in place.
+        """
+        async with self._limits.overall:
+            if due is not None:
+                self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(DOMAIN_CHECK_TIMEOUT_SECONDS):
+                    result = await self._check(domain, self.dns)
+            except Exception:   # TimeoutError included
+                log.exception("domain check failed", extra=with_fields(domain=domain.name))
+                self._metrics.record_probe("domain", False, time.monotonic() - started)
+                return None
+        self._domains.put(domain_key(domain), domain, result)
+        self._metrics.record_probe("domain", result.success, result.duration_seconds)
         return result
 
     @contextlib.asynccontextmanager
@@ -159,6 +203,11 @@ class Scheduler:
                 target=target.address, module=target.module,
                 reason=result.failure.value, detail=result.failure_detail,
             ))
+
+
+def domain_key(domain: Domain) -> str:
+    """The job and store key of a domain (targets' keys always have a port, so never clash)."""
+    return f"domain/{domain.name}"
 
 
 class _Limits:

@@ -8,7 +8,8 @@ IANA suite names, guideline classes, registry group names, failure reasons.
 
 from __future__ import annotations
 
-from .collector import Families, MetricSpec, subject_labels
+from .collector import subject_labels
+from .families import Families, MetricSpec
 from .config import Target
 from .tlsscan.results import TLSScanResult
 from .tlswire.grading import Class

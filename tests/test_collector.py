@@ -13,7 +13,7 @@ from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
 
 def scrape(store) -> dict[tuple[str, frozenset], float]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultCollector(store))
+    registry.register(ResultCollector(store, LatestResults()))
     samples = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import Families
+from exporter.families import Families
 from exporter.config import Domain
 from exporter.dnsclient import DNSClient
 from exporter.domain_metrics import DOMAIN_METRICS, add_domain_samples
@@ -21,7 +21,7 @@ from exporter.domains.check import check_domain
 from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import MX1_GOOD, MX2_GOOD
 
-DOC = Path(__file__).parent.parent / "docs" / "metrics-domains.md"
+DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
 DOMAINS = (
     Domain("good.test", ("rsa2048", "ed", "revoked"), MappingProxyType({"team": "mail"})),
     Domain("nullmx.test"), Domain("bogus.test"), Domain("spf-plusall.test"), Domain("spf-many.test"),
@@ -103,7 +103,8 @@ def test_every_exposed_family_is_documented_and_vice_versa(exposition):
     exposed = set(re.findall(r"^# TYPE (\S+) ", exposition, re.MULTILINE))
     documented = set(re.findall(r"^### (mailsec_[a-z0-9_]+)\s*$", DOC.read_text(), re.MULTILINE))
     declared = {spec.name for spec in DOMAIN_METRICS}
-    assert exposed == documented == declared
+    assert exposed == declared
+    assert declared <= documented
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")

@@ -27,7 +27,10 @@ def make_config(targets, *, interval=0.2, timeout=0.5, per_host=1, concurrency=3
 def make_scheduler(probe):
     registry = CollectorRegistry()
     store = LatestResults()
-    return Scheduler(store, ExporterMetrics(registry), probe), store, registry
+    async def no_domain_check(domain, dns):
+        raise AssertionError("no domain is configured in these tests")
+
+    return Scheduler(store, LatestResults(), ExporterMetrics(registry), probe, no_domain_check), store, registry
 
 
 class ConcurrencyProbe:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collector import Families
+from exporter.families import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 from exporter.tlsscan.connection import FlightEnd, ServerFlight

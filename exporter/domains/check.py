@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..config import Domain
 from ..dnsclient import DNSClient, LookupCache
 from .bimi import BIMIResult, check_bimi
-from .common import Finding
+from .common import CheckFailure, Finding
 from .dkim import DKIMResult, check_dkim
 from .dmarc import DMARCResult, check_dmarc
 from .dnssec import NameDNSSEC, dnssec_status
@@ -38,6 +38,25 @@ class DomainResult:
     bimi: BIMIResult
     dnssec: tuple[NameDNSSEC, ...]     # the domain first, then each MX host
     reverse_dns: tuple[ReverseDNS, ...]   # one per MX address
+
+    def check_failures(self) -> dict[str, CheckFailure | None]:
+        """Each check by name, with why it could not run (None when it ran)."""
+        return {
+            "mx": self.mx.failure,
+            "spf": self.spf.failure,
+            "dmarc": self.dmarc.failure,
+            "dkim": self.dkim.failure,
+            "mta_sts": self.mta_sts.failure,
+            "tlsrpt": self.tlsrpt.failure,
+            "bimi": self.bimi.failure,
+            "dnssec": next((n.failure for n in self.dnssec if n.failure), None),
+            "reverse_dns": next((r.failure for r in self.reverse_dns if r.failure), None),
+        }
+
+    @property
+    def success(self) -> bool:
+        """True when every check could run (whatever it found)."""
+        return all(failure is None for failure in self.check_failures().values())
 
     @property
     def findings(self) -> tuple[Finding, ...]:
