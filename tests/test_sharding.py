@@ -21,6 +21,7 @@ from exporter.sharding import Shard, jump_hash, shard_of
 
 from exporter_process import ExporterProcess, sample_value
 from hostile import closed_port
+from tests.realservers import stop_process
 
 
 def reference_jump_hash(key: int, buckets: int) -> int:
@@ -184,9 +185,4 @@ def test_prometheus_scraping_both_shards_sees_each_target_once(two_shards, tmp_p
         instances = prometheus_query(web_port, "count by (instance) (mailsec_probe_success)")
         assert len(instances) == 2 and sum(int(s["value"][1]) for s in instances) == len(HOSTS)
     finally:
-        prometheus.terminate()
-        try:
-            prometheus.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            prometheus.kill()
-            prometheus.wait()
+        stop_process(prometheus, timeout=15)

@@ -1,5 +1,6 @@
 """What every domain check shares: findings, the failure of a check, and the lookup of a
-record that must exist at most once (DMARC, MTA-STS, TLS-RPT, BIMI)."""
+record that must exist at most once (DMARC, MTA-STS, TLS-RPT, BIMI), and the check of
+such a record alone, with findings for its absence or invalidity (MTA-STS, TLS-RPT)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,15 @@ class SingleRecord(Generic[RecordT]):
         return self.record is not None
 
 
+@dataclass(frozen=True)
+class SingleRecordCheck(Generic[RecordT]):
+    """The result of a check whose whole subject is one such record (MTA-STS, TLS-RPT)."""
+
+    failure: CheckFailure | None
+    lookup: SingleRecord[RecordT] | None = None
+    findings: tuple[Finding, ...] = ()
+
+
 async def lookup_single_record(
     dns: Resolver,
     name: str,
@@ -85,3 +95,30 @@ async def lookup_single_record(
         return SingleRecord(name, 1, parse(texts[0]), None)
     except RecordError as exc:
         return SingleRecord(name, 1, None, str(exc))
+
+
+
+async def check_single_record(
+    dns: Resolver,
+    name: str,
+    select: Callable[[list[str]], list[str]],
+    parse: Callable[[str], RecordT],
+    record_kind: str,
+    *,
+    missing_code: str,
+    missing_fix: str,
+    invalid_code: str,
+    invalid_fix: str,
+) -> SingleRecordCheck[RecordT]:
+    """Look up the record (see `lookup_single_record`) and judge its presence: an INFO
+    finding when there is none, an ERROR one when it is invalid or there are several."""
+    try:
+        lookup = await lookup_single_record(dns, name, select, parse)
+    except DNSError as exc:
+        return SingleRecordCheck(failure=failure_from(exc))
+    findings: tuple[Finding, ...] = ()
+    if lookup.count == 0:
+        findings = (Finding(Severity.INFO, missing_code, f"{name} has no {record_kind} record", missing_fix),)
+    elif lookup.record is None:
+        findings = (Finding(Severity.ERROR, invalid_code, f"{name}: {lookup.error}", invalid_fix),)
+    return SingleRecordCheck(failure=None, lookup=lookup, findings=findings)

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
-from ..dnsclient import DNSError, Resolver
+from ..dnsclient import Resolver
 from ..records.tlsrpt import TLSRPTRecord, parse_tlsrpt, select_tlsrpt_records
-from .common import CheckFailure, Finding, Severity, SingleRecord, failure_from, lookup_single_record
+from .common import Finding, Severity, SingleRecordCheck, check_single_record
 
-
-@dataclass(frozen=True)
-class TLSRPTResult:
-    failure: CheckFailure | None
-    lookup: SingleRecord[TLSRPTRecord] | None = None
-    findings: tuple[Finding, ...] = ()
+TLSRPTResult = SingleRecordCheck[TLSRPTRecord]
 
 
 async def check_tlsrpt(domain: str, dns: Resolver) -> TLSRPTResult:
-    try:
-        lookup = await lookup_single_record(dns, f"_smtp._tls.{domain}", select_tlsrpt_records, parse_tlsrpt)
-    except DNSError as exc:
-        return TLSRPTResult(failure=failure_from(exc))
-    findings: list[Finding] = []
-    if lookup.count == 0:
-        findings.append(Finding(Severity.INFO, "tlsrpt_missing", f"{lookup.name} has no TLS-RPT record",
-                                "publish 'v=TLSRPTv1; rua=mailto:...' to hear about failed TLS deliveries"))
-    elif lookup.record is None:
-        findings.append(Finding(Severity.ERROR, "tlsrpt_invalid", f"{lookup.name}: {lookup.error}",
-                                "publish exactly one valid v=TLSRPTv1 record"))
-    else:
-        findings.extend(Finding(Severity.WARNING, f"tlsrpt_{w.code}", f"{lookup.name}: {w.message}", "correct the rua list")
-                        for w in lookup.record.warnings)
-    return TLSRPTResult(failure=None, lookup=lookup, findings=tuple(findings))
+    result = await check_single_record(
+        dns, f"_smtp._tls.{domain}", select_tlsrpt_records, parse_tlsrpt, "TLS-RPT",
+        missing_code="tlsrpt_missing",
+        missing_fix="publish 'v=TLSRPTv1; rua=mailto:...' to hear about failed TLS deliveries",
+        invalid_code="tlsrpt_invalid",
+        invalid_fix="publish exactly one valid v=TLSRPTv1 record",
+    )
+    if result.lookup is None or result.lookup.record is None:
+        return result
+    name = result.lookup.name
+    warnings = tuple(Finding(Severity.WARNING, f"tlsrpt_{w.code}", f"{name}: {w.message}", "correct the rua list")
+                     for w in result.lookup.record.warnings)
+    return replace(result, findings=result.findings + warnings)

@@ -119,6 +119,20 @@ def parse_strict_fields(text: str, error: type[RecordError]) -> tuple[Tag, ...]:
     return tuple(fields)
 
 
+def parse_strict_record(
+    text: str, error: type[RecordError], version: str, required: str
+) -> dict[str, Tag]:
+    """Parse an MTA-STS / TLS-RPT TXT record that must start with `v=<version>` and have
+    the field `required`; the fields by name, in record order."""
+    fields = parse_strict_fields(text, error)
+    if fields[0].name != "v" or fields[0].value != version:
+        raise error(f"the record must start with v={version}", fields[0].position)
+    by_name = tag_map(fields)
+    if required not in by_name:
+        raise error(f"the required field {required!r} is missing")
+    return by_name
+
+
 def tag_map(tags: tuple[Tag, ...]) -> dict[str, Tag]:
     return {tag.name: tag for tag in tags}
 

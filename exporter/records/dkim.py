@@ -15,14 +15,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from exporter.records.common import (
-    RecordError,
-    RecordWarning,
-    Tag,
-    parse_tag_list,
-    split_list,
-    tag_map,
-)
+from exporter.records.common import RecordError, RecordWarning, Tag, parse_tag_list, split_list, tag_map
 
 
 class DKIMError(RecordError):

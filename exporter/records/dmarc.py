@@ -13,14 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
-from exporter.records.common import (
-    RecordError,
-    RecordWarning,
-    Tag,
-    parse_tag_list,
-    split_list,
-    tag_map,
-)
+from exporter.records.common import RecordError, RecordWarning, Tag, parse_tag_list, split_list, tag_map
 
 
 class DMARCError(RecordError):

@@ -10,7 +10,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from exporter.records.common import RecordError, Tag, parse_strict_fields
+from exporter.records.common import RecordError, Tag, parse_strict_record
 
 
 class MTASTSError(RecordError):
@@ -59,18 +59,13 @@ def select_sts_records(txt_strings: list[str]) -> list[str]:
 
 def parse_sts_record(text: str) -> STSRecord:
     """Parse the _mta-sts TXT record; raise MTASTSError if invalid."""
-    fields = parse_strict_fields(text, MTASTSError)
-    if fields[0].name != "v" or fields[0].value != "STSv1":
-        raise MTASTSError("the record must start with v=STSv1", fields[0].position)
-    by_name = {field.name: field for field in fields}
-    if "id" not in by_name:
-        raise MTASTSError("the required field 'id' is missing")
+    by_name = parse_strict_record(text, MTASTSError, "STSv1", required="id")
     if not _ID.match(by_name["id"].value):
         raise MTASTSError(
             f"id={by_name['id'].value!r} must be 1 to 32 letters or digits",
             by_name["id"].position,
         )
-    extensions = tuple(field for field in fields if field.name not in ("v", "id"))
+    extensions = tuple(field for field in by_name.values() if field.name not in ("v", "id"))
     for field in extensions:
         if re.search(r"[ \t=]", field.value):
             raise MTASTSError(f"invalid value in field {field.name!r}", field.position)

@@ -6,7 +6,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from exporter.records.common import RecordError, RecordWarning, Tag, parse_strict_fields
+from exporter.records.common import RecordError, RecordWarning, Tag, parse_strict_record
 
 
 class TLSRPTError(RecordError):
@@ -32,12 +32,7 @@ def select_tlsrpt_records(txt_strings: list[str]) -> list[str]:
 
 def parse_tlsrpt(text: str) -> TLSRPTRecord:
     """Parse a TLS-RPT record; raise TLSRPTError unless it has at least one usable rua."""
-    fields = parse_strict_fields(text, TLSRPTError)
-    if fields[0].name != "v" or fields[0].value != "TLSRPTv1":
-        raise TLSRPTError("the record must start with v=TLSRPTv1", fields[0].position)
-    by_name = {field.name: field for field in fields}
-    if "rua" not in by_name:
-        raise TLSRPTError("the required field 'rua' is missing")
+    by_name = parse_strict_record(text, TLSRPTError, "TLSRPTv1", required="rua")
     rua_field = by_name["rua"]
     warnings: list[RecordWarning] = []
     uris: list[str] = []
@@ -56,7 +51,7 @@ def parse_tlsrpt(text: str) -> TLSRPTRecord:
             uris.append(uri)
     if not uris:
         raise TLSRPTError("rua has no mailto: or https: URI", rua_field.position)
-    extensions = tuple(field for field in fields if field.name not in ("v", "rua"))
+    extensions = tuple(field for field in by_name.values() if field.name not in ("v", "rua"))
     return TLSRPTRecord(tuple(uris), extensions, tuple(warnings))
 
 

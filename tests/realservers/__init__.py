@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,3 +97,19 @@ def end_process_group(pgid: int, grace: float) -> None:
                 os.killpg(pgid, signal.SIGKILL)
             deadline = time.monotonic() + grace
         time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM `process` and reap it; SIGKILL it if it is still there after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def startup_failure(server: str, cause: object, output: str, log_file: Path) -> RuntimeError:
+    """The error for a server that did not start, with what it wrote to `output` and its log."""
+    log = log_file.read_text() if log_file.exists() else ""
+    return RuntimeError(f"{server} did not start: {cause}\n{output}{log}")

@@ -17,7 +17,7 @@ from typing import Iterator, Mapping
 
 from exporter.config import Protocol
 
-from . import Endpoint, end_process_group, free_port, wait_until_listening
+from . import Endpoint, end_process_group, free_port, startup_failure, stop_process, wait_until_listening
 from .pki import GOOD_NAME, MailPKI
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -126,12 +126,7 @@ def _wait_until_ready(process: subprocess.Popen, endpoints: Mapping[str, Endpoin
 
 
 def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, timeout=10)
     # The login and auth children are in the master's process group: none may survive it.
     end_process_group(process.pid, grace=5)
 
@@ -166,8 +161,7 @@ def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0) 
         try:
             _wait_until_ready(process, instance.endpoints, time.monotonic() + startup_timeout)
         except (TimeoutError, OSError) as exc:
-            log = instance.log_file.read_text() if instance.log_file.exists() else ""
-            raise RuntimeError(f"Dovecot did not start: {exc}\n{stderr_file.read_text()}{log}") from exc
+            raise startup_failure("Dovecot", exc, stderr_file.read_text(), instance.log_file) from exc
         yield instance
     finally:
         _stop(process)

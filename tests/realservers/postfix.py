@@ -15,11 +15,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from exporter.config import Protocol
 
-from . import Endpoint, end_process_group, free_port, wait_until_listening
+from . import Endpoint, end_process_group, free_port, startup_failure, wait_until_listening
 from .pki import GOOD_NAME, MailPKI, ServerCredential
 
 POSTFIX = "/usr/sbin/postfix"
@@ -56,7 +56,7 @@ _SERVICES = (
 
 # Postfix's internal services, as in the stock master.cf but never chrooted: the
 # smtpd listeners need proxymap, anvil, cleanup... even for a bare EHLO/STARTTLS/QUIT.
-_INTERNAL_SERVICES = """\
+INTERNAL_SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -92,21 +92,39 @@ class PostfixInstance:
     endpoints: Mapping[str, Endpoint]   # by scenario
 
 
-def _main_cf(workdir: Path, sasl_socket: Path) -> str:
+def create_instance_directories(workdir: Path) -> tuple[Path, Path, Path]:
+    """The config, queue and data directories of an instance in `workdir`, created."""
+    config_dir, queue_dir, data_dir = workdir / "config", workdir / "queue", workdir / "data"
+    for directory in (config_dir, queue_dir, data_dir):
+        directory.mkdir(parents=True)
+    # Postfix creates the queue's subdirectories itself, but wants its data_directory
+    # (master.lock, caches) to belong to the mail_owner.
+    postfix_user = pwd.getpwnam("postfix")
+    os.chown(data_dir, postfix_user.pw_uid, postfix_user.pw_gid)
+    return config_dir, queue_dir, data_dir
+
+
+def instance_main_cf(workdir: Path, myhostname: str) -> str:
+    """The main.cf settings that keep an instance in `workdir` and off the network."""
     return f"""\
 compatibility_level = 3.6
 queue_directory = {workdir}/queue
 data_directory = {workdir}/data
 maillog_file = {workdir}/maillog
 maillog_file_prefixes = {workdir}
-# Postfix insists that inet_interfaces are addresses of an interface; no service below
+# Postfix insists that inet_interfaces are addresses of an interface; no service
 # uses it, each names its own 127.0.0.x address.
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-myhostname = mx.realservers.test
+myhostname = {myhostname}
 mydestination =
 local_recipient_maps =
 mynetworks = 127.0.0.0/8
+"""
+
+
+def _main_cf(workdir: Path, sasl_socket: Path) -> str:
+    return instance_main_cf(workdir, "mx.realservers.test") + f"""\
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 
 smtpd_tls_security_level = may
@@ -130,14 +148,14 @@ def _master_cf_entry(service: _Service, port: int, pki: MailPKI) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _postfix(config_dir: Path, command: str) -> subprocess.CompletedProcess:
+def run_postfix(config_dir: Path, command: str) -> subprocess.CompletedProcess:
     return subprocess.run([POSTFIX, "-c", str(config_dir), command],
                           capture_output=True, text=True, timeout=60)
 
 
 def check(instance: PostfixInstance) -> subprocess.CompletedProcess:
     """Run `postfix check` on the instance's configuration."""
-    return _postfix(instance.config_dir, "check")
+    return run_postfix(instance.config_dir, "check")
 
 
 def _master_pid(queue_dir: Path) -> int | None:
@@ -147,11 +165,27 @@ def _master_pid(queue_dir: Path) -> int | None:
         return None
 
 
-def _stop(instance: PostfixInstance) -> None:
+def start_postfix(instance: PostfixInstance, listeners: Iterable[tuple[str, int]]) -> None:
+    """Start the instance and wait until every (host, port) listener accepts connections.
+    The caller stops it with `stop_postfix`, also when this raises."""
+    # Postfix logs its own errors to the maillog, not to stderr, unless on a terminal.
+    started = run_postfix(instance.config_dir, "start")
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"exit status {started.returncode}")
+        deadline = time.monotonic() + 15
+        for host, port in listeners:
+            wait_until_listening(host, port, deadline)
+    except (RuntimeError, TimeoutError) as exc:
+        raise startup_failure("Postfix", exc, started.stderr, instance.maillog) from exc
+
+
+def stop_postfix(instance: PostfixInstance) -> None:
+    """Stop the instance, if it runs, and wait until all its processes are gone."""
     pid = _master_pid(instance.queue_dir)
     if pid is None:
         return
-    _postfix(instance.config_dir, "stop")
+    run_postfix(instance.config_dir, "stop")
     # The master leads a process group with all its daemons: wait until they are all gone.
     end_process_group(pid, grace=10)
 
@@ -159,19 +193,12 @@ def _stop(instance: PostfixInstance) -> None:
 @contextlib.contextmanager
 def running_postfix(workdir: Path, pki: MailPKI, sasl_socket: Path) -> Iterator[PostfixInstance]:
     """Start Postfix with every scenario of `_SERVICES`; stop it on exit, whatever happens."""
-    config_dir, queue_dir, data_dir = workdir / "config", workdir / "queue", workdir / "data"
-    for directory in (config_dir, queue_dir, data_dir):
-        directory.mkdir(parents=True)
-    # Postfix creates the queue's subdirectories itself, but wants its data_directory
-    # (master.lock, caches) to belong to the mail_owner.
-    postfix_user = pwd.getpwnam("postfix")
-    os.chown(data_dir, postfix_user.pw_uid, postfix_user.pw_gid)
-
+    config_dir, queue_dir, _ = create_instance_directories(workdir)
     ports = {service.scenario: free_port(service.address) for service in _SERVICES}
     (config_dir / "main.cf").write_text(_main_cf(workdir, sasl_socket))
     (config_dir / "master.cf").write_text(
         "".join(_master_cf_entry(service, ports[service.scenario], pki) for service in _SERVICES)
-        + _INTERNAL_SERVICES)
+        + INTERNAL_SERVICES)
     instance = PostfixInstance(
         config_dir=config_dir,
         queue_dir=queue_dir,
@@ -185,17 +212,7 @@ def running_postfix(workdir: Path, pki: MailPKI, sasl_socket: Path) -> Iterator[
         },
     )
     try:
-        # Postfix logs its own errors to the maillog, not to stderr, unless on a terminal.
-        started = _postfix(config_dir, "start")
-        try:
-            if started.returncode != 0:
-                raise RuntimeError(f"exit status {started.returncode}")
-            deadline = time.monotonic() + 15
-            for endpoint in instance.endpoints.values():
-                wait_until_listening(endpoint.host, endpoint.port, deadline)
-        except (RuntimeError, TimeoutError) as exc:
-            log = instance.maillog.read_text() if instance.maillog.exists() else ""
-            raise RuntimeError(f"Postfix did not start: {exc}\n{started.stderr}{log}") from exc
+        start_postfix(instance, ((endpoint.host, endpoint.port) for endpoint in instance.endpoints.values()))
         yield instance
     finally:
-        _stop(instance)
+        stop_postfix(instance)

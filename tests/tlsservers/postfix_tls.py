@@ -6,23 +6,28 @@
 - "modern": TLS 1.2 and 1.3 only, ECDHE with AEAD only, the server's cipher order.
 
 No SASL, no Dovecot: the scan only needs EHLO and STARTTLS. The instance is built with the
-internal services and start/stop helpers of tests/realservers/postfix.py.
+directories, base main.cf, internal services and start/stop helpers of
+tests/realservers/postfix.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from tests.realservers import free_port, wait_until_listening
+from tests.realservers import free_port
 from tests.realservers.pki import ServerCredential
-from tests.realservers.postfix import _INTERNAL_SERVICES, PostfixInstance, _postfix, _stop
+from tests.realservers.postfix import (
+    INTERNAL_SERVICES,
+    PostfixInstance,
+    create_instance_directories,
+    instance_main_cf,
+    start_postfix,
+    stop_postfix,
+)
 
 WEAK_CIPHERS = "ALL:!aNULL:@SECLEVEL=0"
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
@@ -52,18 +57,7 @@ class TLSPostfix:
 
 
 def _main_cf(workdir: Path, credential: ServerCredential, dh_file: Path) -> str:
-    return f"""\
-compatibility_level = 3.6
-queue_directory = {workdir}/queue
-data_directory = {workdir}/data
-maillog_file = {workdir}/maillog
-maillog_file_prefixes = {workdir}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = mx.tlsscan.test
-mydestination =
-local_recipient_maps =
-mynetworks = 127.0.0.0/8
+    return instance_main_cf(workdir, "mx.tlsscan.test") + f"""\
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = {credential.chain_file}
 smtpd_tls_key_file = {credential.leaf.key_file}
@@ -74,11 +68,7 @@ smtpd_tls_loglevel = 0
 
 @contextlib.contextmanager
 def running_tls_postfix(workdir: Path, credential: ServerCredential) -> Iterator[TLSPostfix]:
-    config_dir, queue_dir, data_dir = workdir / "config", workdir / "queue", workdir / "data"
-    for directory in (config_dir, queue_dir, data_dir):
-        directory.mkdir(parents=True)
-    postfix_user = pwd.getpwnam("postfix")
-    os.chown(data_dir, postfix_user.pw_uid, postfix_user.pw_gid)
+    config_dir, queue_dir, _ = create_instance_directories(workdir)
     dh_file = workdir / "dh1024.pem"
     subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "dh_paramgen_prime_len:1024",
                     "-out", str(dh_file)], check=True, capture_output=True, timeout=120)
@@ -88,16 +78,10 @@ def running_tls_postfix(workdir: Path, credential: ServerCredential) -> Iterator
     for name, options in LISTENERS.items():
         master += f"{ADDRESSES[name]}:{ports[name]} inet n - n - - smtpd\n"
         master += "".join(f"  -o {key}={value}\n" for key, value in options.items())
-    (config_dir / "master.cf").write_text(master + _INTERNAL_SERVICES)
+    (config_dir / "master.cf").write_text(master + INTERNAL_SERVICES)
     instance = PostfixInstance(config_dir=config_dir, queue_dir=queue_dir, maillog=workdir / "maillog", endpoints={})
     try:
-        started = _postfix(config_dir, "start")
-        if started.returncode != 0:
-            log = instance.maillog.read_text() if instance.maillog.exists() else ""
-            raise RuntimeError(f"Postfix did not start: {started.stderr}{log}")
-        deadline = time.monotonic() + 15
-        for name, port in ports.items():
-            wait_until_listening(ADDRESSES[name], port, deadline)
+        start_postfix(instance, ((ADDRESSES[name], port) for name, port in ports.items()))
         yield TLSPostfix(dict(ADDRESSES), ports, dh_file)
     finally:
-        _stop(instance)
+        stop_postfix(instance)
