@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collector import ResultCollector
 from exporter.domain_metrics import DOMAIN_METRICS
+from exporter.tlsscan_metrics import TLSSCAN_METRICS
 from exporter.config import Target
 from exporter.probe_http import probe_registry
 from exporter.results import FailureReason
@@ -57,7 +58,10 @@ def test_every_exposed_family_is_documented_and_vice_versa():
     # Domain families need real DNS answers to be exposed: tests/test_domain_metrics.py
     # proves against real servers that exactly DOMAIN_METRICS are, and all documented here.
     domain_families = {spec.name for spec in DOMAIN_METRICS}
-    exposed = exposed_families(full_exposition()) | exposed_families(probe_exposition()) | domain_families
+    scan_families = {spec.name for spec in TLSSCAN_METRICS}
+    exposed = (
+        exposed_families(full_exposition()) | exposed_families(probe_exposition()) | domain_families | scan_families
+    )
     documented = documented_families()
     assert exposed - documented == set(), "exposed but not in docs/metrics.md"
     assert documented - exposed == set(), "in docs/metrics.md but not exposed"

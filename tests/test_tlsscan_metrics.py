@@ -76,10 +76,10 @@ def test_grade_scale(grade: Class, value: int):
     assert samples(replace(RESULT, grade=grade))[("mailsec_tls_grade", frozenset())] == value
 
 
-def test_every_family_is_documented_and_every_heading_is_a_family():
-    doc = (Path(__file__).parent.parent / "docs" / "metrics-tlsscan.md").read_text()
+def test_every_family_is_documented():
+    doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
     headings = set(re.findall(r"^### (\S+)$", doc, re.MULTILINE))
-    assert headings == {spec.name for spec in TLSSCAN_METRICS}
+    assert {spec.name for spec in TLSSCAN_METRICS} <= headings
 
 
 def test_reports():
