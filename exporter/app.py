@@ -7,33 +7,31 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from .collector import ResultCollector
-from .config import Config, ConfigError, Domain, Target, load_config
-from .domains.check import DomainResult, check_domain
+from .config import Config, ConfigError, load_config
 from .logfmt import with_fields
-from .probes.endpoint import probe_endpoint
-from .results import EndpointResult
-from .scheduler import EndpointProbe, Scheduler
+from .scheduler import Probes, ResultStores, Scheduler
 from .selfmetrics import ExporterMetrics
 from .sharding import Shard
-from .store import LatestResults
 
 log = logging.getLogger(__name__)
 
 
 class Exporter:
-    def __init__(self, config_path: str, probe: EndpointProbe = probe_endpoint, shard: Shard = Shard()):
+    def __init__(self, config_path: str, probes: Probes = Probes(), shard: Shard = Shard()):
         self.config_path = config_path
         self.config: Config | None = None      # this shard's part of the loaded file
         self.last_reload_error: str | None = None
         self.shard = shard
-        self.probe = probe
+        self.probes = probes
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ExporterMetrics(self.registry)
         self.metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
-        self.endpoints: LatestResults[Target, EndpointResult] = LatestResults()
-        self.domains: LatestResults[Domain, DomainResult] = LatestResults()
-        self.registry.register(ResultCollector(self.endpoints, self.domains))
-        self.scheduler = Scheduler(self.endpoints, self.domains, self.metrics, probe, check_domain)
+        self.results = ResultStores()
+        self.endpoints = self.results.endpoints
+        self.domains = self.results.domains
+        self.scans = self.results.scans
+        self.registry.register(ResultCollector(self.results))
+        self.scheduler = Scheduler(self.results, self.metrics, probes)
 
     @property
     def ready(self) -> bool:

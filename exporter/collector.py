@@ -2,7 +2,7 @@
 
 A prometheus_client custom collector (the `Collector` pattern): nothing here is a global
 metric object; each scrape builds fresh metric families from the latest immutable results.
-Every family is declared once in `METRICS`, which `docs/metrics.md` must match (a test
+Every family is declared once in a `MetricSpec` table, which `docs/metrics.md` must match (a test
 keeps the two in step).
 """
 
@@ -13,12 +13,12 @@ from typing import Iterator
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from .config import Domain, Target
+from .config import Target
 from .domain_metrics import DOMAIN_METRICS, add_domain_samples
-from .domains.check import DomainResult
-from .families import Families, MetricSpec
+from .families import Families, MetricSpec, subject_labels
 from .results import EndpointResult
-from .store import LatestResults
+from .store import ResultStores
+from .tlsscan_metrics import TLSSCAN_METRICS, add_scan_samples
 
 
 ENDPOINT_METRICS = (
@@ -51,12 +51,6 @@ PHASES = ("connect", "greeting", "tls_handshake")
 
 # SAN lists can be long (hundreds of names on shared hosting): cap the label value.
 _MAX_SANS_LABEL = 1024
-
-
-def subject_labels(target: Target) -> dict[str, str]:
-    labels = {"target": target.address, "module": target.module}
-    labels.update(target.labels)
-    return labels
 
 
 def add_endpoint_samples(families: Families, target: Target, result: EndpointResult) -> None:
@@ -109,20 +103,17 @@ def add_endpoint_samples(families: Families, target: Target, result: EndpointRes
 class ResultCollector(Collector):
     """Renders the latest results of every configured subject on each scrape."""
 
-    def __init__(
-        self,
-        endpoints: LatestResults[Target, EndpointResult],
-        domains: LatestResults[Domain, DomainResult],
-    ):
-        self._endpoints = endpoints
-        self._domains = domains
+    def __init__(self, results: ResultStores):
+        self._results = results
 
     def collect(self) -> Iterator[Metric]:
-        families = Families(ENDPOINT_METRICS + DOMAIN_METRICS)
-        for entry in self._endpoints.snapshot():
+        families = Families(ENDPOINT_METRICS + DOMAIN_METRICS + TLSSCAN_METRICS)
+        for entry in self._results.endpoints.snapshot():
             add_endpoint_samples(families, entry.subject, entry.result)
-        for domain_entry in self._domains.snapshot():
+        for domain_entry in self._results.domains.snapshot():
             add_domain_samples(families, domain_entry.subject, domain_entry.result)
+        for scan_entry in self._results.scans.snapshot():
+            add_scan_samples(families, scan_entry.subject, scan_entry.result)
         yield from families
 
     def describe(self) -> list[Metric]:

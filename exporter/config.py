@@ -93,6 +93,19 @@ class TLSSettings:
 
 
 @dataclass(frozen=True)
+class DeepScanSettings:
+    """The deep TLS scan of a module's targets: every version and cipher suite, graded.
+
+    It costs about one connection per accepted suite, so it runs rarely and one connection
+    at a time; its result stays exported between runs.
+    """
+
+    interval: float = 6 * 3600.0      # seconds between two scans of a target
+    min_delay: float = 0.0            # seconds between two connections of one scan
+    budget: float = 300.0             # seconds one whole scan may take
+
+
+@dataclass(frozen=True)
 class Module:
     name: str
     protocol: Protocol
@@ -102,6 +115,7 @@ class Module:
     interval: float           # seconds; default: global interval
     tls: TLSSettings = TLSSettings()
     ehlo: str = "mailsec-exporter.localhost"
+    deep_scan: DeepScanSettings | None = None   # None: no deep TLS scan for this module
 
 
 @dataclass(frozen=True)
@@ -815,7 +829,7 @@ def _parse_modules(
     return modules
 
 
-_MODULE_KEYS = ("protocol", "port", "starttls", "timeout", "interval", "tls", "ehlo")
+_MODULE_KEYS = ("protocol", "port", "starttls", "timeout", "interval", "tls", "ehlo", "deep_scan")
 _PROTOCOLS = tuple(protocol.value for protocol in Protocol)
 
 
@@ -853,6 +867,7 @@ def _parse_module(name: str, node: yaml.Node, path: str, global_: GlobalSettings
         ),
         tls=_parse_tls(fields.get("tls"), fields.path_of("tls"), config_dir),
         ehlo=ehlo,
+        deep_scan=_parse_deep_scan(fields.values.get("deep_scan"), fields.path_of("deep_scan")),
     )
     _check_timeout_fits(fields, module.timeout, module.interval)
     return module
@@ -878,6 +893,22 @@ def _parse_tls(node: yaml.Node | None, path: str, config_dir: str) -> TLSSetting
         raise _Invalid(
             fields.get("max_version"),
             f"{path}: min_version ({settings.min_version}) is above max_version ({settings.max_version})",
+        )
+    return settings
+
+
+def _parse_deep_scan(node: yaml.Node | None, path: str) -> DeepScanSettings | None:
+    """Absent: no deep scan. Present (even empty or null): scans with these settings."""
+    if node is None:
+        return None
+    parsers = {"interval": _duration, "min_delay": _non_negative_duration, "budget": _duration}
+    fields = _fields(None if _is_null(node) else node, path, tuple(parsers))
+    settings = DeepScanSettings(**_given(fields, parsers))
+    if settings.budget > settings.interval:
+        raise _Invalid(
+            fields.get("budget") or fields.get("interval") or node,
+            f"{path}: budget ({format_duration(settings.budget)}) must not exceed "
+            f"interval ({format_duration(settings.interval)})",
         )
     return settings
 

@@ -12,6 +12,8 @@ from typing import Iterable, Iterator, Mapping
 
 from prometheus_client.core import Metric
 
+from .config import Target
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -32,3 +34,9 @@ class Families:
 
     def __iter__(self) -> Iterator[Metric]:
         return (family for family in self._families.values() if family.samples)
+
+
+def subject_labels(target: Target) -> dict[str, str]:
+    labels = {"target": target.address, "module": target.module}
+    labels.update(target.labels)
+    return labels

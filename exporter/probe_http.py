@@ -183,7 +183,7 @@ async def _run(exporter: Exporter, target: Target, module: Module, budget: float
     try:
         async with exporter.scheduler.slot(target.host, wait_limit=budget - (time.monotonic() - started)):
             remaining = budget - (time.monotonic() - started)
-            return await guarded_probe(exporter.probe, target, dataclasses.replace(module, timeout=remaining), dns)
+            return await guarded_probe(exporter.probes.endpoint, target, dataclasses.replace(module, timeout=remaining), dns)
     except TimeoutError:
         detail = (f"no probe slot became free within {budget:.3g}s "
                   "(global.concurrency and global.per_host_concurrency are all in use)")

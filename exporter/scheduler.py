@@ -16,18 +16,33 @@ import random
 import time
 from typing import AsyncIterator, Awaitable, Callable
 
-from .config import Config, Domain, Module, Target
+from dataclasses import dataclass
+
+from .config import Config, DeepScanSettings, Domain, Module, Target
 from .dnsclient import DNSClient
-from .domains.check import DomainResult
+from .domains.check import DomainResult, check_domain
+from .probes.endpoint import probe_endpoint
+from .tlsscan.results import TLSScanResult
+from .tlsscan.scanner import scan_endpoint
 from .logfmt import with_fields
 from .results import EndpointResult, FailureReason
 from .selfmetrics import ExporterMetrics
-from .store import LatestResults
+from .store import ResultStores
 
 log = logging.getLogger(__name__)
 
 EndpointProbe = Callable[[Target, Module, DNSClient], Awaitable[EndpointResult]]
 DomainCheck = Callable[[Domain, DNSClient], Awaitable[DomainResult]]
+DeepScan = Callable[..., Awaitable[TLSScanResult]]   # scan_endpoint's signature
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What the scheduler runs; tests put in-process stand-ins here."""
+
+    endpoint: EndpointProbe = probe_endpoint
+    domain: DomainCheck = check_domain
+    deep_scan: DeepScan = scan_endpoint
 
 # Every lookup has the DNS timeout, but an SPF evaluation may chain ten of them: bound a
 # whole domain run generously, so that only a stuck resolver hits this.
@@ -63,19 +78,12 @@ async def guarded_probe(probe: EndpointProbe, target: Target, module: Module, dn
 
 
 class Scheduler:
-    def __init__(
-        self,
-        endpoints: LatestResults[Target, EndpointResult],
-        domains: LatestResults[Domain, DomainResult],
-        metrics: ExporterMetrics,
-        probe: EndpointProbe,
-        check: DomainCheck,
-    ):
-        self._endpoints = endpoints
-        self._domains = domains
+    def __init__(self, results: ResultStores, metrics: ExporterMetrics, probes: Probes = Probes()):
+        self._endpoints = results.endpoints
+        self._domains = results.domains
+        self._scans = results.scans
         self._metrics = metrics
-        self._probe = probe
-        self._check = check
+        self._probes = probes
         # job key -> (what the job runs with, its task); a changed setting restarts the job
         self._loops: dict[str, tuple[object, asyncio.Task]] = {}
         self._last_failure: dict[str, FailureReason | None] = {}
@@ -94,7 +102,12 @@ class Scheduler:
         self._limits = _Limits(config)
         endpoints = {target.key: (target, config.modules[target.module]) for target in config.targets}
         domains = {domain_key(domain): (domain, config.global_.interval) for domain in config.domains}
-        wanted: dict[str, object] = {**endpoints, **domains}
+        scans = {
+            scan_key(target): (target, module)
+            for target, module in endpoints.values()
+            if module.deep_scan is not None
+        }
+        wanted: dict[str, object] = {**endpoints, **domains, **scans}
         for key in list(self._loops):
             settings, task = self._loops[key]
             if wanted.get(key) != settings:
@@ -108,11 +121,17 @@ class Scheduler:
         for key, (domain, interval) in domains.items():
             if key not in self._loops:
                 self._start(key, (domain, interval), interval, functools.partial(self.check_once, domain))
+        for key, (target, module) in scans.items():
+            if key not in self._loops:
+                job = functools.partial(self.scan_once, target, module, module.deep_scan)
+                self._start(key, (target, module), module.deep_scan.interval, job)
         self._endpoints.retain(endpoints)
         self._domains.retain(domains)
+        self._scans.retain(scans)
         self._last_failure = {k: v for k, v in self._last_failure.items() if k in wanted}
         self._metrics.targets.labels("endpoint").set(len(endpoints))
         self._metrics.targets.labels("domain").set(len(domains))
+        self._metrics.targets.labels("deep_scan").set(len(scans))
 
     def _start(self, key: str, settings: object, interval: float, job: Callable[..., Awaitable[object]]) -> None:
         task = asyncio.create_task(self._loop(key, interval, job), name=key)
@@ -141,9 +160,9 @@ class Scheduler:
         async with self.slot(target.host):
             if due is not None:
                 self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
-            result = await guarded_probe(self._probe, target, module, self.dns)
+            result = await guarded_probe(self._probes.endpoint, target, module, self.dns)
         self._endpoints.put(target.key, target, result)
-        self._metrics.record_probe(module.name, result.success, result.duration_seconds)
+        self._metrics.record_probe("endpoint", module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
         return result
 
@@ -159,13 +178,36 @@ class Scheduler:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(DOMAIN_CHECK_TIMEOUT_SECONDS):
-                    result = await self._check(domain, self.dns)
+                    result = await self._probes.domain(domain, self.dns)
             except Exception:   # TimeoutError included
                 log.exception("domain check failed", extra=with_fields(domain=domain.name))
-                self._metrics.record_probe("domain", False, time.monotonic() - started)
+                self._metrics.record_probe("domain", "", False, time.monotonic() - started)
                 return None
         self._domains.put(domain_key(domain), domain, result)
-        self._metrics.record_probe("domain", result.success, result.duration_seconds)
+        self._metrics.record_probe("domain", "", result.success, result.duration_seconds)
+        return result
+
+    async def scan_once(
+        self, target: Target, module: Module, settings: DeepScanSettings, due: float | None = None
+    ) -> TLSScanResult | None:
+        """Deep-scan `target` now and store the result. The scan holds the host's slot for
+        its whole run: its connections count against the per-host limit like any probe's."""
+        async with self.slot(target.host):
+            if due is not None:
+                self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
+            started = time.monotonic()
+            try:
+                # The scan keeps to its budget itself; the margin only catches a scan that fails to.
+                async with asyncio.timeout(settings.budget + _TIMEOUT_GRACE_SECONDS):
+                    result = await self._probes.deep_scan(
+                        target, module, self.dns, min_delay=settings.min_delay, budget=settings.budget
+                    )
+            except Exception:   # TimeoutError included
+                log.exception("deep scan failed", extra=with_fields(target=target.address, module=module.name))
+                self._metrics.record_probe("deep_scan", module.name, False, time.monotonic() - started)
+                return None
+        self._scans.put(scan_key(target), target, result)
+        self._metrics.record_probe("deep_scan", module.name, result.success, result.duration_seconds)
         return result
 
     @contextlib.asynccontextmanager
@@ -203,6 +245,10 @@ class Scheduler:
                 target=target.address, module=target.module,
                 reason=result.failure.value, detail=result.failure_detail,
             ))
+
+
+def scan_key(target: Target) -> str:
+    return f"scan/{target.key}"
 
 
 def domain_key(domain: Domain) -> str:

@@ -16,8 +16,9 @@ from . import __version__
 # `_created` series double every counter and histogram for little use; most exporters omit them.
 disable_created_metrics()
 
-# Probes take from milliseconds (refused) to the module timeout (stalled servers).
-_PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+# Probes take from milliseconds (refused) to the module timeout (stalled servers);
+# deep scans up to their budget (5 min by default).
+_PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 _LAG_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 300)
 
 
@@ -32,14 +33,14 @@ class ExporterMetrics:
         build_info.labels(__version__, platform.python_version()).set(1)
         self.probes = Counter(
             "mailsec_exporter_probes",
-            "Probes run, by module and result (success or failure).",
-            ["module", "result"],
+            "Probes run by the scheduler, by kind (endpoint, domain, deep_scan), module and result.",
+            ["kind", "module", "result"],
             registry=registry,
         )
         self.probe_duration = Histogram(
             "mailsec_exporter_probe_duration_seconds",
-            "Duration of the probes run by the scheduler, by module.",
-            ["module"],
+            "Duration of the probes run by the scheduler, by kind and module.",
+            ["kind", "module"],
             buckets=_PROBE_BUCKETS,
             registry=registry,
         )
@@ -79,9 +80,10 @@ class ExporterMetrics:
             registry=registry,
         )
 
-    def record_probe(self, module: str, success: bool, duration: float) -> None:
-        self.probes.labels(module, "success" if success else "failure").inc()
-        self.probe_duration.labels(module).observe(duration)
+    def record_probe(self, kind: str, module: str, success: bool, duration: float) -> None:
+        """Count one run: `kind` is endpoint, domain or deep_scan; domains have no module."""
+        self.probes.labels(kind, module, "success" if success else "failure").inc()
+        self.probe_duration.labels(kind, module).observe(duration)
 
     def record_reload(self, success: bool) -> None:
         self.reload_success.set(1 if success else 0)

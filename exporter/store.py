@@ -8,8 +8,14 @@ probe: it reads an immutable snapshot of what is there.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Generic, Iterable, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, Iterable, Protocol, TypeVar
+
+if TYPE_CHECKING:   # result types only: the store itself does not care what it keeps
+    from .config import Domain, Target
+    from .domains.check import DomainResult
+    from .results import EndpointResult
+    from .tlsscan.results import TLSScanResult
 
 # Failures are what an operator investigates, so more of them are kept than successes.
 FAILURES_KEPT = 20
@@ -85,3 +91,12 @@ class LatestResults(Generic[Subject, Result]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+@dataclass(frozen=True)
+class ResultStores:
+    """The latest result of every subject, by kind."""
+
+    endpoints: LatestResults["Target", "EndpointResult"] = field(default_factory=LatestResults)
+    domains: LatestResults["Domain", "DomainResult"] = field(default_factory=LatestResults)
+    scans: LatestResults["Target", "TLSScanResult"] = field(default_factory=LatestResults)

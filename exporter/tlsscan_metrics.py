@@ -2,14 +2,13 @@
 
 Declared in the same `MetricSpec` form as collector.py, so the collector can add
 `TLSSCAN_METRICS` to its families and call `add_scan_samples` per scanned target.
-docs/metrics-tlsscan.md documents every family here. All labels are bounded: versions,
+docs/metrics.md documents every family here. All labels are bounded: versions,
 IANA suite names, guideline classes, registry group names, failure reasons.
 """
 
 from __future__ import annotations
 
-from .collector import subject_labels
-from .families import Families, MetricSpec
+from .families import Families, MetricSpec, subject_labels
 from .config import Target
 from .tlsscan.results import TLSScanResult
 from .tlswire.grading import Class

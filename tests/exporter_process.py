@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
+from exporter.scheduler import Probes
 from exporter.probes.endpoint import probe_endpoint
 from exporter.web import build_app
 from exporter.webconfig import WebConfig
@@ -29,7 +30,7 @@ _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 @contextlib.asynccontextmanager
 async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebConfig = WebConfig()):
     """(exporter, aiohttp test client) of an exporter serving on 127.0.0.1 in this event loop."""
-    exporter = Exporter(str(config_path), probe=probe)
+    exporter = Exporter(str(config_path), probes=Probes(endpoint=probe))
     exporter.reload()
     client = TestClient(TestServer(build_app(exporter, web_config), host="127.0.0.1"))
     await client.start_server()

@@ -6,14 +6,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collector import ResultCollector
 from exporter.config import Target
 from exporter.results import FailureReason
-from exporter.store import LatestResults
+from exporter.store import LatestResults, ResultStores
 
 from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
 
 
 def scrape(store) -> dict[tuple[str, frozenset], float]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultCollector(store, LatestResults()))
+    registry.register(ResultCollector(ResultStores(endpoints=store)))
     samples = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from exporter.config import (
     Config,
     ConfigError,
+    DeepScanSettings,
     GlobalSettings,
     Nameserver,
     ProbeSettings,
@@ -535,7 +536,14 @@ BAD_FILES = [
      "modules.mine.tls.verify: unknown key; allowed here: ca_file, server_name, min_version, max_version"),
     ("module unknown key", "modules:\n  mine:\n    protocol: smtp\n    helo: x.example\n", 4,
      "modules.mine.helo: unknown key (did you mean 'ehlo'?); allowed here: "
-     "protocol, port, starttls, timeout, interval, tls, ehlo"),
+     "protocol, port, starttls, timeout, interval, tls, ehlo, deep_scan"),
+    ("deep scan unknown key", "modules:\n  mine:\n    protocol: smtp\n    deep_scan: {every: 1h}\n", 4,
+     "modules.mine.deep_scan.every: unknown key; allowed here: interval, min_delay, budget"),
+    ("deep scan budget over interval", "modules:\n  mine:\n    protocol: smtp\n    deep_scan:\n"
+     "      interval: 1m\n      budget: 5m\n", 6,
+     "modules.mine.deep_scan: budget (5m) must not exceed interval (1m)"),
+    ("deep scan negative delay", "modules:\n  mine:\n    protocol: smtp\n    deep_scan: {min_delay: -1s}\n", 4,
+     "modules.mine.deep_scan.min_delay: must be a duration such as 30s, 5m, 1h30m, 500ms or 1d, or a number of seconds; got '-1s'"),
     # --- targets
     ("target port too big", "targets:\n  - host: a.example\n    module: smtp\n  - host: b.example\n"
      "    module: smtp\n  - host: c.example\n    module: smtp\n    port: 70000\n", 8,
@@ -810,3 +818,16 @@ def test_probe_section_loads(tmp_path):
     assert config.probe.timeout_offset == 0.25
     assert load_config(write(tmp_path, "")).probe == ProbeSettings()
     assert ProbeSettings().allowed_targets == () and ProbeSettings().timeout_offset == 0.5
+
+
+def test_deep_scan_is_off_unless_a_module_asks_for_it(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_text(
+        "modules:\n"
+        "  scanned:\n    protocol: smtp\n    deep_scan: {interval: 12h, min_delay: 2s}\n"
+        "  defaults:\n    protocol: imaps\n    deep_scan:\n"
+    )
+    config = load_config(str(path))
+    assert config.modules["smtp"].deep_scan is None
+    assert config.modules["scanned"].deep_scan == DeepScanSettings(interval=43200.0, min_delay=2.0, budget=300.0)
+    assert config.modules["defaults"].deep_scan == DeepScanSettings()

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import Config, GlobalSettings, Module, Protocol, StartTLS, Target
 from exporter.results import FailureReason
-from exporter.scheduler import Scheduler
+from exporter.scheduler import Probes, ResultStores, Scheduler
 from exporter.selfmetrics import ExporterMetrics
 from exporter.store import LatestResults
 
@@ -27,10 +27,8 @@ def make_config(targets, *, interval=0.2, timeout=0.5, per_host=1, concurrency=3
 def make_scheduler(probe):
     registry = CollectorRegistry()
     store = LatestResults()
-    async def no_domain_check(domain, dns):
-        raise AssertionError("no domain is configured in these tests")
-
-    return Scheduler(store, LatestResults(), ExporterMetrics(registry), probe, no_domain_check), store, registry
+    results = ResultStores()
+    return Scheduler(results, ExporterMetrics(registry), Probes(endpoint=probe)), results.endpoints, registry
 
 
 class ConcurrencyProbe:
@@ -103,7 +101,7 @@ async def test_a_raising_probe_is_an_internal_error_and_the_loop_goes_on():
     assert len(calls) >= 3
     result = store.get(target.key).result
     assert result.failure is FailureReason.INTERNAL_ERROR and "boom" in result.failure_detail
-    failures = registry.get_sample_value("mailsec_exporter_probes_total", {"module": "smtp", "result": "failure"})
+    failures = registry.get_sample_value("mailsec_exporter_probes_total", {"kind": "endpoint", "module": "smtp", "result": "failure"})
     assert failures == len(calls)
 
 
