@@ -1,4 +1,4 @@
-"""Command line: run the exporter, or check a config file."""
+"""Command line: run the exporter, check a config file, or run a one-shot command."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from . import __version__
 from .config import ConfigError, load_config
 from .logfmt import setup_logging, with_fields
+from .oneshot import add_scan_parser, scan_command
 from .sharding import Shard
 from .webconfig import WebConfig, WebConfigError, load_web_config, ssl_context
 
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warn", "error"], default="info")
     parser.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt")
     parser.add_argument("--version", action="version", version=f"mailsec-exporter {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     description="without a command, the exporter runs and serves HTTP")
+    add_scan_parser(commands)
     return parser
 
 
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"--shard.index/--shard.count: {exc}")
     setup_logging(args.log_level, args.log_format)
+    if args.command == "scan":
+        return scan_command(args)
     if args.config_check:
         return check_config(args.config_file)
     return asyncio.run(serve(args, shard))
