@@ -339,6 +339,30 @@ def parse_host(text: str) -> str:
     return normalize_dns_name(text)
 
 
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """"mx.example.org", "mx.example.org:2525", "192.0.2.1:25", "[2001:db8::1]:25" or
+    "2001:db8::1" -> (normalized host, port); ValueError names what is wrong."""
+    port_text: str | None = None
+    if text.startswith("["):
+        host_text, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: write an IPv6 address as [address]:port")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host_text, _, port_text = text.partition(":")
+    else:
+        host_text = text
+    try:
+        host = parse_host(host_text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    if port_text is None:
+        return host, default_port
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: the port must be an integer from 1 to 65535")
+    return host, int(port_text)
+
+
 def parse_server_name(text: str) -> str:
     """A TLS server name (SNI): a DNS name, never an IP address (RFC 6066 section 3)."""
     try:

@@ -19,7 +19,7 @@ from .config import (
     StartTLS,
     Target,
     TLSSettings,
-    parse_host,
+    parse_host_port,
     parse_nameserver,
     parse_server_name,
 )
@@ -30,25 +30,6 @@ from .tlsscan.scanner import scan_endpoint
 # --starttls names the dialogue; without it TLS starts at once (SMTPS, IMAPS, POP3S alike
 # for the scan, which only sends hellos).
 _STARTTLS_PROTOCOLS = {"smtp": Protocol.SMTP, "imap": Protocol.IMAP, "pop3": Protocol.POP3}
-
-
-def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
-    """"mx.example.org:25", "[2001:db8::1]:993", or a host alone with `default_port`."""
-    host, port = text, default_port
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise ValueError(f"{text!r}: expected [IPv6]:PORT")
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        if not port_text.isdigit():
-            raise ValueError(f"{text!r}: the port must be a number")
-        port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: the port must be from 1 to 65535")
-    return parse_host(host), port
 
 
 def add_scan_parser(commands: argparse._SubParsersAction) -> None:
@@ -74,7 +55,7 @@ def add_scan_parser(commands: argparse._SubParsersAction) -> None:
 def scan_command(args: argparse.Namespace) -> int:
     protocol = _STARTTLS_PROTOCOLS[args.starttls] if args.starttls else Protocol.SMTPS
     try:
-        host, port = parse_endpoint(args.endpoint, protocol.default_port)
+        host, port = parse_host_port(args.endpoint, protocol.default_port)
         server_name = parse_server_name(args.server_name) if args.server_name else None
         nameservers = tuple(parse_nameserver(text) for text in args.nameservers)
     except ValueError as exc:

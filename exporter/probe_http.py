@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from .app import Exporter
 from .collector import ENDPOINT_METRICS, add_endpoint_samples
 from .families import Families
-from .config import Module, Target, parse_host
+from .config import Module, Target, parse_host_port
 from .probeguard import TargetRefused, admit
 from .results import EndpointResult, FailureReason
 from .scheduler import failed_result, guarded_probe
@@ -45,27 +45,10 @@ class BadRequest(Exception):
 
 
 def parse_target(text: str, default_port: int) -> tuple[str, int]:
-    """"mx.example.org", "mx.example.org:2525", "192.0.2.1:25", "[2001:db8::1]:25" or
-    "2001:db8::1" -> (normalized host, port)."""
-    port_text: str | None = None
-    if text.startswith("["):
-        host_text, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise BadRequest(f"target {text!r}: write an IPv6 address as [address]:port")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host_text, _, port_text = text.partition(":")
-    else:
-        host_text = text
     try:
-        host = parse_host(host_text)
+        return parse_host_port(text, default_port)
     except ValueError as exc:
-        raise BadRequest(f"target {text!r}: {exc}") from None
-    if port_text is None:
-        return host, default_port
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
-        raise BadRequest(f"target {text!r}: the port must be an integer from 1 to 65535")
-    return host, int(port_text)
+        raise BadRequest(f"target {exc}") from None
 
 
 def probe_budget(scrape_timeout_header: str | None, offset: float, module_timeout: float) -> float:
