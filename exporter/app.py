@@ -9,7 +9,9 @@ from prometheus_client import CollectorRegistry
 from .collector import ResultCollector
 from .config import Config, ConfigError, load_config
 from .logfmt import with_fields
-from .scheduler import Probes, ResultStores, Scheduler
+from .probe_scans import ProbeScanCache
+from .scheduler import Probes, Scheduler
+from .store import ResultStores
 from .selfmetrics import ExporterMetrics
 from .sharding import Shard
 
@@ -32,6 +34,7 @@ class Exporter:
         self.scans = self.results.scans
         self.registry.register(ResultCollector(self.results))
         self.scheduler = Scheduler(self.results, self.metrics, probes)
+        self.probe_scans = ProbeScanCache(self.scheduler)
 
     @property
     def ready(self) -> bool:
@@ -61,4 +64,5 @@ class Exporter:
         return config
 
     async def stop(self) -> None:
+        await self.probe_scans.stop()
         await self.scheduler.stop()

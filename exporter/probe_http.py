@@ -2,7 +2,8 @@
 
 The answer is built on a fresh registry: `probe_success` and `probe_duration_seconds`
 (the blackbox exporter's names, so existing dashboards and alerts work) and the same
-mailsec_* endpoint families as /metrics. `&debug=true` answers with a readable report
+mailsec_* endpoint families as /metrics, plus the deep-scan families for a module with
+`deep_scan`, served from a cache (see probe_scans). `&debug=true` answers with a readable report
 of the probe's dialogue instead. Only targets allowed by `probe.allowed_targets` and
 modules of the configuration are probed (see probeguard).
 """
@@ -30,6 +31,8 @@ from .config import Module, Target, parse_host_port
 from .probeguard import TargetRefused, admit
 from .results import EndpointResult, FailureReason
 from .scheduler import failed_result, guarded_probe
+from .tlsscan.results import TLSScanResult
+from .tlsscan_metrics import TLSSCAN_METRICS, add_scan_samples
 
 PARAMETERS = ("target", "module", "debug")
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -79,24 +82,27 @@ def parse_debug(value: str | None) -> bool:
 
 
 class _ProbeCollector(Collector):
-    """The metrics of one /probe answer."""
+    """The metrics of one /probe answer: the probe's, and the cached deep scan's if any."""
 
-    def __init__(self, target: Target, result: EndpointResult):
+    def __init__(self, target: Target, result: EndpointResult, scan: TLSScanResult | None):
         self._target = target
         self._result = result
+        self._scan = scan
 
     def collect(self) -> Iterator[Metric]:
         (success_name, success_help), (duration_name, duration_help) = PROBE_METRICS
         yield GaugeMetricFamily(success_name, success_help, value=float(self._result.success))
         yield GaugeMetricFamily(duration_name, duration_help, value=self._result.duration_seconds)
-        families = Families(ENDPOINT_METRICS)
+        families = Families(ENDPOINT_METRICS + TLSSCAN_METRICS)
         add_endpoint_samples(families, self._target, self._result)
+        if self._scan is not None:
+            add_scan_samples(families, self._target, self._scan)
         yield from families
 
 
-def probe_registry(target: Target, result: EndpointResult) -> CollectorRegistry:
+def probe_registry(target: Target, result: EndpointResult, scan: TLSScanResult | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ProbeCollector(target, result))
+    registry.register(_ProbeCollector(target, result, scan))
     return registry
 
 
@@ -197,7 +203,8 @@ async def answer_probe(exporter: Exporter, request: web.Request) -> web.Response
     if debug:
         text = debug_report(target, dataclasses.replace(module, timeout=budget), result)
         return web.Response(text=text, headers={"X-Content-Type-Options": "nosniff"})
+    scan = exporter.probe_scans.latest(target, module) if module.deep_scan is not None else None
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    response = web.Response(body=encoder(probe_registry(target, result)))
+    response = web.Response(body=encoder(probe_registry(target, result, scan)))
     response.headers["Content-Type"] = content_type
     return response

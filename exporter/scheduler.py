@@ -195,18 +195,25 @@ class Scheduler:
         async with self.slot(target.host):
             if due is not None:
                 self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
-            started = time.monotonic()
-            try:
-                # The scan keeps to its budget itself; the margin only catches a scan that fails to.
-                async with asyncio.timeout(settings.budget + _TIMEOUT_GRACE_SECONDS):
-                    result = await self._probes.deep_scan(
-                        target, module, self.dns, min_delay=settings.min_delay, budget=settings.budget
-                    )
-            except Exception:   # TimeoutError included
-                log.exception("deep scan failed", extra=with_fields(target=target.address, module=module.name))
-                self._metrics.record_probe("deep_scan", module.name, False, time.monotonic() - started)
-                return None
-        self._scans.put(scan_key(target), target, result)
+            result = await self.deep_scan(target, module, settings)
+        if result is not None:
+            self._scans.put(scan_key(target), target, result)
+        return result
+
+    async def deep_scan(self, target: Target, module: Module, settings: DeepScanSettings) -> TLSScanResult | None:
+        """One deep scan, counted in the self-metrics; None (logged) if the scan raised or
+        overran its budget. The caller holds the concurrency slot."""
+        started = time.monotonic()
+        try:
+            # The scan keeps to its budget itself; the margin only catches a scan that fails to.
+            async with asyncio.timeout(settings.budget + _TIMEOUT_GRACE_SECONDS):
+                result = await self._probes.deep_scan(
+                    target, module, self.dns, min_delay=settings.min_delay, budget=settings.budget
+                )
+        except Exception:   # TimeoutError included
+            log.exception("deep scan failed", extra=with_fields(target=target.address, module=module.name))
+            self._metrics.record_probe("deep_scan", module.name, False, time.monotonic() - started)
+            return None
         self._metrics.record_probe("deep_scan", module.name, result.success, result.duration_seconds)
         return result
 
