@@ -13,9 +13,11 @@ from typing import Any
 
 from . import __version__
 from .app import Exporter
-from .config import Target
+from .config import Domain, Target
 from .results import EndpointResult
+from .scheduler import domain_key, scan_key
 from .store import FAILURES_KEPT, SUCCESSES_KEPT
+from .tlsscan.results import TLSScanResult
 
 _DAY = 86400.0
 
@@ -65,8 +67,19 @@ def _history_item(result: EndpointResult) -> dict[str, Any]:
     }
 
 
+def _scan_document(scan: TLSScanResult) -> dict[str, Any]:
+    return {
+        **_history_item(scan),
+        "grade": scan.grade.label if scan.grade is not None else None,
+        "supported_versions": [version.label for version in scan.supported_versions()],
+        "accepted_ciphers": len(scan.ciphers),
+        "connections": scan.connections,
+    }
+
+
 def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[str, Any]:
     entry = exporter.endpoints.get(target.key)
+    scan = exporter.scans.get(scan_key(target))
     return {
         "target": target.address,
         "module": target.module,
@@ -74,6 +87,34 @@ def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[s
         "next_run": exporter.scheduler.next_run.get(target.key),
         "last_result": result_document(entry.result, now) if entry else None,
         "history": [_history_item(result) for result in exporter.endpoints.history(target.key)],
+        "deep_scan": _scan_document(scan.result) if scan else None,
+    }
+
+
+def _domain_document(exporter: Exporter, domain: Domain) -> dict[str, Any]:
+    entry = exporter.domains.get(domain_key(domain))
+    last = None
+    if entry is not None:
+        result = entry.result
+        last = {
+            "observed_at": result.observed_at,
+            "duration_seconds": result.duration_seconds,
+            "success": result.success,
+            "failed_checks": {
+                check: f"{failure.reason.value}: {failure.detail}"
+                for check, failure in result.check_failures().items()
+                if failure is not None
+            },
+            "findings": [
+                {"severity": f.severity.value, "code": f.code, "message": f.message, "fix": f.fix}
+                for f in result.findings
+            ],
+        }
+    return {
+        "domain": domain.name,
+        "labels": dict(domain.labels),
+        "next_run": exporter.scheduler.next_run.get(domain_key(domain)),
+        "last_result": last,
     }
 
 
@@ -87,6 +128,7 @@ def status_document(exporter: Exporter, now: float) -> dict[str, Any]:
         "shard": {"index": exporter.shard.index, "count": exporter.shard.count},
         "generated_at": now,
         "endpoints": [_endpoint_document(exporter, target, now) for target in targets],
+        "domains": [_domain_document(exporter, domain) for domain in (config.domains if config else ())],
     }
 
 
@@ -187,6 +229,59 @@ def _history_section(endpoint: dict[str, Any]) -> str:
     )
 
 
+_GRADE_CSS = {"good": "ok", "sufficient": "ok", "phase_out": "warn", "insufficient": "fail"}
+
+
+def _scan_row(endpoint: dict[str, Any]) -> str:
+    scan = endpoint["deep_scan"]
+    grade = scan["grade"] or "none"
+    return (
+        f'<tr class="scan"><td>{_e(endpoint["target"])}</td><td>{_e(endpoint["module"])}</td>'
+        f"<td>{_status_cell(scan)}</td>"
+        f'<td><span class="{_GRADE_CSS.get(grade, "pending")}">{_e(grade)}</span></td>'
+        f"<td>{_e(' '.join(scan['supported_versions']) or 'none')}</td>"
+        f"<td>{scan['accepted_ciphers']}</td><td>{scan['connections']}</td>"
+        f"<td>{_e(_time(scan['observed_at']))}</td></tr>"
+    )
+
+
+_SEVERITY_CSS = {"error": "fail", "warning": "warn", "info": "pending"}
+
+
+def _domain_row(domain: dict[str, Any]) -> str:
+    result = domain["last_result"]
+    labels = ", ".join(f"{name}={value}" for name, value in domain["labels"].items())
+    name_cell = f'<td><a href="#domain-{_e(domain["domain"])}">{_e(domain["domain"])}</a>' + (
+        f"<br><small>{_e(labels)}</small>" if labels else "") + "</td>"
+    if result is None:
+        return f'<tr class="domain">{name_cell}<td colspan="4" class="pending">not checked yet</td>' \
+               f"<td>{_e(_time(domain['next_run']))}</td></tr>"
+    counts = {severity: 0 for severity in _SEVERITY_CSS}
+    for finding in result["findings"]:
+        counts[finding["severity"]] += 1
+    failed = "<br>".join(f"{_e(check)}: {_e(reason)}" for check, reason in result["failed_checks"].items())
+    status = '<span class="ok">OK</span>' if result["success"] else '<span class="fail">checks failed</span>'
+    findings = " ".join(f'<span class="{_SEVERITY_CSS[s]}">{n} {s}</span>' for s, n in counts.items() if n) or "none"
+    return (
+        f'<tr class="domain">{name_cell}<td>{status}</td><td class="detail">{failed}</td><td>{findings}</td>'
+        f"<td>{_e(_time(result['observed_at']))}</td><td>{_e(_time(domain['next_run']))}</td></tr>"
+    )
+
+
+def _findings_section(domain: dict[str, Any]) -> str:
+    result = domain["last_result"]
+    findings = result["findings"] if result else []
+    rows = "".join(
+        f'<tr><td><span class="{_SEVERITY_CSS[f["severity"]]}">{_e(f["severity"])}</span></td>'
+        f'<td>{_e(f["code"])}</td><td>{_e(f["message"])}</td><td>{_e(f["fix"])}</td></tr>'
+        for f in findings
+    ) or '<tr><td colspan="4" class="pending">no findings</td></tr>'
+    return (
+        f'<h3 id="domain-{_e(domain["domain"])}">{_e(domain["domain"])}</h3>'
+        f'<table class="findings"><tr><th>Severity</th><th>Code</th><th>Finding</th><th>Fix</th></tr>{rows}</table>'
+    )
+
+
 def render_status_html(document: dict[str, Any]) -> str:
     endpoints = document["endpoints"]
     failing = sum(1 for e in endpoints if e["last_result"] and not e["last_result"]["success"])
@@ -215,8 +310,30 @@ shard {shard['index']} of {shard['count']} · page generated {_e(_time(document[
 <th>Plaintext auth exposed</th><th>Last run</th><th>Next run</th></tr>
 {rows}
 </table>
+{_scans_and_domains_html(document)}
 <h2>Recent results</h2>
 <p>Per endpoint: the last {FAILURES_KEPT} failures and the last {SUCCESSES_KEPT} successes, newest first.</p>
 {"".join(_history_section(endpoint) for endpoint in endpoints)}
 </body></html>
 """
+
+
+def _scans_and_domains_html(document: dict[str, Any]) -> str:
+    scanned = [endpoint for endpoint in document["endpoints"] if endpoint["deep_scan"]]
+    domains = document["domains"]
+    parts = []
+    if scanned:
+        parts.append(
+            '<h2 id="scans">Deep TLS scans</h2><table id="deep-scans"><tr><th>Target</th><th>Module</th>'
+            "<th>Status</th><th>Grade</th><th>Versions</th><th>Accepted suites</th><th>Connections</th>"
+            "<th>Scanned</th></tr>" + "".join(_scan_row(endpoint) for endpoint in scanned) + "</table>"
+        )
+    if domains:
+        failing = sum(1 for d in domains if d["last_result"] and not d["last_result"]["success"])
+        parts.append(
+            f'<h2 id="domains">Domains: {len(domains)}, with failed checks: {failing}</h2>'
+            '<table id="domain-table"><tr><th>Domain</th><th>Status</th><th>Failed checks</th><th>Findings</th>'
+            "<th>Last run</th><th>Next run</th></tr>" + "".join(_domain_row(d) for d in domains) + "</table>"
+            "<h2>Domain findings</h2>" + "".join(_findings_section(d) for d in domains)
+        )
+    return "\n".join(parts)

@@ -33,6 +33,7 @@ def test_scheduled_deep_scan_is_exported(tmp_path, mail_endpoints):
             and sample_value(s, "mailsec_probe_success", module="mbox") is not None and s,
             timeout=120,
         )
+        status = json.loads(exporter.get("/api/v1/status")[2])
     finally:
         exporter.stop()
     mx = {"target": f"{smtp.host}:{smtp.port}", "module": "mx"}
@@ -53,3 +54,9 @@ def test_scheduled_deep_scan_is_exported(tmp_path, mail_endpoints):
     assert exported == {(c["version"], c["name"]) for c in report["ciphers"]}
     assert sample_value(samples, "mailsec_tls_scan_connections", **mx) > 0
     assert sample_value(samples, "mailsec_exporter_targets", kind="deep_scan") == 1
+    scans = {e["module"]: e["deep_scan"] for e in status["endpoints"]}
+    assert scans["mbox"] is None
+    assert scans["mx"]["success"] and set(scans["mx"]["supported_versions"]) == {
+        v["version"] for v in report["versions"] if v["supported"]
+    }
+    assert scans["mx"]["grade"] == report["grade"]

@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
+from exporter.config import Domain
+from exporter.dnsclient import DNSClient
+from exporter.domains.check import check_domain
 from exporter_process import ExporterProcess, sample_value
 from tests.dnsfixtures import running_dns_lab
 
@@ -27,6 +33,8 @@ def test_configured_domains_are_checked_on_schedule(tmp_path):
             lambda s: {x.labels.get("domain") for x in s if x.name == "mailsec_domain_check_last_run_timestamp_seconds"}
             == {"good.test", "bogus.test"} and s
         )
+        status = json.loads(exporter.get("/api/v1/status")[2])
+        page = exporter.get("/")[2]
     finally:
         exporter.stop()
     good = {"domain": "good.test", "team": "mail"}
@@ -38,3 +46,13 @@ def test_configured_domains_are_checked_on_schedule(tmp_path):
     assert sample_value(samples, "mailsec_dnssec_status", zone="good.test", **good) == 1
     assert sample_value(samples, "mailsec_domain_check_success", check="spf", domain="bogus.test") == 0
     assert sample_value(samples, "mailsec_exporter_targets", kind="domain") == 2
+
+    # The status page tells the same story, with findings and their fixes.
+    domains = {d["domain"]: d for d in status["domains"]}
+    assert domains["good.test"]["last_result"]["success"] is True
+    direct = asyncio.run(check_domain(Domain("good.test", ("rsa2048", "missing")), DNSClient(running_dns_lab().resolver)))
+    shown = domains["good.test"]["last_result"]["findings"]
+    assert [(f["code"], f["message"]) for f in shown] == [(f.code, f.message) for f in direct.findings]
+    assert all(f["fix"] for f in shown)
+    assert "spf" in domains["bogus.test"]["last_result"]["failed_checks"]
+    assert 'id="domain-table"' in page and "bogus.test" in page
