@@ -14,7 +14,9 @@ from .families import Families, MetricSpec
 from .config import Domain
 from .domains.check import DomainResult
 from .domains.bimi import BIMIStatus
+from .domains.dane import DANEStatus, MXDANE
 from .domains.dmarc import DMARCResult
+from .domains.mtasts import MODE_VALUES, MTASTSResult
 from .domains.spf import QUALIFIER_NAMES, SPFOutcome
 from .records.dmarc import Policy
 
@@ -40,10 +42,16 @@ DOMAIN_METRICS = (
     MetricSpec("mailsec_dkim_key_size", "Size of the selector's DKIM key.", ("selector", "key_type")),
     MetricSpec("mailsec_dkim_testing", "1 if the selector's key has t=y (testing).", ("selector",)),
     MetricSpec("mailsec_mta_sts_record_valid", "1 if _mta-sts.<domain> has exactly one valid v=STSv1 record."),
+    MetricSpec("mailsec_mta_sts_mode", "Mode of the fetched MTA-STS policy: 0 none, 1 testing, 2 enforce."),
+    MetricSpec("mailsec_mta_sts_max_age_seconds", "max_age of the fetched MTA-STS policy."),
+    MetricSpec("mailsec_mta_sts_mx_covered", "1 if every MX host matches an mx pattern of the MTA-STS policy."),
     MetricSpec("mailsec_tlsrpt_valid", "1 if _smtp._tls.<domain> has exactly one valid v=TLSRPTv1 record."),
     MetricSpec("mailsec_bimi_present", "1 if default._bimi.<domain> has a valid BIMI record that shows a logo."),
     MetricSpec("mailsec_dnssec_status", "DNSSEC status from the validating resolver: -1 bogus, 0 insecure, 1 secure.", ("zone",)),
     MetricSpec("mailsec_fcrdns_valid", "1 if the MX address's PTR name resolves back to it.", ("mx", "address")),
+    MetricSpec("mailsec_dane_tlsa_records", "Number of TLSA records at _25._tcp.<mx>.", ("mx",)),
+    MetricSpec("mailsec_dane_dnssec_status", "DNSSEC status of the MX host's TLSA records, as DANE senders see it: -1 bogus, 0 insecure, 1 secure.", ("mx",)),
+    MetricSpec("mailsec_dane_valid", "1 if the TLSA records authenticate the chain the MX presents on port 25 (DANE in effect).", ("mx",)),
 )
 
 POLICY_VALUES = {Policy.NONE: 0.0, Policy.QUARANTINE: 1.0, Policy.REJECT: 2.0}
@@ -77,8 +85,7 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
             add("mailsec_dkim_testing", float(key.testing), selector=selector.selector)
             if key.key_bits is not None:
                 add("mailsec_dkim_key_size", float(key.key_bits), selector=selector.selector, key_type=key.key_type)
-    if result.mta_sts.lookup is not None:
-        add("mailsec_mta_sts_record_valid", float(result.mta_sts.lookup.valid))
+    _add_mta_sts(add, result.mta_sts)
     if result.tlsrpt.lookup is not None:
         add("mailsec_tlsrpt_valid", float(result.tlsrpt.lookup.valid))
     if result.bimi.failure is None:
@@ -89,6 +96,28 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
     for reverse in result.reverse_dns:
         if reverse.failure is None:
             add("mailsec_fcrdns_valid", float(reverse.forward_confirmed), mx=reverse.mx, address=reverse.address)
+    for host in result.dane:
+        _add_dane(add, host)
+
+
+def _add_mta_sts(add: Callable[..., None], mta_sts: MTASTSResult) -> None:
+    if mta_sts.lookup is not None:
+        add("mailsec_mta_sts_record_valid", float(mta_sts.lookup.valid))
+    if mta_sts.policy is not None:
+        add("mailsec_mta_sts_mode", MODE_VALUES[mta_sts.policy.mode])
+        add("mailsec_mta_sts_max_age_seconds", float(mta_sts.policy.max_age))
+    if mta_sts.mx_covered is not None:
+        add("mailsec_mta_sts_mx_covered", float(mta_sts.mx_covered))
+
+
+def _add_dane(add: Callable[..., None], host: MXDANE) -> None:
+    if host.failure is not None:
+        return
+    add("mailsec_dane_tlsa_records", float(host.tlsa_records), mx=host.mx)
+    add("mailsec_dane_dnssec_status", host.dnssec.metric_value, mx=host.mx)
+    # Not evaluated (no chain seen yet) or DANE not in use: no value rather than a made-up 0.
+    if host.evaluation is not None and host.evaluation.status is not DANEStatus.NO_RECORDS:
+        add("mailsec_dane_valid", float(host.evaluation.authenticated), mx=host.mx)
 
 
 def _add_spf(add: Callable[..., None], result: DomainResult) -> None:

@@ -19,14 +19,17 @@ from exporter.dnsclient import DNSClient
 from exporter.domain_metrics import DOMAIN_METRICS, add_domain_samples
 from exporter.domains.check import check_domain
 from tests.dnsfixtures import running_dns_lab
-from tests.dnsfixtures.zones import MX1_GOOD, MX2_GOOD
+from tests.dnsfixtures.zones import MX1_GOOD, MX2_GOOD, dane_chain
+from tests.httpsfixtures import running_https_lab
 
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
 DOMAINS = (
     Domain("good.test", ("rsa2048", "ed", "revoked"), MappingProxyType({"team": "mail"})),
     Domain("nullmx.test"), Domain("bogus.test"), Domain("spf-plusall.test"), Domain("spf-many.test"),
-    Domain("dmarc-ext.test"), Domain("unsigned.test"), Domain("sub.good.test"),
+    Domain("dmarc-ext.test"), Domain("unsigned.test"), Domain("sub.good.test"), Domain("sts-uncovered.test"),
+    Domain("sts-404.test"), Domain("signed.test"),
 )
+PROBED_MX = {"mx1.good.test", "mx2.good.test"}   # the hosts the "TLS probe" has seen
 
 
 class _OneScrape:
@@ -42,7 +45,12 @@ class _OneScrape:
 
 async def _check_all() -> list:
     dns = DNSClient(running_dns_lab().resolver)
-    return [(domain, await check_domain(domain, dns)) for domain in DOMAINS]
+    ca_file = running_https_lab().ca_file
+    return [(domain, await check_domain(domain, dns, chain_for=_chain_for, https_ca_file=ca_file)) for domain in DOMAINS]
+
+
+def _chain_for(mx: str):
+    return dane_chain() if mx in PROBED_MX else None
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +95,31 @@ def test_values_follow_the_zone_data(samples):
     assert value(samples, "mailsec_dmarc_rua_authorized", domain="dmarc-ext.test") == 0
     assert value(samples, "mailsec_dnssec_status", zone="unsigned.test", domain="unsigned.test") == 0
     assert value(samples, "mailsec_dmarc_valid", domain="sub.good.test") == 1
+    assert value(samples, "mailsec_mta_sts_mode", **good) == 2
+    assert value(samples, "mailsec_mta_sts_max_age_seconds", **good) == 604800
+    assert value(samples, "mailsec_mta_sts_mx_covered", **good) == 1
+    assert value(samples, "mailsec_mta_sts_mx_covered", domain="sts-uncovered.test") == 0
+    assert value(samples, "mailsec_dane_tlsa_records", mx="mx1.good.test", **good) == 2
+    assert value(samples, "mailsec_dane_dnssec_status", mx="mx1.good.test", **good) == 1
+    assert value(samples, "mailsec_dane_valid", mx="mx1.good.test", **good) == 1
+    assert value(samples, "mailsec_dane_valid", mx="mx2.good.test", **good) == 0
+    assert value(samples, "mailsec_dane_dnssec_status", mx="mx.unsigned.test", domain="unsigned.test") == 0
+    assert value(samples, "mailsec_dane_valid", mx="mx.unsigned.test", domain="unsigned.test") == 0   # insecure
+
+
+def test_unprobed_mx_has_dane_facts_but_no_verdict(samples):
+    signed = {"domain": "signed.test", "mx": "mx.signed.test"}   # secure TLSA, but no chain seen yet
+    assert value(samples, "mailsec_dane_tlsa_records", **signed) == 1
+    assert value(samples, "mailsec_dane_dnssec_status", **signed) == 1
+    assert value(samples, "mailsec_dane_valid", **signed) is None
+
+
+def test_policy_fetch_failure_is_a_labelled_check_failure(samples):
+    failing = {"domain": "sts-404.test"}
+    assert value(samples, "mailsec_domain_check_success", check="mta_sts_policy", **failing) == 0
+    assert value(samples, "mailsec_domain_check_failure_info", check="mta_sts_policy", reason="http_status", **failing) == 1
+    assert value(samples, "mailsec_domain_check_success", check="mta_sts", **failing) == 1
+    assert value(samples, "mailsec_mta_sts_mode", **failing) is None
 
 
 def test_a_check_that_cannot_run_reports_a_failure_and_no_facts(samples):

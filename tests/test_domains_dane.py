@@ -73,3 +73,32 @@ def test_status_from_dnssec_and_usability(chain, dnssec, records, status):
         "pkix": (_full_cert_sha256(1, chain[0]),),
     }
     assert evaluate_dane(by_kind[records], dnssec, chain).status is status
+
+
+# --- without a chain, and the name of the leaf -----------------------------------------
+
+def test_without_a_chain_only_the_chain_independent_outcomes_are_known(chain):
+    usable = (_full_cert_sha256(3, chain[0]),)
+    assert evaluate_dane(usable, DNSSECStatus.SECURE, None) is None          # not evaluated
+    assert evaluate_dane(usable, DNSSECStatus.INSECURE, None).status is DANEStatus.INSECURE
+    assert evaluate_dane((), DNSSECStatus.SECURE, None).status is DANEStatus.NO_RECORDS
+
+
+@pytest.mark.parametrize("usage, reference_name, status", [
+    (2, "mx.example", DANEStatus.MATCH),
+    (2, "other.example", DANEStatus.NO_MATCH),   # DANE-TA: the leaf must name the MX host
+    (3, "other.example", DANEStatus.MATCH),      # DANE-EE: names are ignored
+])
+def test_dane_ta_needs_the_mx_name_in_the_leaf(usage, reference_name, status):
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("Test CA", ca_key, "Test CA", ca_key)
+    leaf = x509.load_der_x509_certificate(_certificate("mx.example", leaf_key, "Test CA", ca_key))
+    # The same leaf with a subjectAltName (names are matched in the SAN only).
+    now = datetime.datetime.now(datetime.timezone.utc)
+    leaf_der = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(leaf.issuer)
+                .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName("mx.example")]), critical=False)
+                .sign(ca_key, hashes.SHA256()).public_bytes(Encoding.DER))
+    record = _full_cert_sha256(usage, ca if usage == 2 else leaf_der)
+    assert evaluate_dane((record,), DNSSECStatus.SECURE, [leaf_der, ca], reference_name).status is status

@@ -2,6 +2,10 @@
 
 The checks share one `LookupCache`, so a name several checks need (the MX hosts' addresses,
 say) is looked up once per run and every check sees the same answer.
+
+Two inputs come from outside DNS: the certificate chain each MX host presented on port 25
+(`chain_for`, from the core TLS probe; DANE is not evaluated without it), and the CA file
+the MTA-STS policy host's certificate is verified against (None: the system store).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from ..config import Domain
 from ..dnsclient import DNSClient, LookupCache
 from .bimi import BIMIResult, check_bimi
 from .common import CheckFailure, Finding
+from .dane import ChainFor, MXDANE, check_dane, dane_findings
 from .dkim import DKIMResult, check_dkim
 from .dmarc import DMARCResult, check_dmarc
 from .dnssec import NameDNSSEC, dnssec_status
-from .mtasts import MTASTSResult, check_mta_sts_record
+from .mtasts import MTASTSResult, check_mta_sts, judge_mx_coverage
 from .mx import MXResult, check_mx
 from .ptr import ReverseDNS, check_all_reverse_dns, reverse_dns_findings
 from .spf import SPFResult, check_spf
@@ -38,6 +43,7 @@ class DomainResult:
     bimi: BIMIResult
     dnssec: tuple[NameDNSSEC, ...]     # the domain first, then each MX host
     reverse_dns: tuple[ReverseDNS, ...]   # one per MX address
+    dane: tuple[MXDANE, ...]           # one per named MX host
 
     def check_failures(self) -> dict[str, CheckFailure | None]:
         """Each check by name, with why it could not run (None when it ran)."""
@@ -47,10 +53,12 @@ class DomainResult:
             "dmarc": self.dmarc.failure,
             "dkim": self.dkim.failure,
             "mta_sts": self.mta_sts.failure,
+            "mta_sts_policy": self.mta_sts.policy_failure,
             "tlsrpt": self.tlsrpt.failure,
             "bimi": self.bimi.failure,
             "dnssec": next((n.failure for n in self.dnssec if n.failure), None),
             "reverse_dns": next((r.failure for r in self.reverse_dns if r.failure), None),
+            "dane": next((d.failure for d in self.dane if d.failure), None),
         }
 
     @property
@@ -63,11 +71,23 @@ class DomainResult:
         return (
             self.mx.findings + self.spf.findings + self.dmarc.findings + self.dkim.findings
             + self.mta_sts.findings + self.tlsrpt.findings + self.bimi.findings
-            + tuple(reverse_dns_findings(self.reverse_dns))
+            + tuple(reverse_dns_findings(self.reverse_dns)) + tuple(dane_findings(self.dane))
         )
 
 
-async def check_domain(domain: Domain, dns: DNSClient) -> DomainResult:
+DEFAULT_HTTPS_TIMEOUT_SECONDS = 10.0
+
+
+async def check_domain(
+    domain: Domain,
+    dns: DNSClient,
+    *,
+    chain_for: ChainFor | None = None,
+    https_ca_file: str | None = None,
+    https_timeout: float = DEFAULT_HTTPS_TIMEOUT_SECONDS,
+) -> DomainResult:
+    """Run every check of `domain`. `chain_for(mx_host)` gives the DER chain (leaf first)
+    the host last presented on port 25, or None when it was not probed yet."""
     started, clock = time.time(), time.monotonic()
     cache = LookupCache(dns)
     name = domain.name
@@ -76,7 +96,7 @@ async def check_domain(domain: Domain, dns: DNSClient) -> DomainResult:
         check_spf(name, cache),
         check_dmarc(name, cache),
         check_dkim(name, domain.dkim_selectors, cache),
-        check_mta_sts_record(name, cache),
+        check_mta_sts(name, cache, ca_file=https_ca_file, timeout=https_timeout),
         check_tlsrpt(name, cache),
         check_bimi(name, cache),
         dnssec_status(cache, name, "MX"),
@@ -86,8 +106,10 @@ async def check_domain(domain: Domain, dns: DNSClient) -> DomainResult:
         asyncio.gather(*(dnssec_status(cache, host.name, "A") for host in named_hosts)),
         check_all_reverse_dns(cache, [(host.name, address) for host in named_hosts for address in host.addresses]),
     )
+    dnssec = (domain_dnssec, *hosts_dnssec)
+    dane = await check_dane(cache, mx, dnssec, chain_for)
     return DomainResult(
         domain=name, observed_at=started, duration_seconds=time.monotonic() - clock,
-        mx=mx, spf=spf, dmarc=dmarc, dkim=dkim, mta_sts=mta_sts, tlsrpt=tlsrpt, bimi=bimi,
-        dnssec=(domain_dnssec, *hosts_dnssec), reverse_dns=reverse_dns,
+        mx=mx, spf=spf, dmarc=dmarc, dkim=dkim, mta_sts=judge_mx_coverage(mta_sts, mx), tlsrpt=tlsrpt, bimi=bimi,
+        dnssec=dnssec, reverse_dns=reverse_dns, dane=dane,
     )

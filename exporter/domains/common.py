@@ -32,6 +32,16 @@ class CheckFailureReason(enum.StrEnum):
     DNS_TIMEOUT = "dns_timeout"
     DNS_SERVFAIL = "dns_servfail"     # from a validating resolver this may be a DNSSEC failure
     DNS_ERROR = "dns_error"           # REFUSED, unreachable nameserver, malformed answer
+    # Fetching the MTA-STS policy over HTTPS (RFC 8461 §3.3); senders treat each as "no policy".
+    HTTPS_NO_ADDRESS = "https_no_address"   # mta-sts.<domain> has no A/AAAA record
+    HTTPS_TIMEOUT = "https_timeout"
+    HTTPS_ERROR = "https_error"       # connection refused or reset, malformed HTTP
+    TLS_ERROR = "tls_error"           # handshake failed or the certificate did not verify
+    HTTP_REDIRECT = "http_redirect"   # a 3xx: senders must not follow redirects
+    HTTP_STATUS = "http_status"       # any other status than 200
+    CONTENT_TYPE = "content_type"     # not text/plain
+    TOO_LARGE = "too_large"           # a body over the size limit
+    POLICY_INVALID = "policy_invalid"  # the body is not a valid policy
     INTERNAL_ERROR = "internal_error"
 
 

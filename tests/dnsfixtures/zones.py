@@ -21,12 +21,24 @@ import dns.dnssec
 import dns.name
 import dns.reversename
 import dns.zone
-from cryptography.hazmat.primitives import serialization
+import functools
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 AUTH_ADDRESS = "127.77.0.1"      # Knot, authoritative for every zone below
 RESOLVER_ADDRESS = "127.77.0.2"  # Unbound, validating, trusting the key of `test.`
+HTTPS_ADDRESS = "127.77.0.3"     # nginx (tests/httpsfixtures): every mta-sts.<domain> host
+SILENT_HTTPS_ADDRESS = "127.77.0.4"   # mta-sts.sts-silent.test: a test listens there and never answers
 PORT = 53
+
+# Domains announcing an MTA-STS policy; tests/httpsfixtures says what each policy host serves.
+# sts-noaddr has the record but no mta-sts host address; sts-silent's host is SILENT_HTTPS_ADDRESS.
+STS_DOMAINS = ("good", "sts-404", "sts-type", "sts-redirect", "sts-big", "sts-big-chunked", "sts-invalid", "sts-tls",
+               "sts-uncovered")
 
 # Addresses of MX hosts. Nothing ever connects to them: they are only DNS data.
 MX1_GOOD = "127.77.1.1"
@@ -60,6 +72,41 @@ def _ed25519_raw_base64() -> str:
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
     return base64.b64encode(raw).decode()
+
+
+def make_chain(leaf_name: str) -> tuple[bytes, bytes]:
+    """(leaf, CA) DER: a fresh CA and a leaf for `leaf_name` (subjectAltName) it issued."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def issue(subject: str, key, issuer: str, san: str | None) -> bytes:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30)))
+        if san is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    return issue(leaf_name, leaf_key, "DANE test CA", leaf_name), issue("DANE test CA", ca_key, "DANE test CA", None)
+
+
+@functools.cache
+def dane_chain() -> tuple[bytes, bytes]:
+    """The chain mx1.good.test "presents" on port 25 in the DANE tests, leaf first. Its
+    TLSA records are in the zone: 3 1 1 (the leaf's key) and 2 0 1 (the CA)."""
+    return make_chain("mx1.good.test")
+
+
+def _tlsa_ee_spki(leaf_der: bytes) -> str:
+    spki = x509.load_der_x509_certificate(leaf_der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+
+
+def _tlsa_ta_cert(ca_der: bytes) -> str:
+    return f"2 0 1 {hashlib.sha256(ca_der).hexdigest()}"
 
 
 def test_zone_records() -> str:
@@ -120,6 +167,24 @@ def test_zone_records() -> str:
         f"_dmarc.dmarc-ext 300 TXT {_txt('v=DMARC1; p=none; rua=mailto:agg@reports.test')}",
         # DNSSEC children: delegations (their DS records are added when signing).
         *(f"{child} 3600 NS ns.test." for child in ("signed", "unsigned", "bogus")),
+        # MTA-STS: the record and the policy host of each domain of STS_DOMAINS.
+        *(f"_mta-sts.{label} 300 TXT {_txt('v=STSv1; id=20240101T000000')}" for label in STS_DOMAINS if label != "good"),
+        *(f"mta-sts.{label} 300 A {HTTPS_ADDRESS}" for label in STS_DOMAINS),
+        f"_mta-sts.sts-noaddr 300 TXT {_txt('v=STSv1; id=1')}",
+        f"_mta-sts.sts-silent 300 TXT {_txt('v=STSv1; id=1')}",
+        f"mta-sts.sts-silent 300 A {SILENT_HTTPS_ADDRESS}",
+        "sts-uncovered 300 MX 10 mx1.good.test.",
+        "sts-uncovered 300 MX 20 mx2.good.test.",
+        # DANE: mx1 matches dane_chain() by the leaf's key and by the CA; mx2 only by the
+        # CA, but dane_chain()'s leaf names mx1, not mx2 (a DANE-TA match needs the name).
+        f"_25._tcp.mx1.good 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
+        f"_25._tcp.mx1.good 300 TLSA {_tlsa_ta_cert(dane_chain()[1])}",
+        f"_25._tcp.mx2.good 300 TLSA {_tlsa_ta_cert(dane_chain()[1])}",
+        # dane-pkix.test: only a PKIX-EE record (unusable for SMTP) and one with undefined parameters.
+        "dane-pkix 300 MX 10 mx.dane-pkix.test.",
+        f"mx.dane-pkix 300 A {MX1_GOOD}",
+        f"_25._tcp.mx.dane-pkix 300 TLSA 1 0 1 {hashlib.sha256(dane_chain()[0]).hexdigest()}",
+        "_25._tcp.mx.dane-pkix 300 TLSA 3 1 7 abcd",   # matching type 7 is not defined
         # TCP fallback: an answer too big for one UDP datagram.
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[:5]),
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[5:]),
@@ -128,11 +193,14 @@ def test_zone_records() -> str:
 
 
 def child_zone_records(label: str, mx_address: str) -> str:
+    # Every child's MX host publishes a DANE-EE record of dane_chain()'s leaf key (DANE-EE
+    # ignores names): secure in signed.test, insecure in unsigned.test, bogus in bogus.test.
     return "\n".join([
         f"@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
         "@ 3600 NS ns.test.",
         f"@ 300 MX 10 mx.{label}.test.",
         f"mx 300 A {mx_address}",
+        f"_25._tcp.mx 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
         f"@ 300 TXT {_txt('v=spf1 mx -all')}",
     ]) + "\n"
 
