@@ -164,6 +164,7 @@ class GlobalSettings:
     concurrency: int = 32             # probes running at once, all hosts together
     per_host_concurrency: int = 1     # connections at once to one host
     jitter: float = 30.0              # seconds: each run starts up to this much later, at random
+    backoff_max: float = 3600.0       # seconds a refusing host's runs may be pushed back; 0: no backoff
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -201,10 +202,22 @@ class ProbeSettings:
 
 
 @dataclass(frozen=True)
+class DomainCheckSettings:
+    """How the `domains:` are checked."""
+
+    interval: float | None = None         # seconds between two runs of a domain; None: global interval
+    mta_sts_ca_file: str | None = None    # CA bundle for the MTA-STS policy hosts; None: system store
+    https_timeout: float = 10.0           # seconds for one MTA-STS policy fetch
+    probe_mx: bool = True                 # probe every MX host as an SMTP endpoint (and check DANE)
+    mx_module: str = "smtp"               # the module those MX endpoints are probed with
+
+
+@dataclass(frozen=True)
 class Config:
     global_: GlobalSettings = GlobalSettings()
     dns: DNSSettings = DNSSettings()
     probe: ProbeSettings = ProbeSettings()
+    domain_checks: DomainCheckSettings = DomainCheckSettings()
     modules: Mapping[str, Module] = field(default_factory=lambda: MappingProxyType({}))
     targets: tuple[Target, ...] = ()
     domains: tuple[Domain, ...] = ()
@@ -737,7 +750,7 @@ def _check_timeout_fits(fields: _Fields, timeout: float, interval: float) -> Non
 # The sections of the file.
 # ---------------------------------------------------------------------------------------
 
-_TOP_LEVEL_KEYS = ("global", "dns", "probe", "modules", "targets", "domains")
+_TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains")
 
 
 def _parse_config(root: yaml.Node | None, source: str) -> Config:
@@ -755,6 +768,7 @@ def _parse_config(root: yaml.Node | None, source: str) -> Config:
         global_=global_,
         dns=_parse_dns(top.get("dns"), "dns"),
         probe=_parse_probe(top.get("probe"), "probe"),
+        domain_checks=_parse_domain_checks(top.get("domain_checks"), "domain_checks", modules, config_dir),
         modules=MappingProxyType(modules),
         targets=_parse_targets(top.get("targets"), "targets", modules),
         domains=_parse_domains(top.get("domains"), "domains"),
@@ -768,6 +782,7 @@ _GLOBAL_PARSERS = {
     "concurrency": functools.partial(_integer, low=1),
     "per_host_concurrency": functools.partial(_integer, low=1),
     "jitter": _non_negative_duration,
+    "backoff_max": _non_negative_duration,
 }
 
 
@@ -823,6 +838,35 @@ _PROBE_PARSERS = {
 def _parse_probe(node: yaml.Node | None, path: str) -> ProbeSettings:
     fields = _fields(node, path, tuple(_PROBE_PARSERS))
     return ProbeSettings(**_given(fields, _PROBE_PARSERS))
+
+
+def _boolean(node: yaml.Node, path: str) -> bool:
+    if node.tag != _BOOL:
+        raise _Invalid(node, f"{path}: must be true or false, got {_describe(node)}")
+    return bool(_CONSTRUCTOR.construct_yaml_bool(node))
+
+
+def _parse_domain_checks(
+    node: yaml.Node | None, path: str, modules: Mapping[str, Module], config_dir: str
+) -> DomainCheckSettings:
+    parsers = {
+        "interval": _duration,
+        "mta_sts_ca_file": functools.partial(
+            _checked_string, lambda name: check_ca_file(os.path.normpath(os.path.join(config_dir, name)))
+        ),
+        "https_timeout": _duration,
+        "probe_mx": _boolean,
+        "mx_module": _string,
+    }
+    fields = _fields(node, path, tuple(parsers))
+    settings = DomainCheckSettings(**_given(fields, parsers))
+    module = modules.get(settings.mx_module)
+    if module is None or module.protocol.family != "smtp":
+        problem = "no module named" if module is None else "not an SMTP module:"
+        raise _Invalid(
+            fields.get("mx_module"), f"{fields.path_of('mx_module')}: {problem} {settings.mx_module!r}"
+        )
+    return settings
 
 
 def _default_starttls(protocol: Protocol) -> StartTLS:

@@ -9,6 +9,7 @@ reason `internal_error` and the loop goes on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -16,7 +17,7 @@ import random
 import time
 from typing import AsyncIterator, Awaitable, Callable
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Config, DeepScanSettings, Domain, Module, Target
 from .dnsclient import DNSClient
@@ -32,7 +33,7 @@ from .store import ResultStores
 log = logging.getLogger(__name__)
 
 EndpointProbe = Callable[[Target, Module, DNSClient], Awaitable[EndpointResult]]
-DomainCheck = Callable[[Domain, DNSClient], Awaitable[DomainResult]]
+DomainCheck = Callable[..., Awaitable[DomainResult]]   # check_domain's signature
 DeepScan = Callable[..., Awaitable[TLSScanResult]]   # scan_endpoint's signature
 
 
@@ -77,6 +78,28 @@ async def guarded_probe(probe: EndpointProbe, target: Target, module: Module, dn
         return failed_result(FailureReason.INTERNAL_ERROR, detail, started_at, time.monotonic() - started)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One recurring task of the scheduler. Two jobs with equal `settings` are the same job:
+    a reload that leaves them equal keeps the running task and its results."""
+
+    key: str
+    settings: tuple
+    interval: float
+    run: Callable[..., Awaitable[object]] = field(compare=False)
+
+
+# Failures that say "go away" (SMTP 421/554, IMAP BYE, POP3 -ERR, refused connections):
+# insisting on the interval gets a scanner blocklisted, so the next runs back off.
+BACKOFF_REASONS = frozenset({FailureReason.CONNECTION_REFUSED, FailureReason.SERVICE_UNAVAILABLE})
+
+
+def backoff_delay(refusals: int, interval: float, maximum: float) -> float:
+    """Extra wait after `refusals` consecutive refusals: the interval doubles with each
+    (1x, 3x, 7x... extra), never more than `maximum`."""
+    return min(interval * (2 ** refusals - 1), maximum)
+
+
 class Scheduler:
     def __init__(self, results: ResultStores, metrics: ExporterMetrics, probes: Probes = Probes()):
         self._endpoints = results.endpoints
@@ -84,76 +107,127 @@ class Scheduler:
         self._scans = results.scans
         self._metrics = metrics
         self._probes = probes
-        # job key -> (what the job runs with, its task); a changed setting restarts the job
-        self._loops: dict[str, tuple[object, asyncio.Task]] = {}
+        self._jobs: dict[str, tuple[_Job, asyncio.Task]] = {}
+        self._configured_endpoints: set[str] = set()     # target keys listed in the config
+        self._mx_of: dict[str, frozenset[str]] = {}       # domain key -> its MX host names
+        self._mx_refs: collections.Counter[str] = collections.Counter()
+        self._refusals: dict[str, int] = {}               # job key -> consecutive refusals
         self._last_failure: dict[str, FailureReason | None] = {}
-        self.next_run: dict[str, float] = {}   # target key -> Unix time of its next run
+        self.next_run: dict[str, float] = {}   # job key (a target's key for endpoints) -> Unix time
         self.config = Config()
         self.dns = DNSClient(self.config.dns)
         self._limits = _Limits(self.config)
 
     def apply(self, config: Config) -> None:
-        """Start, restart or stop target loops so they match `config`.
+        """Start, restart or stop jobs so they match `config`.
 
-        Results of targets whose settings did not change survive; removed targets vanish.
+        Results of jobs whose settings did not change survive; removed targets vanish.
         """
         self.config = config
         self.dns = DNSClient(config.dns)
         self._limits = _Limits(config)
-        endpoints = {target.key: (target, config.modules[target.module]) for target in config.targets}
-        domains = {domain_key(domain): (domain, config.global_.interval) for domain in config.domains}
-        scans = {
-            scan_key(target): (target, module)
-            for target, module in endpoints.values()
-            if module.deep_scan is not None
-        }
-        wanted: dict[str, object] = {**endpoints, **domains, **scans}
-        for key in list(self._loops):
-            settings, task = self._loops[key]
-            if wanted.get(key) != settings:
-                task.cancel()
-                del self._loops[key]
-                self.next_run.pop(key, None)
-        for key, (target, module) in endpoints.items():
-            if key not in self._loops:
-                job = functools.partial(self.run_once, target, module)
-                self._start(key, (target, module), module.interval, job)
-        for key, (domain, interval) in domains.items():
-            if key not in self._loops:
-                self._start(key, (domain, interval), interval, functools.partial(self.check_once, domain))
-        for key, (target, module) in scans.items():
-            if key not in self._loops:
-                job = functools.partial(self.scan_once, target, module, module.deep_scan)
-                self._start(key, (target, module), module.deep_scan.interval, job)
-        self._endpoints.retain(endpoints)
-        self._domains.retain(domains)
-        self._scans.retain(scans)
-        self._last_failure = {k: v for k, v in self._last_failure.items() if k in wanted}
-        self._metrics.targets.labels("endpoint").set(len(endpoints))
-        self._metrics.targets.labels("domain").set(len(domains))
-        self._metrics.targets.labels("deep_scan").set(len(scans))
+        jobs = [self._endpoint_job(target) for target in config.targets]
+        self._configured_endpoints = {job.key for job in jobs}
+        jobs += [self._scan_job(target) for target in config.targets if config.modules[target.module].deep_scan]
+        jobs += [self._domain_job(domain) for domain in config.domains]
+        wanted = {job.key: job for job in jobs}
+        # MX hosts discovered by the checks of domains that stay configured.
+        self._mx_of = {key: hosts for key, hosts in self._mx_of.items() if key in wanted}
+        self._mx_refs = collections.Counter(host for hosts in self._mx_of.values() for host in hosts)
+        for host in self._mx_refs:
+            job = self._mx_job(host)
+            if job is not None:
+                wanted.setdefault(job.key, job)
 
-    def _start(self, key: str, settings: object, interval: float, job: Callable[..., Awaitable[object]]) -> None:
-        task = asyncio.create_task(self._loop(key, interval, job), name=key)
-        self._loops[key] = (settings, task)
+        for key in list(self._jobs):
+            if key not in wanted or wanted[key] != self._jobs[key][0]:
+                self._stop_job(key)
+        for key, job in wanted.items():
+            if key not in self._jobs:
+                self._start_job(job)
+        self._endpoints.retain(wanted)
+        self._domains.retain(wanted)
+        self._scans.retain(wanted)
+        self._last_failure = {k: v for k, v in self._last_failure.items() if k in wanted}
+        self._count_jobs()
+
+    def _endpoint_job(self, target: Target) -> _Job:
+        module = self.config.modules[target.module]
+        return _Job(target.key, (target, module), module.interval, functools.partial(self.run_once, target, module))
+
+    def _scan_job(self, target: Target) -> _Job:
+        module = self.config.modules[target.module]
+        settings = module.deep_scan
+        run = functools.partial(self.scan_once, target, module, settings)
+        return _Job(scan_key(target), (target, module), settings.interval, run)
+
+    def _domain_job(self, domain: Domain) -> _Job:
+        settings = self.config.domain_checks
+        interval = settings.interval or self.config.global_.interval
+        return _Job(domain_key(domain), (domain, settings, interval), interval, functools.partial(self.check_once, domain))
+
+    def _mx_target(self, host: str) -> Target:
+        module = self.config.modules[self.config.domain_checks.mx_module]
+        return Target(host, module.port, module.name)
+
+    def _mx_job(self, host: str) -> _Job | None:
+        """The endpoint job of a discovered MX host, unless disabled or already configured."""
+        if not self.config.domain_checks.probe_mx:
+            return None
+        target = self._mx_target(host)
+        return None if target.key in self._configured_endpoints else self._endpoint_job(target)
+
+    def discovered_targets(self) -> list[Target]:
+        """MX hosts probed because a domain names them, not because the config lists them."""
+        return [self._mx_target(host) for host in sorted(self._mx_refs) if self._mx_job(host) is not None]
+
+    def _start_job(self, job: _Job) -> None:
+        task = asyncio.create_task(self._loop(job), name=job.key)
+        self._jobs[job.key] = (job, task)
+
+    def _stop_job(self, key: str) -> None:
+        _, task = self._jobs.pop(key)
+        task.cancel()
+        self.next_run.pop(key, None)
+        self._refusals.pop(key, None)
+
+    def _count_jobs(self) -> None:
+        kinds = collections.Counter(
+            "domain" if key.startswith("domain/") else "deep_scan" if key.startswith("scan/") else "endpoint"
+            for key in self._jobs
+        )
+        for kind in ("endpoint", "domain", "deep_scan"):
+            self._metrics.targets.labels(kind).set(kinds[kind])
 
     async def stop(self) -> None:
-        tasks = [task for _, task in self._loops.values()]
+        tasks = [task for _, task in self._jobs.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._loops.clear()
+        self._jobs.clear()
 
-    async def _loop(self, key: str, interval: float, job: Callable[..., Awaitable[object]]) -> None:
+    async def _loop(self, job: _Job) -> None:
         # A random first offset spreads the load; runs then keep a regular interval.
-        due = time.monotonic() + random.uniform(0, min(self.config.global_.jitter, interval))
+        due = time.monotonic() + random.uniform(0, min(self.config.global_.jitter, job.interval))
         while True:
-            self.next_run[key] = time.time() + (due - time.monotonic())
+            self.next_run[job.key] = time.time() + (due - time.monotonic())
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await job(due=due)
-            due += interval
+            result = await job.run(due=due)
+            due += job.interval + self._backoff(job, result)
             if due < time.monotonic():   # fell behind (e.g. the process was suspended): skip, don't burst
-                due = time.monotonic() + interval
+                due = time.monotonic() + job.interval
+
+    def _backoff(self, job: _Job, result: object) -> float:
+        """Seconds to add before the next run of `job` after `result` (0 unless refused)."""
+        target = job.settings[0]
+        if getattr(result, "failure", None) not in BACKOFF_REASONS or not isinstance(target, Target):
+            if self._refusals.pop(job.key, None) is not None:
+                self._metrics.backoff.remove(*_backoff_labels(job))
+            return 0.0
+        refusals = self._refusals[job.key] = self._refusals.get(job.key, 0) + 1
+        delay = backoff_delay(refusals, job.interval, self.config.global_.backoff_max)
+        self._metrics.backoff.labels(*_backoff_labels(job)).set(delay)
+        return delay
 
     async def run_once(self, target: Target, module: Module, due: float | None = None) -> EndpointResult:
         """Probe `target` now (within the limits), store and return the result."""
@@ -178,14 +252,47 @@ class Scheduler:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(DOMAIN_CHECK_TIMEOUT_SECONDS):
-                    result = await self._probes.domain(domain, self.dns)
+                    settings = self.config.domain_checks
+                    result = await self._probes.domain(
+                        domain, self.dns, chain_for=self._mx_chain,
+                        https_ca_file=settings.mta_sts_ca_file, https_timeout=settings.https_timeout,
+                    )
             except Exception:   # TimeoutError included
                 log.exception("domain check failed", extra=with_fields(domain=domain.name))
                 self._metrics.record_probe("domain", "", False, time.monotonic() - started)
                 return None
         self._domains.put(domain_key(domain), domain, result)
         self._metrics.record_probe("domain", "", result.success, result.duration_seconds)
+        if result.mx.failure is None:   # a failed MX lookup says nothing about the MX set
+            self._discover_mx(domain_key(domain), frozenset(host.name for host in result.mx.hosts))
         return result
+
+    def _discover_mx(self, key: str, hosts: frozenset[str]) -> None:
+        """Probe the MX hosts a domain names (each once, however many domains share it) and
+        stop probing those no domain names any more."""
+        previous = self._mx_of.get(key, frozenset())
+        self._mx_of[key] = hosts
+        for host in hosts - previous:
+            self._mx_refs[host] += 1
+            job = self._mx_job(host)
+            if self._mx_refs[host] == 1 and job is not None and job.key not in self._jobs:
+                self._start_job(job)
+        for host in previous - hosts:
+            self._mx_refs[host] -= 1
+            job = self._mx_job(host)
+            if self._mx_refs[host] == 0:
+                del self._mx_refs[host]
+                if job is not None and job.key in self._jobs:
+                    self._stop_job(job.key)
+                    self._endpoints.discard(job.key)
+        self._count_jobs()
+
+    def _mx_chain(self, host: str) -> tuple[bytes, ...] | None:
+        """The certificate chain the MX host last presented on the MX module's port (DANE)."""
+        entry = self._endpoints.get(self._mx_target(host).key)
+        if entry is None or entry.result.tls is None:
+            return None
+        return tuple(cert.der for cert in entry.result.tls.chain)
 
     async def scan_once(
         self, target: Target, module: Module, settings: DeepScanSettings, due: float | None = None
@@ -252,6 +359,11 @@ class Scheduler:
                 target=target.address, module=target.module,
                 reason=result.failure.value, detail=result.failure_detail,
             ))
+
+
+def _backoff_labels(job: _Job) -> tuple[str, str, str]:
+    target = job.settings[0]
+    return ("deep_scan" if job.key.startswith("scan/") else "endpoint", target.address, target.module)
 
 
 def scan_key(target: Target) -> str:

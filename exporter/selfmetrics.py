@@ -50,6 +50,12 @@ class ExporterMetrics:
             buckets=_LAG_BUCKETS,
             registry=registry,
         )
+        self.backoff = Gauge(
+            "mailsec_exporter_backoff_seconds",
+            "How much later than its interval the next run of a refusing endpoint starts.",
+            ["kind", "target", "module"],
+            registry=registry,
+        )
         self.targets = Gauge(
             "mailsec_exporter_targets",
             "Subjects in the loaded configuration, by kind.",

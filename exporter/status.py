@@ -120,7 +120,7 @@ def _domain_document(exporter: Exporter, domain: Domain) -> dict[str, Any]:
 
 def status_document(exporter: Exporter, now: float) -> dict[str, Any]:
     config = exporter.config
-    targets = config.targets if config else ()
+    targets = (*config.targets, *exporter.scheduler.discovered_targets()) if config else ()
     return {
         "version": __version__,
         "config_file": exporter.config_path,

@@ -83,6 +83,10 @@ class LatestResults(Generic[Subject, Result]):
         history = self._history.get(key)
         return history.newest_first() if history else []
 
+    def discard(self, key: str) -> None:
+        self._entries.pop(key, None)
+        self._history.pop(key, None)
+
     def retain(self, keys: Iterable[str]) -> None:
         """Forget every key not in `keys` (targets removed by a reload)."""
         keep = set(keys)

@@ -21,6 +21,7 @@ from exporter.config import (
     Config,
     ConfigError,
     DeepScanSettings,
+    DomainCheckSettings,
     GlobalSettings,
     Nameserver,
     ProbeSettings,
@@ -449,11 +450,11 @@ BAD_FILES = [
      "invalid YAML: while scanning for the next token, found character '\\t' that cannot start any token"),
     # --- top level
     ("list at top", "- global\n", 1,
-     "the top level must be a mapping with keys global, dns, probe, modules, targets, domains; got a list"),
+     "the top level must be a mapping with keys global, dns, probe, domain_checks, modules, targets, domains; got a list"),
     ("string at top", "hello\n", 1,
-     "the top level must be a mapping with keys global, dns, probe, modules, targets, domains; got 'hello'"),
+     "the top level must be a mapping with keys global, dns, probe, domain_checks, modules, targets, domains; got 'hello'"),
     ("unknown top key", "global: {}\ntarget: []\n", 2,
-     "target: unknown key (did you mean 'targets'?); allowed here: global, dns, probe, modules, targets, domains"),
+     "target: unknown key (did you mean 'targets'?); allowed here: global, dns, probe, domain_checks, modules, targets, domains"),
     ("duplicate key", "targets: []\ndns: {}\ntargets: []\n", 3, "targets: duplicate key (first on line 1)"),
     ("merge key", "global:\n  <<: {interval: 5m}\n", 2, "global: merge keys (<<) are not supported"),
     ("integer key", "global:\n  1: 2\n", 2, "global: keys must be strings, got 1"),
@@ -462,7 +463,7 @@ BAD_FILES = [
     # --- global
     ("unknown global key", "global:\n  intervall: 5m\n", 2,
      "global.intervall: unknown key (did you mean 'interval'?); allowed here: "
-     "interval, timeout, concurrency, per_host_concurrency, jitter"),
+     "interval, timeout, concurrency, per_host_concurrency, jitter, backoff_max"),
     ("bad duration", "global:\n  interval: 5 minutes\n", 2, f"global.interval: {DURATION}; got '5 minutes'"),
     ("duration without unit", "global:\n  interval: '300'\n", 2, f"global.interval: {DURATION}; got '300'"),
     ("negative duration", "global:\n  interval: -5\n", 2, "global.interval: must be greater than 0, got -5"),
@@ -544,6 +545,14 @@ BAD_FILES = [
      "modules.mine.deep_scan: budget (5m) must not exceed interval (1m)"),
     ("deep scan negative delay", "modules:\n  mine:\n    protocol: smtp\n    deep_scan: {min_delay: -1s}\n", 4,
      "modules.mine.deep_scan.min_delay: must be a duration such as 30s, 5m, 1h30m, 500ms or 1d, or a number of seconds; got '-1s'"),
+    ("domain_checks mx_module unknown", "domain_checks:\n  mx_module: nope\n", 2,
+     "domain_checks.mx_module: no module named 'nope'"),
+    ("domain_checks mx_module not smtp", "domain_checks:\n  mx_module: imaps\n", 2,
+     "domain_checks.mx_module: not an SMTP module: 'imaps'"),
+    ("domain_checks probe_mx not a boolean", "domain_checks:\n  probe_mx: 'yes'\n", 2,
+     "domain_checks.probe_mx: must be true or false, got 'yes'"),
+    ("backoff_max negative", "global:\n  backoff_max: -5m\n", 2,
+     "global.backoff_max: must be a duration such as 30s, 5m, 1h30m, 500ms or 1d, or a number of seconds; got '-5m'"),
     # --- targets
     ("target port too big", "targets:\n  - host: a.example\n    module: smtp\n  - host: b.example\n"
      "    module: smtp\n  - host: c.example\n    module: smtp\n    port: 70000\n", 8,
@@ -831,3 +840,12 @@ def test_deep_scan_is_off_unless_a_module_asks_for_it(tmp_path):
     assert config.modules["smtp"].deep_scan is None
     assert config.modules["scanned"].deep_scan == DeepScanSettings(interval=43200.0, min_delay=2.0, budget=300.0)
     assert config.modules["defaults"].deep_scan == DeepScanSettings()
+
+
+def test_domain_checks_defaults_and_settings(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_text("domain_checks:\n  interval: 15m\n  probe_mx: false\n  https_timeout: 5s\n")
+    settings = load_config(str(path)).domain_checks
+    assert (settings.interval, settings.probe_mx, settings.https_timeout, settings.mx_module) == (900.0, False, 5.0, "smtp")
+    path.write_text("")
+    assert load_config(str(path)).domain_checks == DomainCheckSettings()

@@ -13,16 +13,19 @@ from exporter.dnsclient import DNSClient
 from exporter.domains.check import check_domain
 from exporter_process import ExporterProcess, sample_value
 from tests.dnsfixtures import running_dns_lab
+from tests.httpsfixtures import running_https_lab
 
 pytestmark = pytest.mark.integration
 
 
 def test_configured_domains_are_checked_on_schedule(tmp_path):
     resolver = running_dns_lab().resolver.nameservers[0]
+    https = running_https_lab()
     config = tmp_path / "config.yml"
     config.write_text(
         "global: {interval: 5m, timeout: 10s, jitter: 0s}\n"
         f"dns: {{nameservers: ['{resolver.address}:{resolver.port}'], timeout: 3s}}\n"
+        f"domain_checks: {{mta_sts_ca_file: '{https.ca_file}'}}\n"
         "domains:\n"
         "  - {name: good.test, dkim_selectors: [rsa2048, missing], labels: {team: mail}}\n"
         "  - {name: bogus.test}\n"
@@ -31,7 +34,10 @@ def test_configured_domains_are_checked_on_schedule(tmp_path):
     try:
         samples = exporter.wait_for(
             lambda s: {x.labels.get("domain") for x in s if x.name == "mailsec_domain_check_last_run_timestamp_seconds"}
-            == {"good.test", "bogus.test"} and s
+            == {"good.test", "bogus.test"}
+            and sample_value(s, "mailsec_probe_success", target="mx2.good.test:25") is not None
+            and sample_value(s, "mailsec_exporter_backoff_seconds", target="mx2.good.test:25") is not None
+            and s
         )
         status = json.loads(exporter.get("/api/v1/status")[2])
         page = exporter.get("/")[2]
@@ -50,9 +56,25 @@ def test_configured_domains_are_checked_on_schedule(tmp_path):
     # The status page tells the same story, with findings and their fixes.
     domains = {d["domain"]: d for d in status["domains"]}
     assert domains["good.test"]["last_result"]["success"] is True
-    direct = asyncio.run(check_domain(Domain("good.test", ("rsa2048", "missing")), DNSClient(running_dns_lab().resolver)))
+    direct = asyncio.run(check_domain(
+        Domain("good.test", ("rsa2048", "missing")), DNSClient(running_dns_lab().resolver), https_ca_file=https.ca_file
+    ))
     shown = domains["good.test"]["last_result"]["findings"]
     assert [(f["code"], f["message"]) for f in shown] == [(f.code, f.message) for f in direct.findings]
     assert all(f["fix"] for f in shown)
+    assert direct.mta_sts.policy is not None
+    assert sample_value(samples, "mailsec_mta_sts_mode", **good) == {"none": 0, "testing": 1, "enforce": 2}[
+        direct.mta_sts.policy.mode.value
+    ]
+
+    # The MX hosts of good.test are discovered and probed on port 25. Nothing listens on
+    # their loopback addresses: refused, so their next runs back off (one interval more).
+    for mx in ("mx1.good.test:25", "mx2.good.test:25"):
+        assert sample_value(samples, "mailsec_probe_failure_info", target=mx, module="smtp",
+                            reason="connection_refused") == 1
+    assert sample_value(samples, "mailsec_exporter_backoff_seconds", kind="endpoint",
+                        target="mx2.good.test:25", module="smtp") == 300
+    assert sample_value(samples, "mailsec_exporter_targets", kind="endpoint") == 2
+    assert {e["target"] for e in status["endpoints"]} == {"mx1.good.test:25", "mx2.good.test:25"}
     assert "spf" in domains["bogus.test"]["last_result"]["failed_checks"]
     assert 'id="domain-table"' in page and "bogus.test" in page

@@ -23,10 +23,11 @@ from pathlib import Path
 import dns.message
 import dns.exception
 import dns.query
+import dns.reversename
 
 from exporter.config import DNSSettings, Nameserver
 
-from .zones import AUTH_ADDRESS, PORT, RESOLVER_ADDRESS, build_tree
+from .zones import AUTH_ADDRESS, MX1_GOOD_V6, PORT, RESOLVER_ADDRESS, build_tree
 
 KNOTD = "/usr/sbin/knotd"
 UNBOUND = "/usr/sbin/unbound"
@@ -97,6 +98,7 @@ def _start_unbound(directory: Path, trust_anchor: str, zones: list[str]) -> None
         f'  trust-anchor: "{trust_anchor}"\n'
         # Unbound answers these itself by default (RFC 6761 names, localhost reverse).
         + "".join(f'  local-zone: "{zone}" nodefault\n' for zone in zones if zone != ".")
+        + f'  local-zone: "{dns.reversename.from_address(MX1_GOOD_V6)}" nodefault\n'
         # The private root on Knot replaces the real one: no query leaves the machine.
         + "stub-zone:\n  name: \".\"\n"
         f"  stub-addr: {AUTH_ADDRESS}@{PORT}\n"

@@ -42,7 +42,8 @@ STS_DOMAINS = ("good", "sts-404", "sts-type", "sts-redirect", "sts-big", "sts-bi
 
 # Addresses of MX hosts. Nothing ever connects to them: they are only DNS data.
 MX1_GOOD = "127.77.1.1"
-MX1_GOOD_V6 = "2001:db8::1"
+# The exporter probes discovered MX hosts: every address here must be loopback.
+MX1_GOOD_V6 = "::1"
 MX2_GOOD = "127.77.1.2"       # its PTR names another host: forward-confirmed reverse DNS fails
 MX_SIGNED = "127.77.1.3"
 MX_UNSIGNED = "127.77.1.4"
@@ -229,7 +230,7 @@ def reverse_v4_records() -> str:
     ]) + "\n"
 
 
-REVERSE_V6_ORIGIN = "8.b.d.0.1.0.0.2.ip6.arpa."
+REVERSE_V6_ORIGIN = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."   # ::/64, where ::1 is
 
 
 def reverse_v6_records() -> str:
