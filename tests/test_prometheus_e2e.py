@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes the exporter, which probes the real Postfix and Dovecot:
-every dashboard query returns data, and the broken fixtures fire their alerts."""
+"""A real Prometheus scrapes the exporter, which probes the real Postfix and Dovecot, deep-scans
+one of them and checks mail domains through the real DNS fixtures (Knot behind a validating
+Unbound): every dashboard query returns data, and the broken fixtures fire their alerts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 
 from exporter_process import ExporterProcess
 from mail_config import config_for
+from tests.dnsfixtures import running_dns_lab
 from tests.realservers import free_port, wait_until_listening
 
 pytestmark = [
@@ -93,14 +95,43 @@ def rules_without_waiting(workdir: Path) -> Path:
     return path
 
 
+# Domains of tests/dnsfixtures/zones.py: one in order (with a weak and a revoked DKIM
+# selector) and one per broken scenario. A null-MX domain needs no TLS-RPT.
+DOMAINS = [
+    {"name": "good.test", "dkim_selectors": ["rsa2048", "ed", "rsa1024", "revoked"]},
+    {"name": "nullmx.test"},
+    {"name": "signed.test"},
+    {"name": "bogus.test"},
+    {"name": "dmarc-ext.test"},
+    {"name": "dmarc-bad.test"},
+    {"name": "spf-plusall.test"},
+    {"name": "spf-many.test"},
+    {"name": "spf-two.test"},
+]
+# The endpoint whose module also runs the deep TLS scan.
+DEEP_SCANNED = "smtp-good"
+
+
+def exporter_config(mail_endpoints) -> str:
+    """Every real-server scenario, a deep scan of DEEP_SCANNED, and DOMAINS through the DNS lab."""
+    config = yaml.safe_load(config_for(mail_endpoints, interval="30s"))
+    config["modules"][DEEP_SCANNED]["deep_scan"] = {"interval": "6h", "min_delay": "0s"}
+    resolver = running_dns_lab().resolver.nameservers[0]
+    config["dns"] = {"nameservers": [f"{resolver.address}:{resolver.port}"], "timeout": "3s"}
+    config["domains"] = DOMAINS
+    return yaml.safe_dump(config)
+
+
 @pytest.fixture(scope="module")
 def prometheus(mail_endpoints, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prometheus")
-    (workdir / "exporter.yml").write_text(config_for(mail_endpoints, interval="30s"))
+    (workdir / "exporter.yml").write_text(exporter_config(mail_endpoints))
     exporter = ExporterProcess(workdir / "exporter.yml")
     server = Prometheus(workdir, exporter.port, rules_without_waiting(workdir))
     try:
-        server.wait_for(f"count(mailsec_probe_success) == {len(mail_endpoints)}")
+        server.wait_for(f"count(mailsec_probe_success{{scenario!=\"\"}}) == {len(mail_endpoints)}")
+        server.wait_for(f"count(mailsec_domain_check_last_run_timestamp_seconds) == {len(DOMAINS)}")
+        server.wait_for("count(mailsec_tls_scan_success == 1) == 1", timeout=120)
         # rate() panels need a few scrapes, including a second probe run of some target.
         server.wait_for('count_over_time(up{job="mailsec"}[5m]) > 5')
         yield server, mail_endpoints
@@ -131,11 +162,11 @@ def test_every_panel_query_returns_data(prometheus, dashboard):
     server, endpoints = prometheus
     # The overview's variables allow "All" (.*). The endpoint dashboard shows one endpoint:
     # each of its panels must show data for a healthy one or for a failing one (failure panels).
-    choices = [{"target": ".*", "module": ".*"}]
+    choices = [{"target": ".*", "module": ".*", "domain": ".*"}]
     if dashboard.name == "mailsec-endpoint.json":
         choices = [
             {"target": f"{endpoints[name].host}:{endpoints[name].port}", "module": name}
-            for name in ("smtp-good", "smtp-no-tls")
+            for name in (DEEP_SCANNED, "smtp-no-tls")
         ]
     empty = [
         where
@@ -146,8 +177,15 @@ def test_every_panel_query_returns_data(prometheus, dashboard):
 
 
 def firing(server) -> set[tuple[str, str]]:
+    """(alert name, what it is about) of the firing alerts: the endpoint's scenario, or the
+    domain followed by the DKIM selector or the failing check when there is one."""
+    def subject(labels: dict[str, str]) -> str:
+        if "scenario" in labels:
+            return labels["scenario"]
+        return "/".join(labels[name] for name in ("domain", "selector", "check") if name in labels)
+
     return {
-        (alert["labels"]["alertname"], alert["labels"].get("scenario", ""))
+        (alert["labels"]["alertname"], subject(alert["labels"]))
         for alert in server.api("alerts")["alerts"]
         if alert["state"] == "firing"
     }
@@ -163,6 +201,35 @@ EXPECTED_ALERTS = {
     ("MailsecPlaintextAuthExposed", "smtp-auth-before-tls"),
     ("MailsecPlaintextAuthExposed", "imap-plaintext-auth"),
     ("MailsecPlaintextAuthExposed", "pop3-plaintext-auth"),
+    ("MailsecDkimWeakKey", "good.test/rsa1024"),
+    ("MailsecDkimKeyMissing", "good.test/revoked"),
+    ("MailsecDnssecBogus", "bogus.test"),
+    ("MailsecDmarcPolicyNone", "dmarc-ext.test"),
+    ("MailsecDmarcMissing", "dmarc-bad.test"),
+    ("MailsecSpfMissing", "dmarc-ext.test"),
+    ("MailsecSpfPassAll", "spf-plusall.test"),
+    ("MailsecSpfTooManyLookups", "spf-many.test"),
+    ("MailsecSpfInvalid", "spf-two.test"),
+    ("MailsecTlsrptMissing", "spf-plusall.test"),
+    # Real findings of the deep scan: Postfix's default port-25 cipher list
+    # (smtpd_tls_ciphers = medium) accepts anonymous DH and legacy suites, with a 1024-bit prime.
+    ("MailsecTlsInsufficientCipherAccepted", DEEP_SCANNED),
+    ("MailsecTlsWeakDhParameters", DEEP_SCANNED),
+}
+GOOD_ENDPOINTS = {"smtp-good", "submission-good", "smtps-good", "smtp-ecdsa", "imap-good", "imaps-good", "pop3-good", "pop3s-good"}
+# Any of their selectors or checks; good.test's two broken selectors are in EXPECTED_ALERTS.
+GOOD_DOMAINS = {"good.test"}
+# good.test announces MTA-STS, but no policy host (tests/httpsfixtures) runs here and the
+# exporter has no setting to trust that fixture's CA: fetching the policy fails, rightly.
+UNREACHABLE_HERE = {("MailsecDomainCheckFailing", "good.test/mta_sts_policy")}
+# Alerts that must not fire: each would be a second page for a cause that already has one, or
+# a finding that does not apply.
+MUST_STAY_SILENT = {
+    ("MailsecDomainCheckFailing", "bogus.test"),        # its SERVFAILs are MailsecDnssecBogus's
+    ("MailsecTlsrptMissing", "nullmx.test"),            # a null-MX domain receives no mail
+    ("MailsecSpfInvalid", "spf-many.test"),             # MailsecSpfTooManyLookups's
+    ("MailsecSpfInvalid", "dmarc-ext.test"),            # MailsecSpfMissing's
+    ("MailsecTlsGradeInsufficient", DEEP_SCANNED),      # explained by the cipher and DH alerts
 }
 
 
@@ -172,5 +239,6 @@ def test_broken_fixtures_fire_their_alerts_and_good_ones_stay_silent(prometheus)
     while not EXPECTED_ALERTS <= (alerts := firing(server)) and time.monotonic() < deadline:
         time.sleep(1)
     assert EXPECTED_ALERTS - alerts == set(), "expected alerts not firing"
-    good = {"smtp-good", "submission-good", "smtps-good", "smtp-ecdsa", "imap-good", "imaps-good", "pop3-good", "pop3s-good"}
-    assert {(name, scenario) for name, scenario in alerts if scenario in good} == set()
+    about_good = {(name, subject) for name, subject in alerts if subject.split("/")[0] in GOOD_ENDPOINTS | GOOD_DOMAINS}
+    assert about_good - EXPECTED_ALERTS - UNREACHABLE_HERE == set()
+    assert alerts & MUST_STAY_SILENT == set()
