@@ -135,8 +135,7 @@ class Scheduler:
         self._mx_of = {key: hosts for key, hosts in self._mx_of.items() if key in wanted}
         self._mx_refs = collections.Counter(host for hosts in self._mx_of.values() for host in hosts)
         for host in self._mx_refs:
-            job = self._mx_job(host)
-            if job is not None:
+            for job in self._mx_jobs(host):
                 wanted.setdefault(job.key, job)
 
         for key in list(self._jobs):
@@ -170,16 +169,20 @@ class Scheduler:
         module = self.config.modules[self.config.domain_checks.mx_module]
         return Target(host, module.port, module.name)
 
-    def _mx_job(self, host: str) -> _Job | None:
-        """The endpoint job of a discovered MX host, unless disabled or already configured."""
-        if not self.config.domain_checks.probe_mx:
-            return None
+    def _mx_jobs(self, host: str) -> list[_Job]:
+        """The jobs of a discovered MX host (its probe, and its deep scan if the MX module
+        has one); none when discovery is off or the config lists the target already."""
         target = self._mx_target(host)
-        return None if target.key in self._configured_endpoints else self._endpoint_job(target)
+        if not self.config.domain_checks.probe_mx or target.key in self._configured_endpoints:
+            return []
+        jobs = [self._endpoint_job(target)]
+        if self.config.modules[target.module].deep_scan is not None:
+            jobs.append(self._scan_job(target))
+        return jobs
 
     def discovered_targets(self) -> list[Target]:
         """MX hosts probed because a domain names them, not because the config lists them."""
-        return [self._mx_target(host) for host in sorted(self._mx_refs) if self._mx_job(host) is not None]
+        return [self._mx_target(host) for host in sorted(self._mx_refs) if self._mx_jobs(host)]
 
     def _start_job(self, job: _Job) -> None:
         task = asyncio.create_task(self._loop(job), name=job.key)
@@ -274,17 +277,18 @@ class Scheduler:
         self._mx_of[key] = hosts
         for host in hosts - previous:
             self._mx_refs[host] += 1
-            job = self._mx_job(host)
-            if self._mx_refs[host] == 1 and job is not None and job.key not in self._jobs:
-                self._start_job(job)
+            for job in self._mx_jobs(host) if self._mx_refs[host] == 1 else ():
+                if job.key not in self._jobs:
+                    self._start_job(job)
         for host in previous - hosts:
             self._mx_refs[host] -= 1
-            job = self._mx_job(host)
             if self._mx_refs[host] == 0:
                 del self._mx_refs[host]
-                if job is not None and job.key in self._jobs:
-                    self._stop_job(job.key)
+                for job in self._mx_jobs(host):
+                    if job.key in self._jobs:
+                        self._stop_job(job.key)
                     self._endpoints.discard(job.key)
+                    self._scans.discard(job.key)
         self._count_jobs()
 
     def _mx_chain(self, host: str) -> tuple[bytes, ...] | None:

@@ -1,15 +1,18 @@
 """The scheduler with in-process probe functions: limits, isolation of failures, reload."""
 
 import asyncio
-from types import MappingProxyType
+from dataclasses import replace
+from types import MappingProxyType, SimpleNamespace
+
+import pytest
 
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Config, GlobalSettings, Module, Protocol, StartTLS, Target
-from exporter.results import FailureReason
-from exporter.scheduler import Probes, ResultStores, Scheduler
+from exporter.config import Config, Domain, GlobalSettings, Module, Protocol, StartTLS, Target
+from exporter.results import EndpointResult, FailureReason
+from exporter.scheduler import Probes, Scheduler, backoff_delay
+from exporter.store import LatestResults, ResultStores
 from exporter.selfmetrics import ExporterMetrics
-from exporter.store import LatestResults
 
 from results_factory import tls_result
 
@@ -134,3 +137,83 @@ async def test_reload_keeps_unchanged_results_and_drops_removed_targets():
     assert store.get(kept.key).result is first_kept_result   # not re-run, not lost
     assert store.get(removed.key) is None
     assert store.get(added.key) is not None
+
+
+@pytest.mark.parametrize("refusals, interval, maximum, delay", [
+    (1, 300, 3600, 300),      # one more interval
+    (2, 300, 3600, 900),      # then three more
+    (3, 300, 3600, 2100),
+    (4, 300, 3600, 3600),     # capped
+    (10, 300, 3600, 3600),
+    (1, 300, 0, 0),           # backoff_max 0: off
+])
+def test_backoff_delay(refusals, interval, maximum, delay):
+    assert backoff_delay(refusals, interval, maximum) == delay
+
+
+def refused_result():
+    return EndpointResult(success=False, failure=FailureReason.CONNECTION_REFUSED, failure_detail="refused",
+                          observed_at=0.0, duration_seconds=0.0)
+
+
+async def test_refusals_back_off_and_a_success_ends_it():
+    answers = [refused_result(), refused_result(), tls_result()]
+
+    async def probe(target, module, dns):
+        return answers.pop(0) if answers else tls_result()
+
+    scheduler, store, registry = make_scheduler(probe)
+    target = Target("127.0.0.1", 25, "smtp")
+    labels = {"kind": "endpoint", "target": "127.0.0.1:25", "module": "smtp"}
+    scheduler.apply(make_config([target], interval=0.1))
+    await asyncio.sleep(0.05)
+    assert registry.get_sample_value("mailsec_exporter_backoff_seconds", labels) == pytest.approx(0.1)
+    await asyncio.sleep(0.2)     # second refusal: three intervals more
+    assert registry.get_sample_value("mailsec_exporter_backoff_seconds", labels) == pytest.approx(0.3)
+    await asyncio.sleep(0.5)
+    await scheduler.stop()
+    assert store.get(target.key).result.success
+    assert registry.get_sample_value("mailsec_exporter_backoff_seconds", labels) is None
+
+
+def domain_result(*mx_hosts: str):
+    """What the scheduler reads of a domain check: its MX hosts, success and duration."""
+    mx = SimpleNamespace(failure=None, hosts=tuple(SimpleNamespace(name=host) for host in mx_hosts))
+    return SimpleNamespace(mx=mx, success=True, duration_seconds=0.0)
+
+
+async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_names_them():
+    mx_sets = {"a.test": ["mx.shared.test", "mx.a.test"], "b.test": ["mx.shared.test"]}
+    probed: list[str] = []
+    probe_result = tls_result()
+    chains_seen = []
+
+    async def probe(target, module, dns):
+        probed.append(target.key)
+        return probe_result
+
+    async def check(domain, dns, **settings):
+        chains_seen.append(settings["chain_for"]("mx.shared.test"))
+        return domain_result(*mx_sets[domain.name])
+
+    results = ResultStores()
+    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()), Probes(endpoint=probe, domain=check))
+    configured = Target("mx.a.test", 25, "smtp")     # listed in the config: not probed twice
+    config = replace(make_config([configured], interval=60), domains=(Domain("a.test"), Domain("b.test")))
+    scheduler.apply(config)
+    await asyncio.sleep(0.2)
+    assert sorted(probed) == ["smtp/mx.a.test:25", "smtp/mx.shared.test:25"]
+    assert [t.key for t in scheduler.discovered_targets()] == ["smtp/mx.shared.test:25"]
+
+    # DANE gets the chain the MX presented to the probe, once it has been probed.
+    await scheduler.check_once(Domain("b.test"))
+    assert chains_seen[0] is None and chains_seen[-1] == tuple(c.der for c in probe_result.tls.chain)
+
+    mx_sets["a.test"], mx_sets["b.test"] = ["mx.a.test"], []     # nobody names mx.shared.test now
+    await scheduler.check_once(Domain("a.test"))
+    assert scheduler.discovered_targets() != []                   # b.test still names it
+    await scheduler.check_once(Domain("b.test"))
+    await scheduler.stop()
+    assert scheduler.discovered_targets() == []
+    assert results.endpoints.get("smtp/mx.shared.test:25") is None
+    assert results.endpoints.get(configured.key) is not None
