@@ -25,7 +25,7 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_grade", "The endpoint's worst NCSC-NL class: 3 good, 2 sufficient, 1 phase_out, 0 insufficient."),
     MetricSpec("mailsec_tls_dh_min_size", "Size of the smallest finite-field DHE prime the server uses, in bits."),
     MetricSpec("mailsec_tls_group_supported", "A key-exchange group the server accepts (TLS 1.2 ECDHE or TLS 1.3); always 1.", ("group",)),
-    MetricSpec("mailsec_tls_server_cipher_order", "1 if the server picks cipher suites by its own preference, 0 if it follows the client."),
+    MetricSpec("mailsec_tls_server_cipher_order", "Per version with two or more accepted cipher suites: 1 if the server picks by its own preference, 0 if it follows the client.", ("version",)),
     MetricSpec("mailsec_tls_secure_renegotiation", "1 if the server supports RFC 5746 secure renegotiation (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
     MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
@@ -65,9 +65,8 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
         add("mailsec_tls_dh_min_size", float(result.dh_min_size))
     for group in sorted({support.name for support in result.groups}):
         add("mailsec_tls_group_supported", 1.0, group=group)
-    if result.server_cipher_order:
-        # Following the client in any version is what a client-side downgrade can exploit.
-        add("mailsec_tls_server_cipher_order", float(all(order for _, order in result.server_cipher_order)))
+    for version, server_order in result.server_cipher_order:
+        add("mailsec_tls_server_cipher_order", float(server_order), version=version.label)
     for name, fact in (("mailsec_tls_secure_renegotiation", result.secure_renegotiation),
                        ("mailsec_tls_compression", result.compression),
                        ("mailsec_tls_extended_master_secret", result.extended_master_secret),

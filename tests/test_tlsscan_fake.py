@@ -61,7 +61,17 @@ async def test_sslv3_rc4_export_null_are_found_graded_and_cheap():
     assert result.compression is True
     assert result.secure_renegotiation is False
     assert result.grade is Class.INSUFFICIENT
-    # 4 refused TLS versions + SSLv2 + (3 accepted + 1 refusal) for SSLv3 + 1 reversed-order hello.
+    # 4 refused TLS versions + SSLv2 + (3 accepted + 1 refusal) for SSLv3; the enumeration
+    # already showed the server's own order (it picked RC4 before NULL-SHA), so no order hello.
+    assert server.connections == result.connections == 4 + 1 + (len(supported) + 1)
+
+
+async def test_a_server_order_that_matches_the_registry_order_costs_one_reversed_hello():
+    supported = (0x0002, 0x0003, 0x0005)        # its preference happens to be registry order
+    async with FakeTLSServer(legacy_sslv3_server(supported)) as server:
+        result = await scan(server.port)
+    assert [c.code for c in result.ciphers] == list(supported)
+    assert dict(result.server_cipher_order) == {ProtocolVersion.SSL3: True}
     assert server.connections == result.connections == 4 + 1 + (len(supported) + 1) + 1
 
 
@@ -81,6 +91,27 @@ async def test_client_order_and_renegotiation_info_of_a_tls12_server():
     assert dict(result.server_cipher_order) == {ProtocolVersion.TLS1_2: False}
     assert result.secure_renegotiation is True
     assert result.compression is False
+    assert result.connections == server.connections
+
+
+async def test_a_server_that_closes_on_the_suite_it_cannot_serve_still_shows_the_others():
+    # Like Dovecot without ssl_dh: DHE suites are in its list, it picks one in client order,
+    # fails for lack of DH parameters and closes without an alert.
+    dhe, working = {0x0033, 0x009E}, {0xC02F, 0xC013, 0x002F}
+    def respond(hello: OfferedHello) -> bytes:
+        if hello.sslv2 or hello.version != ProtocolVersion.TLS1_2:
+            return b""
+        for code in hello.cipher_codes:
+            if code in dhe:
+                return b""
+            if code in working:
+                return server_hello(0x0303, code, extensions=RENEGOTIATION_INFO) + SERVER_HELLO_DONE
+        return b""
+
+    async with FakeTLSServer(respond) as server:
+        result = await scan(server.port)
+    assert result.success, result.failure_detail
+    assert {c.code for c in result.ciphers} == working
     assert result.connections == server.connections
 
 
@@ -140,11 +171,43 @@ async def test_garbage_fails_the_scan_with_protocol_error(garbage: bytes):
     assert result.connections == server.connections
 
 
-async def test_a_truncated_record_then_close_is_no_support_and_no_exception():
-    async with FakeTLSServer(lambda hello: b"\x16\x03\x03\x01\x00\x02\x00") as server:
+TRUNCATED_SERVER_HELLO = server_hello(0x0303, 0xC02F, extensions=RENEGOTIATION_INFO)
+
+
+@pytest.mark.parametrize("answer", [
+    TRUNCATED_SERVER_HELLO[:3],                       # inside the record header
+    TRUNCATED_SERVER_HELLO[:-5],                      # inside the record
+    # a whole record that holds only the start of the ServerHello message
+    b"\x16\x03\x03\x00\x0a" + TRUNCATED_SERVER_HELLO[5:15],
+])
+async def test_a_truncated_server_hello_then_close_is_a_protocol_error(answer: bytes):
+    async with FakeTLSServer(lambda hello: alert(PROTOCOL_VERSION) if hello.sslv2 else answer) as server:
         result = await scan(server.port)
-    assert result.supported_versions() == ()
-    assert {v.reason for v in result.versions} <= {"closed", "protocol_error"}
+    tls_versions = [v for v in result.versions if v.version is not ProtocolVersion.SSL2]
+    assert {v.reason for v in tls_versions} == {"protocol_error"}
+    assert result.failure is FailureReason.PROTOCOL_ERROR
+    assert result.connections == server.connections
+
+
+async def test_a_truncated_sslv2_server_hello_then_close_is_a_protocol_error():
+    answer = sslv2_server_hello((0x010080,), b"\x30\x03\x02\x01\x00")[:-4]
+    async with FakeTLSServer(lambda hello: answer if hello.sslv2 else alert(PROTOCOL_VERSION)) as server:
+        result = await scan(server.port)
+    assert {v.version: v.reason for v in result.versions}[ProtocolVersion.SSL2] == "protocol_error"
+    assert result.ciphers == ()
+
+
+async def test_a_close_between_messages_is_a_refusal_not_a_protocol_error():
+    def respond(hello: OfferedHello) -> bytes:
+        if hello.sslv2 or hello.version != ProtocolVersion.TLS1_2:
+            return b""                                # closes without a byte
+        return TRUNCATED_SERVER_HELLO if 0xC02F in hello.cipher_codes else b""
+
+    async with FakeTLSServer(respond) as server:
+        result = await scan(server.port)
+    assert result.success, result.failure_detail
+    assert [c.code for c in result.ciphers] == [0xC02F]     # a whole ServerHello, then a close: accepted
+    assert {v.version: v.reason for v in result.versions}[ProtocolVersion.TLS1_1] == "closed"
 
 
 async def test_a_silent_server_costs_one_timeout_per_hello_and_the_budget_stops_the_scan():

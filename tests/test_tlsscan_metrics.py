@@ -64,7 +64,7 @@ def test_scan_samples():
     assert got[("mailsec_tls_grade", frozenset())] == 0
     assert got[("mailsec_tls_dh_min_size", frozenset())] == 1024
     assert [dict(l)["group"] for (n, l) in got if n == "mailsec_tls_group_supported"] == ["x25519"]
-    assert got[("mailsec_tls_server_cipher_order", frozenset())] == 0
+    assert got[("mailsec_tls_server_cipher_order", frozenset({("version", "TLSv1.2")}))] == 0
     assert got[("mailsec_tls_secure_renegotiation", frozenset())] == 1
     assert got[("mailsec_tls_compression", frozenset())] == 0
     assert ("mailsec_tls_ocsp_stapling", frozenset()) not in got       # unknown: absent
@@ -80,6 +80,15 @@ def test_every_family_is_documented():
     doc = (Path(__file__).parent.parent / "docs" / "metrics.md").read_text()
     headings = set(re.findall(r"^### (\S+)$", doc, re.MULTILINE))
     assert {spec.name for spec in TLSSCAN_METRICS} <= headings
+
+
+def test_server_cipher_order_is_one_series_per_version_with_a_verdict():
+    result = replace(RESULT, server_cipher_order=((V.TLS1_3, True), (V.TLS1_2, False)))
+    orders = {dict(labels)["version"]: value for (name, labels), value in samples(result).items()
+              if name == "mailsec_tls_server_cipher_order"}
+    assert orders == {"TLSv1.3": 1, "TLSv1.2": 0}
+    no_verdict = samples(replace(RESULT, server_cipher_order=()))
+    assert not any(name == "mailsec_tls_server_cipher_order" for name, _ in no_verdict)
 
 
 def test_reports():

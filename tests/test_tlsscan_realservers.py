@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target
 from exporter.dnsclient import DNSClient
@@ -25,6 +26,7 @@ from exporter.tlsscan.results import TLSScanResult
 from exporter.tlsscan.scanner import scan_endpoint
 from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.grading import Class
+from tests.realservers.dovecot import DovecotInstance
 from tests.realservers.pki import MailPKI, generate_pki
 from tests.tlsservers import CountingRelay, gnutls_server, openssl_accepts, openssl_cipher_names, openssl_server
 from tests.tlsservers.postfix_tls import MODERN_CIPHERS, WEAK_CIPHERS, TLSPostfix, running_tls_postfix
@@ -94,11 +96,12 @@ def findings(result: TLSScanResult) -> dict[ProtocolVersion, set[str]]:
 
 def connection_bound(result: TLSScanResult) -> int:
     """The scanner's documented worst case without long-list splitting: per TLS version accepted
-    suites + 1, one SSLv2 hello, two order hellos per version with 2+ suites, groups + 1 twice."""
+    suites + 1, one SSLv2 hello, two order hellos per version with 2+ suites, groups + 1 twice,
+    one handshake for a TLS 1.3 certificate."""
     versions = [v.version for v in result.versions if v.version is not ProtocolVersion.SSL2]
     return (sum(len(result.ciphers_for(v)) + 1 for v in versions) + 1
             + sum(2 for v in versions if len(result.ciphers_for(v)) >= 2)
-            + len(result.groups) + 2)
+            + len(result.groups) + 2 + 1)
 
 
 async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
@@ -134,12 +137,14 @@ async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPo
     assert {v.version: v.reason for v in result.versions}[ProtocolVersion.TLS1_0] == "alert_protocol_version"
     assert dict(result.server_cipher_order)[ProtocolVersion.TLS1_2] is True    # tls_preempt_cipherlist = yes
     assert result.dh_min_size is None
-    # Ground truth for the TLS 1.3 groups: s_client offering exactly one group.
-    tls13_groups = {g.name for g in result.groups if g.version is ProtocolVersion.TLS1_3}
-    for group in ("x25519", "x448", "secp256r1", "secp384r1", "secp521r1", "ffdhe2048"):
-        openssl_group = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(group, group)
-        accepted = openssl_accepts(host, port, "-tls1_3", starttls="smtp", groups=openssl_group)
-        assert (group in tls13_groups) == accepted, group
+    # Ground truth for the groups: s_client offering exactly one group (this server has ECDHE
+    # suites only, so a TLS 1.2 handshake completes exactly when the curve is supported).
+    for version, flag in ((ProtocolVersion.TLS1_3, "-tls1_3"), (ProtocolVersion.TLS1_2, "-tls1_2")):
+        found = {g.name for g in result.groups if g.version is version}
+        for group in ("x25519", "x448", "secp256r1", "secp384r1", "secp521r1", "ffdhe2048"):
+            openssl_group = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(group, group)
+            accepted = openssl_accepts(host, port, flag, starttls="smtp", groups=openssl_group)
+            assert (group in found) == accepted, (version, group)
     # RSA 2048 certificate: phase_out (NCSC 2025), the suites and versions are no worse.
     assert result.grade is Class.PHASE_OUT
     assert connections == result.connections <= connection_bound(result)
@@ -157,6 +162,42 @@ async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
     assert reasons[ProtocolVersion.TLS1_2] == "answered_TLSv1.0"    # the server negotiated down
     assert result.dh_min_size is not None and result.dh_min_size >= 2048     # OpenSSL 3's automatic DH
     assert connections == result.connections <= connection_bound(result)
+
+
+async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: MailPKI):
+    credential = pki.good_rsa
+    with openssl_server("127.0.0.55", credential.chain_file, credential.leaf.key_file, "-tls1_3",
+                        "-groups", "X25519:P-256") as port:
+        result, connections = await scan_through_relay("127.0.0.55", port, Protocol.SMTPS)
+        assert findings(result) == ground_truth("127.0.0.55", port, "ALL", None)
+    assert result.success, result.failure_detail
+    assert result.supported_versions() == (ProtocolVersion.TLS1_3,)
+    # The certificate is encrypted in every hello's answer; only the extra handshake shows it.
+    assert [(c.key_type, c.key_bits) for c in result.certificates] == [("rsa", 2048)]
+    assert result.certificates[0].fingerprint_sha256 == credential.leaf.cert.fingerprint(hashes.SHA256()).hex()
+    # Suites and groups are better than phase_out: the RSA 2048 key is what makes the grade.
+    assert max(c.grade for c in result.ciphers) < Class.PHASE_OUT
+    assert max(g.grade for g in result.groups) < Class.PHASE_OUT
+    assert result.grade is Class.PHASE_OUT
+    hellos = ((len(result.ciphers) + 1) + 4     # TLS 1.3 suites + 1, then TLS 1.2 down to SSL 3.0 refused
+              + 1 + 1                           # SSLv2, the reversed-order hello
+              + len(result.groups) + 1)         # TLS 1.3 groups + 1
+    assert connections == result.connections == hellos + 1
+
+
+async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_suite(dovecot_server: DovecotInstance):
+    # Dovecot without ssl_dh keeps DHE in its list, picks a DHE suite when the client lists one
+    # first, fails for lack of parameters and closes without an alert.
+    imaps = dovecot_server.endpoints["imaps-good"]
+    cipher_list = subprocess.run(["doveconf", "-c", str(dovecot_server.config_file), "-h", "ssl_cipher_list"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    result, connections = await scan_through_relay(imaps.host, imaps.port, Protocol.IMAPS)
+    assert result.success, result.failure_detail
+    truth = ground_truth(imaps.host, imaps.port, cipher_list, None)
+    assert findings(result) == truth
+    assert len(truth[ProtocolVersion.TLS1_2]) >= 10 and not any(name.startswith("TLS_DHE_") for name in truth[ProtocolVersion.TLS1_2])
+    assert {v.reason for v in result.versions if not v.supported} == {"closed"}
+    assert connections == result.connections
 
 
 async def test_3des_from_gnutls(pki: MailPKI):

@@ -32,40 +32,7 @@ from exporter.tlswire.parse import (
     parse_server_key_exchange,
     parse_sslv2_server_hello,
 )
-
-# Recorded from `openssl s_server` (OpenSSL 3.0) answering hellos built by exporter.tlswire.hello.
-# TLS 1.2, -cipher ECDHE-ECDSA-AES128-GCM-SHA256, P-256 self-signed certificate CN=t:
-# ServerHello, Certificate, ServerKeyExchange (x25519), ServerHelloDone in four records.
-TLS12_FLIGHT = bytes.fromhex(
-    "16030300410200003d0303d8e35ef6ba93ac6625cc48e9acea4bf20c42045112a3cf4adde05d812e3b9fb900c02b000015"
-    "ff01000100000b0004030001020023000000170000160303017a0b0001760001730001703082016c30820113a003020102"
-    "02140826d7eb8ee520d0c8e1672aef98f0b022b32396300a06082a8648ce3d040302300c310a300806035504030c017430"
-    "1e170d3236313132393034303730375a170d3336313132363034303730375a300c310a300806035504030c017430593013"
-    "06072a8648ce3d020106082a8648ce3d030107034200045c0a09e9e34525af37f7eca33457e13212eef66bd2d28f4959d2"
-    "c56b2454e51abcdd3932a513740a232532b051f56710fb6116eacf25854f06ada0484ec0283da3533051301d0603551d0e"
-    "04160414601e7514a12d80d7549e6c7c269157be163cfcaf301f0603551d23041830168014601e7514a12d80d7549e6c7c"
-    "269157be163cfcaf300f0603551d130101ff040530030101ff300a06082a8648ce3d040302034700304402202cf1faf5ab"
-    "dd7abfc05e9bc9ef98d1933300879095bd7b663dc83a8eeac3c21602201794d3faa197acae65ff785e016eced79f747230"
-    "eabd719b720d9f07bfd1005316030300730c00006f03001d2007379bf769711fa7d8c44cb9b83fc0e7ef84fe4bd0ee6a38"
-    "cb7ae9b7cc5fd757040300473045022100a9f3515a28f57dd74964cdd8491bb3792b02e97f5df568d5abe37668761405630"
-    "220666d474780c86431b1363067dca2172db1bdbf5bcb1f977d16722a4d64c3c86516030300040e000000"
-)
-# TLS 1.3 (-tls1_3): ServerHello, the compatibility ChangeCipherSpec, then encrypted records
-# (cut off after 200 bytes, in the middle of a record).
-TLS13_START = bytes.fromhex(
-    "160303007a020000760303670240642630c737c72b5da971667a05b14a3757e2b1333abddd675c13b3baca20329b401539"
-    "7321e7de4660ce6ee546166dfc210905f188db328d27fbc4aac65c130100002e002b0002030400330024001d002078884b"
-    "429860db0ff73b33be1b231f19d0e3adc4faa66b2c693a0ba09485745f1403030001011703030017e8cd296c8129729022"
-    "a2b7b206c3234ad72b78f338be7e170303018e6defb984f182bd60ee209065843e166180ff28919b1b839553dea1233a36"
-    "46566351"
-)
-# TLS 1.3 with -groups secp384r1, hello offering only an x25519 key share: HelloRetryRequest.
-HELLO_RETRY = bytes.fromhex(
-    "1603030058020000540303cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c2055a12a73da"
-    "1f812f6c9b975d8a741cb1af141af5e53d456acfd8ca96f16c333d130100000c002b00020304003300020018140303000101"
-)
-# -tls1_2 server, TLS 1.0 hello: fatal protocol_version in a TLS 1.0 record.
-PROTOCOL_VERSION_ALERT = bytes.fromhex("15030100020246")
+from tests.tlsservers.recordings import HELLO_RETRY, PROTOCOL_VERSION_ALERT, TLS12_FLIGHT, TLS13_START
 
 
 def _record(content_type: int, payload: bytes, version: int = 0x0303) -> bytes:
@@ -189,6 +156,27 @@ def test_garbage_is_refused_from_its_first_byte():
         RecordReader().feed(b"2")
     reader = RecordReader()
     assert reader.feed(b"\x16") == [] and reader.pending == 1
+
+
+_HELLO_MESSAGE = _handshake(2, _server_hello_body(0xC02F))
+
+
+@pytest.mark.parametrize("stream, pending", [
+    (b"", 0),
+    (b"\x16\x03", 2),                                               # inside a record header
+    (_record(22, _HELLO_MESSAGE)[:20], 20),                          # inside a record
+    (_record(22, _HELLO_MESSAGE), 0),                                # one whole record and message
+    (_record(22, _HELLO_MESSAGE[:10]), 10),                          # whole record, message cut short
+    (_record(22, _HELLO_MESSAGE[:10]) + _record(22, _HELLO_MESSAGE[10:])[:7], 10 + 7),
+    (_record(22, _HELLO_MESSAGE[:10]) + _record(22, _HELLO_MESSAGE[10:]), 0),
+    (TLS12_FLIGHT, 0),
+    (TLS12_FLIGHT[:-1], 8),                                          # the ServerHelloDone record minus a byte
+    (PROTOCOL_VERSION_ALERT, 0),
+])
+def test_pending_counts_the_bytes_of_what_is_not_complete_yet(stream, pending):
+    parser = ServerFlightParser()
+    parser.feed(stream)
+    assert parser.pending == pending
 
 
 def test_handshake_message_size_is_bounded():

@@ -1,4 +1,5 @@
-"""One probe connection: connect, run the mail dialogue up to TLS, send one hello, read the answer.
+"""One probe connection: connect, run the mail dialogue up to TLS, send one hello, read the answer
+(or, once per scan at most, complete a real handshake to see a TLS 1.3 certificate).
 
 Each hello gets a fresh TCP connection, because a server that answered a ServerHello waits
 for a key exchange we never send. `Connector` opens them one after another (never two at
@@ -14,19 +15,26 @@ What can go wrong splits in two:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import logging
+import ssl
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 from ..config import Module, StartTLS
 from ..results import FailureReason
 from ..probes.mailproto import (
     DialogueError, LineConnection, RawStream, Transcript, connect, dialogue_for, negotiate_until_tls,
 )
+from ..probes.tlsconn import tls_handshake
 from ..tlswire import ProtocolVersion
 from ..tlswire.parse import (
     Alert, Certificate, CertificateStatus, ServerFlightParser, ServerHello, ServerHelloDone,
     ServerKeyExchange, SSLv2ServerHello, SSLv2Error, TLSParseError, parse_sslv2_server_hello,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_SSLV2_ANSWER_BYTES = 64 * 1024    # an SSLv2 SERVER-HELLO is one record of at most 32 KiB
 
@@ -36,9 +44,9 @@ class FlightEnd(enum.StrEnum):
 
     COMPLETE = "complete"              # ServerHelloDone, a TLS 1.3 ServerHello / HRR, an SSLv2 SERVER-HELLO
     ALERT = "alert"                    # a TLS alert (or an SSLv2 ERROR)
-    CLOSED = "closed"                  # the server closed or reset the connection
+    CLOSED = "closed"                  # the server closed or reset the connection between two messages
     TIMEOUT = "timeout"
-    PROTOCOL_ERROR = "protocol_error"  # bytes that are not TLS (SSLv2) at all
+    PROTOCOL_ERROR = "protocol_error"  # bytes that are not TLS (SSLv2), or a record / message cut short
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,41 @@ class Connector:
         Raises DialogueError when the connection or the dialogue before TLS fails; the
         whole exchange, dialogue included, is bounded by `connection_timeout`.
         """
+        async with self._connection_at_tls() as (raw, deadline):
+            await raw.send(hello)
+            reader = read_sslv2_answer if sslv2 else read_tls_flight
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await reader(raw)
+            except TimeoutError:
+                return ServerFlight(FlightEnd.TIMEOUT, f"no complete answer within {self.connection_timeout:g} s")
+
+    async def presented_chain(self, context: ssl.SSLContext, server_name: str) -> tuple[bytes, ...]:
+        """Complete one real handshake with `context` on a fresh connection and return the
+        certificates the server presented, leaf first (TLS 1.3 encrypts them, so a hello
+        alone cannot show them); () when the handshake fails or does not finish in time.
+
+        Raises DialogueError, like `exchange`, when the connection or the dialogue before TLS fails.
+        """
+        async with self._connection_at_tls() as (raw, deadline):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    stream = await tls_handshake(raw, context, server_name)
+            except TimeoutError:
+                log.info("TLS handshake with %s port %d not done within %g s", self.address, self.port,
+                         self.connection_timeout)
+                return ()
+            except DialogueError as exc:
+                log.info("TLS handshake with %s port %d failed: %s", self.address, self.port, exc.detail)
+                return ()
+            chain = tuple(stream.presented_chain())
+            stream.close()
+            return chain
+
+    @contextlib.asynccontextmanager
+    async def _connection_at_tls(self) -> AsyncIterator[tuple[RawStream, float]]:
+        """A fresh, counted connection on which the next bytes are a TLS handshake, and the loop
+        time by which everything on it must be done. Closed on exit."""
         async with self._lock:
             await self._pace()
             loop = asyncio.get_running_loop()
@@ -93,13 +136,7 @@ class Connector:
                 except TimeoutError:
                     raise DialogueError(FailureReason.TIMEOUT,
                                         f"dialogue before TLS not done within {self.connection_timeout:g} s") from None
-                await raw.send(hello)
-                reader = read_sslv2_answer if sslv2 else read_tls_flight
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        return await reader(raw)
-                except TimeoutError:
-                    return ServerFlight(FlightEnd.TIMEOUT, f"no complete answer within {self.connection_timeout:g} s")
+                yield raw, deadline
             finally:
                 raw.close()
 
@@ -135,6 +172,17 @@ class _FlightSoFar:
         return ServerFlight(end, detail, self.parser.server_hello, self.certificate, self.key_exchange,
                             self.certificate_status, self.alert)
 
+    def end_of_stream(self, detail: str) -> ServerFlight:
+        """The server closed (or reset) the connection before the flight was complete.
+
+        Between two messages that is a refusal like any other; inside a record or a handshake
+        message it is a truncated answer, which no TLS implementation sends on purpose.
+        """
+        if self.parser.pending:
+            return self.finish(FlightEnd.PROTOCOL_ERROR,
+                               f"{detail} after {self.parser.pending} bytes of an incomplete record or message")
+        return self.finish(FlightEnd.CLOSED, detail)
+
 
 async def read_tls_flight(stream: RawStream) -> ServerFlight:
     """Read until the flight is complete (ServerHelloDone; TLS 1.3: the ServerHello, the rest is
@@ -144,9 +192,9 @@ async def read_tls_flight(stream: RawStream) -> ServerFlight:
         try:
             data = await stream.recv()
         except DialogueError as exc:           # reset by the server
-            return so_far.finish(FlightEnd.CLOSED, exc.detail)
+            return so_far.end_of_stream(exc.detail)
         if not data:
-            return so_far.finish(FlightEnd.CLOSED, "connection closed")
+            return so_far.end_of_stream("connection closed")
         try:
             messages = so_far.parser.feed(data)
         except TLSParseError as exc:
@@ -186,7 +234,14 @@ async def read_sslv2_answer(stream: RawStream) -> ServerFlight:
         try:
             data = await stream.recv()
         except DialogueError as exc:
-            return ServerFlight(FlightEnd.CLOSED, exc.detail)
+            return _sslv2_end_of_stream(received, exc.detail)
         if not data:
-            return ServerFlight(FlightEnd.CLOSED, "connection closed")
+            return _sslv2_end_of_stream(received, "connection closed")
         received += data
+
+
+def _sslv2_end_of_stream(received: bytes, detail: str) -> ServerFlight:
+    """A close before any byte is a refusal; a close inside the SSLv2 record is a truncated answer."""
+    if received:
+        return ServerFlight(FlightEnd.PROTOCOL_ERROR, f"{detail} after {len(received)} bytes of an incomplete SSLv2 record")
+    return ServerFlight(FlightEnd.CLOSED, detail)

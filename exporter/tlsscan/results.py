@@ -66,7 +66,8 @@ class TLSScanResult:
     compression: bool | None = None            # the server picked DEFLATE; None: no TLS <= 1.2 hello answered
     extended_master_secret: bool | None = None
     ocsp_stapling: bool | None = None
-    certificates: tuple[CertificateInfo, ...] = ()   # distinct leaf certificates seen (TLS <= 1.2 flights)
+    # Distinct leaf certificates seen: TLS <= 1.2 and SSLv2 flights, else one TLS 1.3 handshake.
+    certificates: tuple[CertificateInfo, ...] = ()
     grade: Class | None = None             # worst class of everything above; None when nothing was accepted
 
     def supported_versions(self) -> tuple[ProtocolVersion, ...]:

@@ -6,31 +6,43 @@ servers rate-limit, so the scan spends as few as it can):
 1. Versions and cipher suites together, TLS 1.3 down to SSLv3: offer every registered suite
    valid for the version in one hello; the suite the server picks is accepted; offer the rest
    again without it; stop at the first refusal. That is (accepted suites + 1) hellos per
-   version. A bare close (no alert) in answer to a hello longer than any the server has
-   answered may be intolerance of long lists rather than "no shared suite": the list is then
-   offered again in chunks of 64 (as nmap and internet.nl do), each enumerated the same way.
-   Silence is not retried that way: every silent hello costs a whole connection timeout.
+   version. A bare close (no alert) or an internal_error alert may not mean "no shared
+   suite": the server may have picked a suite it cannot serve (Dovecot without DH parameters
+   picks DHE, fails and closes), or the hello may be too long for it. Such a refused list is
+   offered again split by key-exchange family (ECDHE, DHE, the rest) when it mixes them, else
+   in chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so
+   far; each part is enumerated the same way. Silence is not retried that way: every silent
+   hello costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
    that version; an answer with another version (a TLS 1.2 ServerHello to a TLS 1.0 hello),
    an alert, a close or garbage means not supported, and the reason is kept.
 2. SSLv2: one SSL 2.0 CLIENT-HELLO offering every cipher kind; the SERVER-HELLO lists the
    kinds the server accepts.
-3. Server cipher order, per version with two or more accepted suites: offer them in registry
-   order and in reverse. Following the client both times means client order; anything else
-   means the server picks by its own preference. The first enumeration hello doubles as the
-   registry-order hello when it offered the full list, so this costs one or two hellos.
+3. Server cipher order, per version with two or more accepted suites. A server that follows
+   the client's order picks, from each enumeration hello, the first suite of the list that it
+   accepts at all; if it ever picked another one, it has its own order, and that costs no
+   hello. Otherwise offer the accepted suites in registry order and in reverse: following the
+   client both times means client order, anything else the server's own. The first
+   enumeration hello doubles as the registry-order hello when it offered the full list, so
+   this costs none, one or two hellos.
 4. Groups: TLS 1.2 offers the accepted ECDHE suites with a list of EC groups and reads the
    curve from the ServerKeyExchange; TLS 1.3 offers no key share at all, so the server names
    its group in a HelloRetryRequest. The picked group is removed and the rest offered again,
-   until a refusal: (supported groups + 1) hellos per version.
+   until a refusal: (supported groups + 1) hellos per version. In TLS 1.2 the first of them is
+   saved: the enumeration hellos of step 1 offer every curve, and their ServerKeyExchange
+   already shows the server's first pick.
 5. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
    every DHE suite picked in step 1), secure renegotiation, extended master secret, OCSP
    stapling (the ServerHello extensions of TLS <= 1.2), compression (every TLS <= 1.2 hello
    also offers DEFLATE) and the leaf certificates (the Certificate message of TLS <= 1.2).
+6. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
+   only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
+   the core probe, for the certificate to grade.
 
-Connections used, at most: sum over versions of (accepted suites + 1) [+ one per 64-suite
-chunk after a non-alert refusal of a long hello] + 1 (SSLv2) + 2 per version with two or more
-suites + (groups + 1) for TLS 1.2 and for TLS 1.3.
+Connections used, at most: sum over versions of (accepted suites + 1) [+ up to 3 family
+hellos and one per 64-suite chunk after a bare-close refusal] + 1 (SSLv2) + at most 2 per
+version with two or more suites + (groups + 1) for TLS 1.2 and for TLS 1.3 [+ 1 for the
+TLS 1.3 certificate].
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
 the whole scan within `budget` seconds (default DEFAULT_SCAN_BUDGET_SECONDS); `min_delay`
@@ -40,6 +52,7 @@ seconds between the starts of two connections; never two connections at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -47,7 +60,7 @@ from ..certs import certificate_info
 from ..config import Module, Target
 from ..dnsclient import DNSClient, DNSError
 from ..probes.mailproto import DialogueError
-from ..probes.tlsconn import sni_name
+from ..probes.tlsconn import client_context, sni_name
 from ..results import CertificateInfo, FailureReason
 from ..tlswire import NamedGroup, ProtocolVersion
 from ..tlswire.ciphers import SSL2_CIPHER_KINDS, CIPHER_SUITES, KeyExchange, suites_for_version
@@ -59,7 +72,7 @@ from ..tlswire.hello import (
     COMPRESSION_DEFLATE, DEFAULT_CIPHERS_PER_HELLO, DEFAULT_GROUPS, DEFAULT_KEY_SHARE_GROUPS,
     build_client_hello, build_sslv2_client_hello, split_cipher_codes,
 )
-from ..tlswire.parse import DHParameters, ECDHParameters
+from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
 from .connection import Connector, FlightEnd, ServerFlight
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 
@@ -107,6 +120,30 @@ async def scan_endpoint(target: Target, module: Module, dns: DNSClient, *, min_d
     return run.result(observed_at, time.monotonic() - started)
 
 
+def _may_hide_accepted_suites(flight: ServerFlight) -> bool:
+    """A refusal that may not mean "none of these suites": a bare close, or an internal_error
+    alert. Servers do that when the hello is too long for them, and when they picked a suite
+    they cannot serve (Dovecot without ssl_dh picks a DHE suite, fails, and closes)."""
+    if flight.end is FlightEnd.CLOSED:
+        return True
+    return flight.alert is not None and flight.alert.description == AlertDescription.INTERNAL_ERROR
+
+
+def _key_exchange_families(codes: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """`codes` as ECDHE, DHE and all other suites, each in the given order: a server that fails
+    on the suite it picked fails on a key exchange it is not set up for (DH parameters, mostly)."""
+    ecdhe = [code for code in codes if CIPHER_SUITES[code].key_exchange is KeyExchange.ECDHE]
+    dhe = [code for code in codes if CIPHER_SUITES[code].key_exchange is KeyExchange.DHE]
+    others = [code for code in codes if CIPHER_SUITES[code].key_exchange not in (KeyExchange.ECDHE, KeyExchange.DHE)]
+    return ecdhe, dhe, others
+
+
+def _picked_against_client_order(picks: list[tuple[tuple[int, ...], int]], accepted: set[int]) -> bool:
+    """Whether an enumeration hello got another suite than the first one of its list that the
+    server accepts at all: a server that follows the client's order never does that."""
+    return any(code != next(c for c in offered if c in accepted) for offered, code in picks)
+
+
 def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int, ...] | list[int]) -> tuple[int | None, str]:
     """(the suite the server picked, "accepted") or (None, why the hello was not accepted)."""
     hello = flight.server_hello
@@ -131,7 +168,8 @@ class _ScanRun:
         self.target = target
         self.module = module
         self.min_delay = min_delay
-        self.server_name = sni_name(module.tls.server_name or target.host)
+        self.handshake_name = module.tls.server_name or target.host
+        self.server_name = sni_name(self.handshake_name)
         self.connector: Connector | None = None
         self.address: str | None = None
         self.failure: FailureReason | None = None
@@ -140,9 +178,12 @@ class _ScanRun:
         self.accepted: dict[ProtocolVersion, list[int]] = {}
         # Per version: the first hello, offering the full list in registry order, was accepted.
         self.first_hello_accepted: dict[ProtocolVersion, bool] = {}
+        # Per version: (the suites an enumeration hello offered, the one the server picked).
+        self.picks: dict[ProtocolVersion, list[tuple[tuple[int, ...], int]]] = {v: [] for v in TLS_VERSIONS}
         self.sslv2_kinds: tuple[int, ...] = ()
         self.server_cipher_order: list[tuple[ProtocolVersion, bool]] = []
         self.groups: list[GroupSupport] = []
+        self.tls12_full_list_curve: int | None = None   # the curve picked from TLS12_EC_GROUPS in TLS 1.2
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
@@ -170,6 +211,7 @@ class _ScanRun:
             await self._find_cipher_order(version)
         await self._scan_tls12_groups()
         await self._scan_tls13_groups()
+        await self._find_tls13_certificate()
         if not any(v.supported for v in self.versions) and self.protocol_errors:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
@@ -184,15 +226,26 @@ class _ScanRun:
                 code, reason = answer_to(flight, version, remaining)
                 first_reason = first_reason or reason
                 if code is None:
-                    if (len(remaining) > max(DEFAULT_CIPHERS_PER_HELLO, self.longest_answered_hello)
-                            and flight.end is FlightEnd.CLOSED):
-                        pending[:0] = [list(chunk) for chunk in split_cipher_codes(remaining)]
+                    if _may_hide_accepted_suites(flight):
+                        pending[:0] = self._smaller_hellos(remaining)
                     break
                 accepted.append(code)
+                self.picks[version].append((tuple(remaining), code))
                 remaining.remove(code)
         self.accepted[version] = accepted
         self.first_hello_accepted[version] = first_reason == "accepted"
         self.versions.append(VersionSupport(version, bool(accepted), "accepted" if accepted else first_reason or "closed"))
+
+    def _smaller_hellos(self, refused: list[int]) -> list[list[int]]:
+        """The suite lists to offer instead of `refused`, when its refusal may hide accepted suites
+        (see `_may_hide_accepted_suites`): one per key-exchange family if it mixes families,
+        else chunks of 64 if it is longer than any hello answered so far, else none."""
+        families = [family for family in _key_exchange_families(refused) if family]
+        if len(families) > 1:
+            return families
+        if len(refused) > max(DEFAULT_CIPHERS_PER_HELLO, self.longest_answered_hello):
+            return [list(chunk) for chunk in split_cipher_codes(refused)]
+        return []
 
     async def _scan_sslv2(self) -> None:
         assert self.connector is not None
@@ -214,6 +267,9 @@ class _ScanRun:
         accepted = self.accepted.get(version, [])
         if len(accepted) < 2:
             return
+        if _picked_against_client_order(self.picks[version], set(accepted)):
+            self.server_cipher_order.append((version, True))     # the enumeration showed it already
+            return
         forward = sorted(accepted, key=candidate_suites(version).index)
         backward = forward[::-1]
         if self.first_hello_accepted[version]:
@@ -233,6 +289,11 @@ class _ScanRun:
         if not ecdhe:
             return
         remaining = list(TLS12_EC_GROUPS)
+        if self.tls12_full_list_curve in remaining:
+            # An enumeration hello, offering every curve, already showed the server's first pick.
+            curve = self.tls12_full_list_curve
+            self.groups.append(GroupSupport(version, curve, grade_group(curve)))
+            remaining.remove(curve)
         while remaining:
             flight = await self._hello(version, ecdhe, groups=remaining)
             parameters = flight.key_exchange.parameters if flight.key_exchange else None
@@ -257,6 +318,17 @@ class _ScanRun:
             self.groups.append(GroupSupport(version, group, grade_group(group)))
             remaining.remove(group)
 
+    async def _find_tls13_certificate(self) -> None:
+        """A server that only speaks TLS 1.3 showed no certificate (it is encrypted): complete one
+        real TLS 1.3 handshake to get it, so that its key and signature are graded too."""
+        assert self.connector is not None
+        if self.leaf_ders or not self.accepted.get(ProtocolVersion.TLS1_3):
+            return
+        settings = dataclasses.replace(self.module.tls, min_version="TLSv1.3", max_version="TLSv1.3")
+        chain = await self.connector.presented_chain(client_context(settings), self.handshake_name)
+        if chain:
+            self.leaf_ders.setdefault(chain[0])
+
     # --- one hello -----------------------------------------------------------------------
 
     async def _hello(self, version: ProtocolVersion, codes: list[int], *, groups: list[int] | None = None,
@@ -274,6 +346,10 @@ class _ScanRun:
                                        with_extensions=version is not ProtocolVersion.SSL3)
         flight = await self.connector.exchange(hello)
         self._observe(flight, len(codes))
+        parameters = flight.key_exchange.parameters if flight.key_exchange is not None else None
+        if (version is ProtocolVersion.TLS1_2 and groups is None and isinstance(parameters, ECDHParameters)
+                and flight.server_hello is not None and flight.server_hello.version == version):
+            self.tls12_full_list_curve = parameters.named_curve
         return flight
 
     def _observe(self, flight: ServerFlight, offered_count: int) -> None:

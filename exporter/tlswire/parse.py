@@ -366,8 +366,9 @@ class HandshakeReassembler:
         return messages
 
     @property
-    def in_progress(self) -> bool:
-        return bool(self._buffer)
+    def pending(self) -> int:
+        """Bytes of a handshake message received but not yet complete."""
+        return len(self._buffer)
 
 
 class ServerFlightParser:
@@ -394,6 +395,15 @@ class ServerFlightParser:
                 raise TLSParseError("application data before the handshake was encrypted")
             # change_cipher_spec, encrypted TLS 1.3 records, heartbeats: nothing to read
         return messages
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that are not yet a complete record or a complete handshake message.
+
+        Non-zero when the stream ends means the server stopped in the middle of something:
+        a truncated answer, not a clean close.
+        """
+        return self._records.pending + self._handshake.pending
 
     def _expects_plaintext(self) -> bool:
         return self.server_hello is None or self.server_hello.version < ProtocolVersion.TLS1_3

@@ -135,6 +135,10 @@ class CountingRelay:
             return
         try:
             await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+        except asyncio.CancelledError:
+            # The relay is shutting down. Ending normally keeps Python 3.11's stream callback
+            # from logging the cancellation as an error (fixed in 3.12).
+            pass
         finally:
             upstream_writer.close()
             client_writer.close()
