@@ -13,7 +13,7 @@ from aiohttp import web
 from . import __version__
 from .config import ConfigError, load_config
 from .logfmt import setup_logging, with_fields
-from .oneshot import add_scan_parser, scan_command
+from .oneshot import add_check_parser, add_scan_parser, check_command, scan_command
 from .sharding import Shard
 from .webconfig import WebConfig, WebConfigError, load_web_config, ssl_context
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      description="without a command, the exporter runs and serves HTTP")
     add_scan_parser(commands)
+    add_check_parser(commands)
     return parser
 
 
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     if args.command == "scan":
         return scan_command(args)
+    if args.command == "check":
+        return check_command(args)
     if args.config_check:
         return check_config(args.config_file)
     return asyncio.run(serve(args, shard))

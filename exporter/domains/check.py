@@ -66,13 +66,22 @@ class DomainResult:
         """True when every check could run (whatever it found)."""
         return all(failure is None for failure in self.check_failures().values())
 
+    def findings_by_check(self) -> dict[str, tuple[Finding, ...]]:
+        return {
+            "mx": self.mx.findings,
+            "spf": self.spf.findings,
+            "dmarc": self.dmarc.findings,
+            "dkim": self.dkim.findings,
+            "mta_sts": self.mta_sts.findings,
+            "tlsrpt": self.tlsrpt.findings,
+            "bimi": self.bimi.findings,
+            "reverse_dns": tuple(reverse_dns_findings(self.reverse_dns)),
+            "dane": tuple(dane_findings(self.dane)),
+        }
+
     @property
     def findings(self) -> tuple[Finding, ...]:
-        return (
-            self.mx.findings + self.spf.findings + self.dmarc.findings + self.dkim.findings
-            + self.mta_sts.findings + self.tlsrpt.findings + self.bimi.findings
-            + tuple(reverse_dns_findings(self.reverse_dns)) + tuple(dane_findings(self.dane))
-        )
+        return tuple(finding for findings in self.findings_by_check().values() for finding in findings)
 
 
 DEFAULT_HTTPS_TIMEOUT_SECONDS = 10.0

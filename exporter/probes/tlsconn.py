@@ -49,6 +49,10 @@ def sni_name(name: str) -> str | None:
     return None
 
 
+# OpenSSL names TLS 1.0 "TLSv1"; the deep scan, the config and the alert rules say "TLSv1.0".
+_VERSION_LABELS = {"TLSv1": "TLSv1.0"}
+
+
 class TLSStream:
     """The plaintext side of a TLS session whose records travel over a RawStream."""
 
@@ -104,7 +108,9 @@ class TLSStream:
 
     @property
     def version(self) -> str:
-        return self.sslobj.version() or ""
+        """"TLSv1.0" ... "TLSv1.3", the labels used everywhere here (OpenSSL says "TLSv1")."""
+        version = self.sslobj.version() or ""
+        return _VERSION_LABELS.get(version, version)
 
     @property
     def cipher(self) -> str:

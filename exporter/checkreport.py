@@ -1,0 +1,132 @@
+"""The report of `mailsec-exporter check DOMAIN...`: every domain check, and the TLS probe
+of each MX host, as findings grouped by check, each with a severity and a one-line fix.
+
+Pure functions of results already gathered; `oneshot.py` gathers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Target
+from .domains.check import DomainResult
+from .domains.common import Finding, Severity
+from .results import EndpointResult
+
+_DAY = 86400.0
+CERT_WARNING_DAYS = 21     # as the shipped alert rules: warning under 21 days, critical under 7
+CERT_CRITICAL_DAYS = 7
+
+
+@dataclass(frozen=True)
+class DomainReport:
+    result: DomainResult
+    mx_probes: tuple[tuple[Target, EndpointResult], ...]   # one per MX host probed
+
+
+def endpoint_findings(target: Target, result: EndpointResult, now: float) -> tuple[Finding, ...]:
+    """What an MX host's STARTTLS probe says, as findings."""
+    where = target.address
+    if not result.success:
+        fix = {
+            "starttls_not_offered": "enable STARTTLS (Postfix: smtpd_tls_security_level = may) with a valid certificate",
+            "tls_handshake_error": "check the server's TLS settings: protocols, ciphers, certificate and key",
+        }.get(result.failure.value, "make the server answer SMTP on this port, or remove the MX record")
+        return (Finding(Severity.ERROR, f"mx_tls_{result.failure.value}",
+                        f"{where}: probe failed: {result.failure.value} ({result.failure_detail})", fix),)
+    findings = []
+    if result.plaintext_auth_exposed:
+        findings.append(Finding(Severity.WARNING, "mx_plaintext_auth",
+                                f"{where}: AUTH is offered before STARTTLS",
+                                "offer AUTH only after TLS (Postfix: smtpd_tls_auth_only = yes)"))
+    tls = result.tls
+    if tls is None or not tls.chain:
+        return tuple(findings)
+    if tls.version in ("TLSv1.0", "TLSv1.1"):
+        findings.append(Finding(Severity.WARNING, "mx_tls_legacy_version", f"{where}: negotiated {tls.version}",
+                                "disable TLS 1.0 and 1.1 (Postfix: smtpd_tls_protocols = >=TLSv1.2)"))
+    days = (tls.chain_earliest_not_after - now) / _DAY
+    if days < 0:
+        findings.append(Finding(Severity.ERROR, "mx_cert_expired", f"{where}: a presented certificate has expired",
+                                "renew the certificate and reload the mail server"))
+    elif days < CERT_WARNING_DAYS:
+        severity = Severity.ERROR if days < CERT_CRITICAL_DAYS else Severity.WARNING
+        findings.append(Finding(severity, "mx_cert_expiring", f"{where}: a certificate expires in {days:.0f} days",
+                                "renew the certificate and reload the mail server"))
+    if not tls.chain_valid:
+        findings.append(Finding(Severity.ERROR, "mx_cert_chain_invalid",
+                                f"{where}: the certificate chain does not verify ({tls.chain_error})",
+                                "serve the full chain from a trusted CA (leaf and intermediates)"))
+    if not tls.hostname_valid:
+        findings.append(Finding(Severity.ERROR, "mx_cert_name_mismatch",
+                                f"{where}: the certificate is not valid for {tls.verified_name}",
+                                "put the MX host name in the certificate's subjectAltName"))
+    return tuple(findings)
+
+
+def grouped_findings(report: DomainReport, now: float) -> dict[str, tuple[Finding, ...]]:
+    groups = dict(report.result.findings_by_check())
+    groups["mx_tls"] = tuple(f for target, result in report.mx_probes for f in endpoint_findings(target, result, now))
+    return groups
+
+
+def failures(report: DomainReport) -> dict[str, str]:
+    """Checks that could not run, with why."""
+    return {check: f"{failure.reason.value}: {failure.detail}"
+            for check, failure in report.result.check_failures().items() if failure is not None}
+
+
+def exit_status(reports: list[DomainReport], now: float) -> int:
+    """0: clean; 1: findings of warning or error severity; 2: a check could not run."""
+    if any(failures(report) for report in reports):
+        return 2
+    serious = (Severity.WARNING, Severity.ERROR)
+    if any(f.severity in serious for r in reports for fs in grouped_findings(r, now).values() for f in fs):
+        return 1
+    return 0
+
+
+def to_json(reports: list[DomainReport], now: float) -> dict:
+    return {
+        "domains": [
+            {
+                "domain": report.result.domain,
+                "failed_checks": failures(report),
+                "checks": {
+                    check: [{"severity": f.severity.value, "code": f.code, "message": f.message, "fix": f.fix}
+                            for f in findings]
+                    for check, findings in grouped_findings(report, now).items()
+                },
+                "mx_endpoints": [
+                    {"target": target.address, "success": result.success,
+                     "failure": result.failure.value if result.failure else None,
+                     "tls_version": result.tls.version if result.tls else None}
+                    for target, result in report.mx_probes
+                ],
+            }
+            for report in reports
+        ],
+        "exit_status": exit_status(reports, now),
+    }
+
+
+_MARK = {Severity.ERROR: "ERROR", Severity.WARNING: "WARN ", Severity.INFO: "info "}
+
+
+def render_text(reports: list[DomainReport], now: float) -> str:
+    lines = []
+    for report in reports:
+        lines.append(f"== {report.result.domain}")
+        for check, reason in failures(report).items():
+            lines.append(f"  {check}: COULD NOT RUN: {reason}")
+        for check, findings in grouped_findings(report, now).items():
+            if not findings:
+                continue
+            lines.append(f"  {check}:")
+            for finding in findings:
+                lines.append(f"    {_MARK[finding.severity]} {finding.message}")
+                lines.append(f"          fix: {finding.fix}")
+        if not any(grouped_findings(report, now).values()) and not failures(report):
+            lines.append("  no findings")
+        lines.append("")
+    return "\n".join(lines)
