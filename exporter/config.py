@@ -198,6 +198,7 @@ class ProbeSettings:
     """The /probe HTTP endpoint, which probes a target named in the request."""
 
     allowed_targets: tuple[TargetPattern, ...] = ()   # empty: /probe refuses every target
+    allowed_domains: tuple[str, ...] = ()   # lower-case globs; empty: /probe refuses every domain
     timeout_offset: float = 0.5       # seconds kept from Prometheus's scrape timeout for the answer
 
 
@@ -495,6 +496,14 @@ def parse_target_pattern(text: str) -> TargetPattern:
             "(letters, digits, hyphens and dots, with * and ? as wildcards)"
         )
     return TargetPattern(text=text, host_glob=host_text.lower(), port=port)
+
+
+def parse_domain_pattern(text: str) -> str:
+    """A glob on domain names for probe.allowed_domains: "example.org", "*.example.org", "*"."""
+    pattern = text.strip().lower().rstrip(".")
+    if not pattern or not re.fullmatch(r"[a-z0-9*?-]+(\.[a-z0-9*?-]+)*", pattern):
+        raise ValueError(f"{text!r} is not a domain name pattern (letters, digits, '-', '.', '*' and '?')")
+    return pattern
 
 
 def _looks_like_ipv4(text: str) -> bool:
@@ -816,21 +825,23 @@ def _parse_dns(node: yaml.Node | None, path: str) -> DNSSettings:
     return DNSSettings(**_given(fields, _DNS_PARSERS))
 
 
-def _parse_target_patterns(node: yaml.Node, path: str) -> tuple[TargetPattern, ...]:
+def _parse_patterns(parse: Callable[[str], Any], node: yaml.Node, path: str) -> tuple[Any, ...]:
     patterns: dict[str, int] = {}      # text -> line, to name the first of two duplicates
-    parsed: list[TargetPattern] = []
+    parsed: list[Any] = []
     for index, item in enumerate(_items(node, path)):
         item_path = f"{path}[{index}]"
-        pattern = _checked_string(parse_target_pattern, item, item_path)
-        if pattern.text in patterns:
-            raise _Invalid(item, f"{item_path}: duplicate pattern (first on line {patterns[pattern.text]})")
-        patterns[pattern.text] = item.start_mark.line + 1
+        pattern = _checked_string(parse, item, item_path)
+        text = getattr(pattern, "text", pattern)
+        if text in patterns:
+            raise _Invalid(item, f"{item_path}: duplicate pattern (first on line {patterns[text]})")
+        patterns[text] = item.start_mark.line + 1
         parsed.append(pattern)
     return tuple(parsed)
 
 
 _PROBE_PARSERS = {
-    "allowed_targets": _parse_target_patterns,
+    "allowed_targets": functools.partial(_parse_patterns, parse_target_pattern),
+    "allowed_domains": functools.partial(_parse_patterns, parse_domain_pattern),
     "timeout_offset": _non_negative_duration,
 }
 

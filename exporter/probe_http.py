@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import fnmatch
 import math
 import re
 import time
@@ -25,16 +26,20 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from .app import Exporter
+from .checkreport import DomainReport, render_text
 from .collector import ENDPOINT_METRICS, add_endpoint_samples
 from .families import Families
-from .config import Module, Target, parse_host_port
+from .config import Domain, Module, Target, check_dkim_selector, normalize_dns_name, parse_host_port
+from .domain_metrics import DOMAIN_METRICS, add_domain_samples
+from .domains.check import DomainResult
 from .probeguard import TargetRefused, admit
 from .results import EndpointResult, FailureReason
 from .scheduler import failed_result, guarded_probe
 from .tlsscan.results import TLSScanResult
 from .tlsscan_metrics import TLSSCAN_METRICS, add_scan_samples
 
-PARAMETERS = ("target", "module", "debug")
+TARGET_PARAMETERS = ("target", "module", "debug")
+DOMAIN_PARAMETERS = ("domain", "dkim_selector", "debug")
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 PROBE_METRICS = (
@@ -147,13 +152,17 @@ def debug_report(target: Target, module: Module, result: EndpointResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _request_target(exporter: Exporter, query: Mapping[str, str]) -> tuple[Target, Module]:
-    unknown = sorted(set(query) - set(PARAMETERS))
+def _check_parameters(query: Mapping[str, str], accepted: tuple[str, ...], required: tuple[str, ...]) -> None:
+    unknown = sorted(set(query) - set(accepted))
     if unknown:
-        raise BadRequest(f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}")
-    for name in ("target", "module"):
+        raise BadRequest(f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    for name in required:
         if not query.get(name):
-            raise BadRequest(f"the {name} parameter is required (accepted: {', '.join(PARAMETERS)})")
+            raise BadRequest(f"the {name} parameter is required (accepted: {', '.join(accepted)})")
+
+
+def _request_target(exporter: Exporter, query: Mapping[str, str]) -> tuple[Target, Module]:
+    _check_parameters(query, TARGET_PARAMETERS, ("target", "module"))
     config = exporter.config
     assert config is not None, "the server starts after the first config load"
     module = config.modules.get(query["module"])
@@ -180,6 +189,8 @@ async def _run(exporter: Exporter, target: Target, module: Module, budget: float
 
 
 async def answer_probe(exporter: Exporter, request: web.Request) -> web.Response:
+    if "domain" in request.query:
+        return await answer_domain_probe(exporter, request)
     metrics = exporter.metrics
     try:
         target, module = _request_target(exporter, request.query)
@@ -206,5 +217,81 @@ async def answer_probe(exporter: Exporter, request: web.Request) -> web.Response
     scan = exporter.probe_scans.latest(target, module) if module.deep_scan is not None else None
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     response = web.Response(body=encoder(probe_registry(target, result, scan)))
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+# --- /probe?domain=NAME: the DNS checks of one mail domain -------------------------------
+
+class _DomainProbeCollector(Collector):
+    def __init__(self, domain: Domain, result: DomainResult | None, duration: float):
+        self._domain, self._result, self._duration = domain, result, duration
+
+    def collect(self) -> Iterator[Metric]:
+        (success_name, success_help), (duration_name, duration_help) = PROBE_METRICS
+        success = self._result is not None and self._result.success
+        yield GaugeMetricFamily(success_name, success_help, value=float(success))
+        yield GaugeMetricFamily(duration_name, duration_help, value=self._duration)
+        if self._result is not None:
+            families = Families(DOMAIN_METRICS)
+            add_domain_samples(families, self._domain, self._result)
+            yield from families
+
+
+def _request_domain(exporter: Exporter, query) -> Domain:
+    _check_parameters(query, DOMAIN_PARAMETERS, ("domain",))
+    try:
+        name = normalize_dns_name(query["domain"])
+        selectors = tuple(dict.fromkeys(check_dkim_selector(s) for s in query.getall("dkim_selector", [])))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    allowed = exporter.config.probe.allowed_domains
+    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed):
+        raise TargetRefused(f"domain {name}: not allowed by probe.allowed_domains"
+                            + ("" if allowed else " (empty: /probe checks no domain)"))
+    listed = next((domain for domain in exporter.config.domains if domain.name == name), None)
+    if listed is None:
+        return Domain(name, selectors)
+    return Domain(name, selectors or listed.dkim_selectors, listed.labels)
+
+
+async def answer_domain_probe(exporter: Exporter, request: web.Request) -> web.Response:
+    """Check one domain now (DANE uses the chains the scheduler's MX probes saw)."""
+    metrics = exporter.metrics
+    try:
+        domain = _request_domain(exporter, request.query)
+        debug = parse_debug(request.query.get("debug"))
+    except BadRequest as exc:
+        metrics.probe_requests.labels("invalid").inc()
+        return web.Response(status=400, text=f"{exc}\n")
+    except TargetRefused as exc:
+        metrics.probe_requests.labels("refused").inc()
+        return web.Response(status=400, text=f"{exc}\n")
+    config = exporter.config
+    budget = probe_budget(request.headers.get(SCRAPE_TIMEOUT_HEADER), config.probe.timeout_offset,
+                          config.global_.timeout)
+    started = time.monotonic()
+    result = None
+    try:
+        async with asyncio.timeout(budget):
+            result = await exporter.probes.domain(
+                domain, exporter.scheduler.dns, chain_for=exporter.scheduler.mx_chain,
+                https_ca_file=config.domain_checks.mta_sts_ca_file,
+                https_timeout=min(config.domain_checks.https_timeout, budget),
+            )
+    except TimeoutError:
+        pass   # probe_success 0: the checks did not finish within the scrape's budget
+    duration = time.monotonic() - started
+    metrics.probe_requests.labels("success" if result is not None and result.success else "failure").inc()
+    if debug:
+        if result is None:
+            text = f"Checks of {domain.name} did not finish within {budget:.3g}s\n"
+        else:
+            text = render_text([DomainReport(result, ())], time.time())
+        return web.Response(text=text, headers={"X-Content-Type-Options": "nosniff"})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_DomainProbeCollector(domain, result, duration))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = web.Response(body=encoder(registry))
     response.headers["Content-Type"] = content_type
     return response

@@ -257,7 +257,7 @@ class Scheduler:
                 async with asyncio.timeout(DOMAIN_CHECK_TIMEOUT_SECONDS):
                     settings = self.config.domain_checks
                     result = await self._probes.domain(
-                        domain, self.dns, chain_for=self._mx_chain,
+                        domain, self.dns, chain_for=self.mx_chain,
                         https_ca_file=settings.mta_sts_ca_file, https_timeout=settings.https_timeout,
                     )
             except Exception:   # TimeoutError included
@@ -291,7 +291,7 @@ class Scheduler:
                     self._scans.discard(job.key)
         self._count_jobs()
 
-    def _mx_chain(self, host: str) -> tuple[bytes, ...] | None:
+    def mx_chain(self, host: str) -> tuple[bytes, ...] | None:
         """The certificate chain the MX host last presented on the MX module's port (DANE)."""
         entry = self._endpoints.get(self._mx_target(host).key)
         if entry is None or entry.result.tls is None:

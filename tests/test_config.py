@@ -482,7 +482,9 @@ BAD_FILES = [
     # --- probe
     ("unknown probe key", "probe:\n  allowed_target: []\n", 2,
      "probe.allowed_target: unknown key (did you mean 'allowed_targets'?); allowed here: "
-     "allowed_targets, timeout_offset"),
+     "allowed_targets, allowed_domains, timeout_offset"),
+    ("bad domain pattern", "probe:\n  allowed_domains: ['*.example.org', 'a b']\n", 2,
+     "probe.allowed_domains[1]: 'a b' is not a domain name pattern (letters, digits, '-', '.', '*' and '?')"),
     ("probe pattern with host bits", "probe:\n  allowed_targets:\n    - 10.0.0.0/8\n    - 192.0.2.1/24\n", 4,
      "probe.allowed_targets[1]: '192.0.2.1/24' has host bits set: write the network address, e.g. 192.0.2.0/24"),
     ("duplicate probe pattern", "probe:\n  allowed_targets: ['*.example.org',\n    '*.example.org']\n", 3,

@@ -293,7 +293,9 @@ async def test_a_probe_waiting_for_a_busy_host_gives_up_within_its_budget(tmp_pa
     "params, status, reason, counted",
     [
         ({"target": "127.0.0.1", "module": "mx", "domain": "example.org"}, 400,
-         "unknown parameter domain; accepted: target, module, debug", "invalid"),
+         "unknown parameter module, target; accepted: domain, dkim_selector, debug", "invalid"),
+        ({"target": "127.0.0.1", "module": "mx", "dkim_selector": "s1"}, 400,
+         "unknown parameter dkim_selector; accepted: target, module, debug", "invalid"),
         ({"module": "mx"}, 400, "the target parameter is required", "invalid"),
         ({"target": "127.0.0.1"}, 400, "the module parameter is required", "invalid"),
         ({"target": "127.0.0.1", "module": "nosuch"}, 400, "unknown module 'nosuch'; configured: smtp,", "invalid"),
