@@ -356,25 +356,11 @@ def parse_host(text: str) -> str:
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
     """"mx.example.org", "mx.example.org:2525", "192.0.2.1:25", "[2001:db8::1]:25" or
     "2001:db8::1" -> (normalized host, port); ValueError names what is wrong."""
-    port_text: str | None = None
-    if text.startswith("["):
-        host_text, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"{text!r}: write an IPv6 address as [address]:port")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host_text, _, port_text = text.partition(":")
-    else:
-        host_text = text
     try:
-        host = parse_host(host_text)
+        host_text, port_text = split_host_port(text)
+        return parse_host(host_text), default_port if port_text is None else parse_port(port_text, text)
     except ValueError as exc:
         raise ValueError(f"{text!r}: {exc}") from None
-    if port_text is None:
-        return host, default_port
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"{text!r}: the port must be an integer from 1 to 65535")
-    return host, int(port_text)
 
 
 def parse_server_name(text: str) -> str:
@@ -420,24 +406,34 @@ def check_dkim_selector(text: str) -> str:
 _PORT_TEXT_RE = re.compile(r"[0-9]{1,5}")
 
 
+def split_host_port(text: str) -> tuple[str, str | None]:
+    """"host", "host:port", "IPv4:port", "[IPv6]" or "[IPv6]:port" -> (host, port text or
+    None). An IPv6 address, which has several colons, takes a port only in brackets."""
+    if not text.startswith("["):
+        if text.count(":") == 1:
+            host, _, port = text.partition(":")
+            return host, port
+        return text, None
+    host, bracket, rest = text[1:].partition("]")
+    if not bracket:
+        raise ValueError(f"{text!r} has '[' without ']'")
+    if rest and not rest.startswith(":"):
+        raise ValueError(f"expected ':port' after ']' in {text!r}")
+    if ":" not in host:
+        raise ValueError(f"brackets are only for IPv6 addresses; got {text!r}")
+    return host, (rest[1:] if rest else None)
+
+
+def parse_port(port_text: str, text: str) -> int:
+    """The port of `text` ("host:port"), from 1 to 65535."""
+    if not _PORT_TEXT_RE.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be an integer from 1 to 65535; got {port_text!r} in {text!r}")
+    return int(port_text)
+
+
 def parse_nameserver(text: str) -> Nameserver:
     """A name server: "address", "IPv4:port" or "[IPv6]:port"; the port defaults to 53."""
-    port_text: str | None = None
-    if text.startswith("["):
-        address_text, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            raise ValueError(f"{text!r} has '[' without ']'")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"expected ':port' after ']' in {text!r}")
-            port_text = rest[1:]
-        if ":" not in address_text:
-            raise ValueError(f"brackets are only for IPv6 addresses; got {text!r}")
-    elif text.count(":") == 1:
-        # One colon: IPv4:port. IPv6 addresses have at least two.
-        address_text, _, port_text = text.partition(":")
-    else:
-        address_text = text
+    address_text, port_text = split_host_port(text)
     try:
         address = ipaddress.ip_address(address_text)
     except ValueError:
@@ -446,15 +442,7 @@ def parse_nameserver(text: str) -> Nameserver:
         ) from None
     if port_text is None:
         return Nameserver(str(address))
-    if not _PORT_TEXT_RE.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"the port must be an integer from 1 to 65535; got {port_text!r} in {text!r}")
-    return Nameserver(str(address), int(port_text))
-
-
-def _parse_pattern_port(text: str, pattern: str) -> int:
-    if not _PORT_TEXT_RE.fullmatch(text) or not 1 <= int(text) <= 65535:
-        raise ValueError(f"the port must be an integer from 1 to 65535; got {text!r} in {pattern!r}")
-    return int(text)
+    return Nameserver(str(address), parse_port(port_text, text))
 
 
 def _parse_network(text: str) -> IPNetwork:
@@ -471,20 +459,8 @@ def parse_target_pattern(text: str) -> TargetPattern:
     """An allowed /probe target: "*.example.org", "mx?.example.org:25", "192.0.2.0/24",
     "192.0.2.25:465", "2001:db8::/32", "[2001:db8::/32]:993". A port restricts the
     pattern to that port; without one, every port matches."""
-    host_text, port_text = text, None
-    if text.startswith("["):
-        host_text, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            raise ValueError(f"{text!r} has '[' without ']'")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"expected ':port' after ']' in {text!r}")
-            port_text = rest[1:]
-        if ":" not in host_text:
-            raise ValueError(f"brackets are only for IPv6 addresses and networks; got {text!r}")
-    elif text.count(":") == 1:
-        host_text, _, port_text = text.partition(":")
-    port = None if port_text is None else _parse_pattern_port(port_text, text)
+    host_text, port_text = split_host_port(text)
+    port = None if port_text is None else parse_port(port_text, text)
 
     if ":" in host_text or "/" in host_text or _looks_like_ipv4(host_text):
         return TargetPattern(text=text, network=_parse_network(host_text), port=port)

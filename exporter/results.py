@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tlsscan.results import TLSScanResult
 
 
 class FailureReason(enum.StrEnum):
@@ -84,3 +88,14 @@ class EndpointResult:
     greeting_seconds: float | None = None
     tls_handshake_seconds: float | None = None
     transcript: tuple[str, ...] = ()      # the dialogue, for /probe?debug=true and the status page
+
+
+def outcome_fields(result: "EndpointResult | TLSScanResult") -> dict[str, object]:
+    """The outcome every probe and scan result has, JSON-ready (status page, reports)."""
+    return {
+        "success": result.success,
+        "failure": result.failure.value if result.failure else None,
+        "failure_detail": result.failure_detail,
+        "observed_at": result.observed_at,
+        "duration_seconds": result.duration_seconds,
+    }

@@ -14,7 +14,7 @@ from typing import Any
 from . import __version__
 from .app import Exporter
 from .config import Domain, Target
-from .results import EndpointResult
+from .results import EndpointResult, outcome_fields
 from .scheduler import domain_key, scan_key
 from .store import FAILURES_KEPT, SUCCESSES_KEPT
 from .tlsscan.results import TLSScanResult
@@ -45,11 +45,7 @@ def _tls_findings(result: EndpointResult, now: float) -> dict[str, Any] | None:
 
 def result_document(result: EndpointResult, now: float) -> dict[str, Any]:
     return {
-        "success": result.success,
-        "failure": result.failure.value if result.failure else None,
-        "failure_detail": result.failure_detail,
-        "observed_at": result.observed_at,
-        "duration_seconds": result.duration_seconds,
+        **outcome_fields(result),
         "address": result.address,
         "starttls_offered": result.starttls_offered,
         "plaintext_auth_exposed": result.plaintext_auth_exposed,
@@ -57,19 +53,9 @@ def result_document(result: EndpointResult, now: float) -> dict[str, Any]:
     }
 
 
-def _history_item(result: EndpointResult) -> dict[str, Any]:
-    return {
-        "observed_at": result.observed_at,
-        "success": result.success,
-        "failure": result.failure.value if result.failure else None,
-        "failure_detail": result.failure_detail,
-        "duration_seconds": result.duration_seconds,
-    }
-
-
 def _scan_document(scan: TLSScanResult) -> dict[str, Any]:
     return {
-        **_history_item(scan),
+        **outcome_fields(scan),
         "grade": scan.grade.label if scan.grade is not None else None,
         "supported_versions": [version.label for version in scan.supported_versions()],
         "accepted_ciphers": len(scan.ciphers),
@@ -86,7 +72,7 @@ def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[s
         "labels": dict(target.labels),
         "next_run": exporter.scheduler.next_run.get(target.key),
         "last_result": result_document(entry.result, now) if entry else None,
-        "history": [_history_item(result) for result in exporter.endpoints.history(target.key)],
+        "history": [outcome_fields(result) for result in exporter.endpoints.history(target.key)],
         "deep_scan": _scan_document(scan.result) if scan else None,
     }
 

@@ -773,7 +773,7 @@ def test_parse_target_pattern(text, host_glob, network, port):
         ("mx.example.org:", "the port must be an integer from 1 to 65535; got '' in 'mx.example.org:'"),
         ("[::1", "'[::1' has '[' without ']'"),
         ("[::1]25", "expected ':port' after ']' in '[::1]25'"),
-        ("[192.0.2.1]:25", "brackets are only for IPv6 addresses and networks; got '[192.0.2.1]:25'"),
+        ("[192.0.2.1]:25", "brackets are only for IPv6 addresses; got '[192.0.2.1]:25'"),
         ("mx_1.example.org", "'mx_1.example.org' is neither an IP address or network nor a host-name pattern "
          "(letters, digits, hyphens and dots, with * and ? as wildcards)"),
         ("", "'' is neither an IP address or network nor a host-name pattern "

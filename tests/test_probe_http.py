@@ -46,7 +46,7 @@ def test_parse_target(text, expected):
     [
         ("mx.example.org:0", "the port must be an integer from 1 to 65535"),
         ("mx.example.org:smtp", "the port must be an integer from 1 to 65535"),
-        ("[2001:db8::1]25", "write an IPv6 address as [address]:port"),
+        ("[2001:db8::1]25", "expected ':port' after ']'"),
         ("mx_1.example.org", "has an invalid part 'mx_1'"),
         ("http://mx.example.org/", "the port must be an integer from 1 to 65535"),
     ],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..results import outcome_fields
 from .results import TLSScanResult
 
 
@@ -55,11 +56,7 @@ def render_table(result: TLSScanResult) -> str:
 def to_json(result: TLSScanResult) -> dict:
     """Plain dicts, lists, strings and numbers (json.dumps takes it as is)."""
     return {
-        "success": result.success,
-        "failure": result.failure.value if result.failure else None,
-        "failure_detail": result.failure_detail,
-        "observed_at": result.observed_at,
-        "duration_seconds": result.duration_seconds,
+        **outcome_fields(result),
         "connections": result.connections,
         "address": result.address,
         "grade": result.grade.label if result.grade is not None else None,
