@@ -103,6 +103,20 @@ def sends(data: bytes, then_hang: bool = True) -> Handler:
     return handler
 
 
+def floods(total_bytes: int, chunk: bytes = b"x" * 65536) -> Handler:
+    """Send up to `total_bytes` as fast as the client takes them, never a line end."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sent = 0
+        while sent < total_bytes:
+            writer.write(chunk)
+            await writer.drain()
+            sent += len(chunk)
+        await asyncio.sleep(3600)
+
+    return handler
+
+
 def drips(data: bytes, every: float = 0.05) -> Handler:
     """Send `data` one byte at a time, forever: a line that never ends."""
 

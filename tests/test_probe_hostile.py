@@ -11,6 +11,7 @@ import contextlib
 import socket
 import ssl
 import time
+import tracemalloc
 
 import pytest
 
@@ -23,6 +24,7 @@ from tests.hostile import (
     Script,
     closed_port,
     drips,
+    floods,
     imap_server,
     issue,
     pop3_server,
@@ -152,6 +154,7 @@ HOSTILE_CASES = {
     "a line that never ends": (drips(b"220 slowly"), Protocol.SMTP, FailureReason.TIMEOUT),
     "a 10 MB banner line": (sends(b"220 " + b"x" * 10_000_000), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
     "endless continuation lines": (sends(b"220-more\r\n" * 100_000), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "a 100 MB flood": (floods(100 * 1024 * 1024), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
     "SSH instead of SMTP": (sends(b"SSH-2.0-OpenSSH_9.2p1\r\n"), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
     "binary garbage": (sends(bytes(range(256)) * 4), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
     "421 greeting": (sends(b"421 4.3.2 Service shutting down\r\n"), Protocol.SMTP, FailureReason.SERVICE_UNAVAILABLE),
@@ -299,3 +302,20 @@ async def test_a_version_the_server_refuses_is_a_handshake_error():
     result = await probe_server(smtp_server(Script(tls_context=strict)), capped)
     # (asyncio's server side closes without a protocol_version alert, so no detail check)
     assert result.failure is FailureReason.TLS_HANDSHAKE_ERROR
+
+
+async def test_a_1_mb_certificate_chain_ends_as_a_handshake_error_in_bounded_memory():
+    # 20,000 subjectAltNames of ~50 characters: a leaf of about 1 MB.
+    names = tuple(f"host{i:05d}-{'x' * 40}.example.test" for i in range(20_000))
+    huge = issue(SERVER_NAME, dns_names=names)
+    assert len(huge.der) > 1_000_000
+    tracemalloc.start()
+    try:
+        result = await probe_server(smtp_server(Script()), module(Protocol.SMTPS, StartTLS.NONE),
+                                    tls_context=server_tls_context(huge))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # OpenSSL refuses a certificate list over 100 KiB: the chain is never buffered whole.
+    assert result.failure is FailureReason.TLS_HANDSHAKE_ERROR, result.failure_detail
+    assert peak < 4 * 1024 * 1024

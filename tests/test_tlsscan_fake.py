@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
 
 import pytest
 
@@ -231,3 +232,22 @@ async def test_connection_refused_is_a_failure_not_an_exception():
     result = await scan(port)
     assert result.failure is FailureReason.CONNECTION_REFUSED
     assert result.connections == 0
+
+
+async def test_a_1_mb_certificate_chain_is_never_buffered_whole():
+    from tests.hostile import FakeServer, issue, server_tls_context, silent
+
+    names = tuple(f"host{i:05d}-{'x' * 40}.example.test" for i in range(20_000))
+    context = server_tls_context(issue("mx.example.test", dns_names=names))
+    tracemalloc.start()
+    try:
+        async with FakeServer(silent, tls_context=context) as server:
+            result = await scan(server.port)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The ServerHello before it tells version and suite; handshake messages are reassembled
+    # up to 64 KiB only, so the oversized Certificate is dropped, not kept.
+    assert ProtocolVersion.TLS1_3 in result.supported_versions(), result
+    assert result.certificates == ()
+    assert peak < 8 * 1024 * 1024
