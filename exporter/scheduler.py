@@ -148,7 +148,6 @@ class Scheduler:
         self._domains.retain(wanted)
         self._scans.retain(wanted)
         self._last_failure = {k: v for k, v in self._last_failure.items() if k in wanted}
-        self._count_jobs()
 
     def _endpoint_job(self, target: Target) -> _Job:
         module = self.config.modules[target.module]
@@ -187,20 +186,14 @@ class Scheduler:
     def _start_job(self, job: _Job) -> None:
         task = asyncio.create_task(self._loop(job), name=job.key)
         self._jobs[job.key] = (job, task)
+        self._metrics.targets.labels(_job_kind(job.key)).inc()
 
     def _stop_job(self, key: str) -> None:
         _, task = self._jobs.pop(key)
         task.cancel()
         self.next_run.pop(key, None)
         self._refusals.pop(key, None)
-
-    def _count_jobs(self) -> None:
-        kinds = collections.Counter(
-            "domain" if key.startswith("domain/") else "deep_scan" if key.startswith("scan/") else "endpoint"
-            for key in self._jobs
-        )
-        for kind in ("endpoint", "domain", "deep_scan"):
-            self._metrics.targets.labels(kind).set(kinds[kind])
+        self._metrics.targets.labels(_job_kind(key)).dec()
 
     async def stop(self) -> None:
         tasks = [task for _, task in self._jobs.values()]
@@ -289,7 +282,6 @@ class Scheduler:
                         self._stop_job(job.key)
                     self._endpoints.discard(job.key)
                     self._scans.discard(job.key)
-        self._count_jobs()
 
     def mx_chain(self, host: str) -> tuple[bytes, ...] | None:
         """The certificate chain the MX host last presented on the MX module's port (DANE)."""
@@ -365,9 +357,13 @@ class Scheduler:
             ))
 
 
+def _job_kind(key: str) -> str:
+    return "domain" if key.startswith("domain/") else "deep_scan" if key.startswith("scan/") else "endpoint"
+
+
 def _backoff_labels(job: _Job) -> tuple[str, str, str]:
     target = job.settings[0]
-    return ("deep_scan" if job.key.startswith("scan/") else "endpoint", target.address, target.module)
+    return (_job_kind(job.key), target.address, target.module)
 
 
 def scan_key(target: Target) -> str:

@@ -58,10 +58,12 @@ class ExporterMetrics:
         )
         self.targets = Gauge(
             "mailsec_exporter_targets",
-            "Subjects in the loaded configuration, by kind.",
+            "Jobs the scheduler runs, by kind (endpoint, domain, deep_scan).",
             ["kind"],
             registry=registry,
         )
+        for kind in ("endpoint", "domain", "deep_scan"):
+            self.targets.labels(kind)   # exported as 0 until the first job of that kind
         self.probe_requests = Counter(
             "mailsec_exporter_probe_requests",
             "Requests to /probe, by result: success, failure (the probe ran), refused (target not "
