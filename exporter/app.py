@@ -6,7 +6,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from .collector import ResultCollector
+from .exposition import ResultExposition
 from .config import Config, ConfigError, load_config
 from .logfmt import with_fields
 from .probe_scans import ProbeScanCache
@@ -32,7 +32,7 @@ class Exporter:
         self.endpoints = self.results.endpoints
         self.domains = self.results.domains
         self.scans = self.results.scans
-        self.registry.register(ResultCollector(self.results))
+        self.exposition = ResultExposition(self.results)
         self.scheduler = Scheduler(self.results, self.metrics, probes)
         self.probe_scans = ProbeScanCache(self.scheduler)
 

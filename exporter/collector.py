@@ -1,24 +1,17 @@
-"""Turns the stored results into Prometheus metrics on each scrape.
+"""The metric families of an endpoint probe result, and its samples.
 
-A prometheus_client custom collector (the `Collector` pattern): nothing here is a global
-metric object; each scrape builds fresh metric families from the latest immutable results.
-Every family is declared once in a `MetricSpec` table, which `docs/metrics.md` must match (a test
-keeps the two in step).
+Nothing here is a global metric object: samples are built from the immutable results
+(once per result for /metrics, see exposition.py; per request for /probe). Every family is
+declared once in a `MetricSpec` table, which `docs/metrics.md` must match (a test keeps the
+two in step). The domain and deep-scan families live beside their checks, in
+domain_metrics.py and tlsscan_metrics.py.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
-
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
-
 from .config import Target
-from .domain_metrics import DOMAIN_METRICS, add_domain_samples
 from .families import Families, MetricSpec, subject_labels
 from .results import EndpointResult
-from .store import ResultStores
-from .tlsscan_metrics import TLSSCAN_METRICS, add_scan_samples
 
 
 ENDPOINT_METRICS = (
@@ -98,24 +91,3 @@ def add_endpoint_samples(families: Families, target: Target, result: EndpointRes
         sans=",".join(leaf.sans)[:_MAX_SANS_LABEL],
         signature_hash=leaf.signature_hash or "",
     )
-
-
-class ResultCollector(Collector):
-    """Renders the latest results of every configured subject on each scrape."""
-
-    def __init__(self, results: ResultStores):
-        self._results = results
-
-    def collect(self) -> Iterator[Metric]:
-        families = Families(ENDPOINT_METRICS + DOMAIN_METRICS + TLSSCAN_METRICS)
-        for entry in self._results.endpoints.snapshot():
-            add_endpoint_samples(families, entry.subject, entry.result)
-        for domain_entry in self._results.domains.snapshot():
-            add_domain_samples(families, domain_entry.subject, domain_entry.result)
-        for scan_entry in self._results.scans.snapshot():
-            add_scan_samples(families, scan_entry.subject, scan_entry.result)
-        yield from families
-
-    def describe(self) -> list[Metric]:
-        # Declared so that registering does not run a collection.
-        return []

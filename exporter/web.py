@@ -6,7 +6,8 @@ import asyncio
 import time
 
 from aiohttp import web
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .app import Exporter
 from .config import ConfigError
@@ -17,14 +18,17 @@ from .webconfig import WebConfig, auth_middleware
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 
 
+def render_metrics(exporter: Exporter) -> bytes:
+    """The exporter's own metrics, then every result's, in the text format 0.0.4 that every
+    Prometheus reads (the results are cached as such text; see exposition.py)."""
+    return generate_latest(exporter.registry) + exporter.exposition.render()
+
+
 async def metrics(request: web.Request) -> web.Response:
     exporter = request.app[EXPORTER_KEY]
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    # Rendering many results is CPU work: keep the event loop (and the probes) running.
-    body = await asyncio.to_thread(encoder, exporter.registry)
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = content_type
-    return response
+    # Rendering new results is CPU work: keep the event loop (and the probes) running.
+    body = await asyncio.to_thread(render_metrics, exporter)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 async def probe(request: web.Request) -> web.Response:

@@ -3,7 +3,9 @@ from types import MappingProxyType
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import ResultCollector
+from exporter.collector import ENDPOINT_METRICS, add_endpoint_samples
+from exporter.exposition import ResultExposition
+from exporter.families import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 from exporter.store import LatestResults, ResultStores
@@ -12,10 +14,8 @@ from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
 
 
 def scrape(store) -> dict[tuple[str, frozenset], float]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultCollector(ResultStores(endpoints=store)))
     samples = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+    for family in text_string_to_metric_families(ResultExposition(ResultStores(endpoints=store)).render().decode()):
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return samples
@@ -76,3 +76,39 @@ def test_user_labels_cannot_collide_with_the_labels_the_collector_emits():
 
     emitted = {"target", "module"} | {label for spec in ENDPOINT_METRICS for label in spec.labels}
     assert emitted <= RESERVED_LABELS
+
+
+class _OneResult:
+    """prometheus_client's own rendering of the same samples, for comparison."""
+
+    def __init__(self, target, result):
+        self.target, self.result = target, result
+
+    def collect(self):
+        families = Families(ENDPOINT_METRICS)
+        add_endpoint_samples(families, self.target, self.result)
+        yield from families
+
+
+def test_cached_rendering_is_byte_for_byte_what_prometheus_client_writes():
+    target = Target("mx.example.test", 25, "smtp", MappingProxyType({"note": 'a "quoted"\\ value\nwith a newline'}))
+    store = LatestResults()
+    store.put(target.key, target, tls_result())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_OneResult(target, store.get(target.key).result))
+    assert ResultExposition(ResultStores(endpoints=store)).render() == generate_latest(registry)
+
+
+def test_a_replaced_result_is_rendered_anew_and_a_removed_one_disappears():
+    store = LatestResults()
+    exposition = ResultExposition(ResultStores(endpoints=store))
+    a, b = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
+    store.put(a.key, a, tls_result())
+    store.put(b.key, b, tls_result())
+    first = exposition.render()
+    assert exposition.render() == first                        # served from the cache
+    store.put(a.key, a, failed_result(FailureReason.TIMEOUT))
+    second = exposition.render().decode()
+    assert 'mailsec_probe_failure_info{module="smtp",reason="timeout",target="a.test:25"} 1.0' in second
+    store.retain([a.key])
+    assert "b.test" not in exposition.render().decode()

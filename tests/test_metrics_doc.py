@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collector import ResultCollector
+from exporter.exposition import ResultExposition
 from exporter.domain_metrics import DOMAIN_METRICS
 from exporter.config import Target
 from exporter.probe_http import probe_registry
@@ -41,8 +41,8 @@ def full_exposition() -> str:
     scans = LatestResults()
     # Every optional fact known, so that every scan family has a sample.
     scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
-    registry.register(ResultCollector(ResultStores(endpoints=store, scans=scans)))
-    return generate_latest(registry).decode()
+    exposition = ResultExposition(ResultStores(endpoints=store, scans=scans))
+    return (generate_latest(registry) + exposition.render()).decode()
 
 
 def probe_exposition() -> str:

@@ -59,7 +59,7 @@ def test_metrics_show_the_failed_probe_and_self_metrics(exporter):
     assert len(build) == 1 and build[0].labels["version"]
 
 
-def test_metrics_content_negotiation(exporter):
+def test_metrics_content_type_is_the_text_format(exporter):
     status, content_type, _ = exporter.get("/metrics")
     assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
 
