@@ -11,7 +11,6 @@ from .config import Config, ConfigError, load_config
 from .logfmt import with_fields
 from .probe_scans import ProbeScanCache
 from .scheduler import Probes, Scheduler
-from .store import ResultStores
 from .selfmetrics import ExporterMetrics
 from .sharding import Shard
 
@@ -28,11 +27,11 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = ExporterMetrics(self.registry)
         self.metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
-        self.results = ResultStores()
+        self.exposition = ResultExposition()
+        self.results = self.exposition.results
         self.endpoints = self.results.endpoints
         self.domains = self.results.domains
         self.scans = self.results.scans
-        self.exposition = ResultExposition(self.results)
         self.scheduler = Scheduler(self.results, self.metrics, probes)
         self.probe_scans = ProbeScanCache(self.scheduler)
 

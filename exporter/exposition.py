@@ -1,15 +1,15 @@
 """The results part of /metrics, rendered once per result.
 
-Results are immutable, so each one's samples are turned into exposition text once, the
-first time a scrape sees it, and kept until it is replaced or its subject removed. A scrape
-then only joins bytes: for 10,000 domains, milliseconds instead of seconds, and no burst of
+Results are immutable, so each one's samples are turned into exposition text once, when it
+is stored, and kept with it until it is replaced or its subject removed. A scrape then only
+joins bytes: for 10,000 domains, tens of milliseconds instead of seconds, and no burst of
 per-scrape sample objects. The text is the Prometheus text format 0.0.4, as
 prometheus_client writes it (labels sorted, values as Go formats floats).
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Callable, Iterable
 
 from prometheus_client.utils import floatToGoString
@@ -50,35 +50,23 @@ def render_result(specs: Iterable[MetricSpec], add: AddSamples, subject: object,
 
 
 class ResultExposition:
-    def __init__(self, results: ResultStores):
-        self._kinds: tuple[tuple[LatestResults, tuple[MetricSpec, ...], AddSamples], ...] = (
-            (results.endpoints, ENDPOINT_METRICS, add_endpoint_samples),
-            (results.domains, DOMAIN_METRICS, add_domain_samples),
-            (results.scans, TLSSCAN_METRICS, add_scan_samples),
-        )
-        self._headers = {spec.name: family_header(spec) for _, specs, _ in self._kinds for spec in specs}
-        # (kind, key) -> (the entry rendered, its text by family)
-        self._rendered: dict[tuple[int, str], tuple[object, dict[str, bytes]]] = {}
-        self._lock = threading.Lock()   # scrapes render in worker threads
+    """The result stores of a running exporter, each rendering a result's text when it is
+    stored (on the event loop, ~1 ms), so that a scrape only joins bytes."""
+
+    def __init__(self) -> None:
+        kinds = ((ENDPOINT_METRICS, add_endpoint_samples), (DOMAIN_METRICS, add_domain_samples),
+                 (TLSSCAN_METRICS, add_scan_samples))
+        endpoints, domains, scans = (LatestResults(derive=functools.partial(render_result, specs, add))
+                                     for specs, add in kinds)
+        self.results = ResultStores(endpoints=endpoints, domains=domains, scans=scans)
+        self._stores = (endpoints, domains, scans)
+        self._headers = {spec.name: family_header(spec) for specs, _ in kinds for spec in specs}
 
     def render(self) -> bytes:
         """Every stored result's families, each family's header once."""
-        with self._lock:
-            return self._render()
-
-    def _render(self) -> bytes:
         parts: dict[str, list[bytes]] = {name: [] for name in self._headers}
-        seen: set[tuple[int, str]] = set()
-        for kind, (store, specs, add) in enumerate(self._kinds):
-            for key, entry in store.items():
-                cache_key = (kind, key)
-                seen.add(cache_key)
-                cached = self._rendered.get(cache_key)
-                if cached is None or cached[0] is not entry:
-                    cached = (entry, render_result(specs, add, entry.subject, entry.result))
-                    self._rendered[cache_key] = cached
-                for name, text in cached[1].items():
+        for store in self._stores:
+            for entry in store.snapshot():
+                for name, text in entry.derived.items():
                     parts[name].append(text)
-        for gone in self._rendered.keys() - seen:
-            del self._rendered[gone]
         return b"".join(self._headers[name] + b"".join(texts) for name, texts in parts.items() if texts)

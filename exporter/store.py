@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Iterable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Protocol, TypeVar
 
 if TYPE_CHECKING:   # result types only: the store itself does not care what it keeps
     from .config import Domain, Target
@@ -40,6 +40,7 @@ Result = TypeVar("Result", bound=ProbeOutcome)
 class Entry(Generic[Subject, Result]):
     subject: Subject     # what was probed: a Target, a Domain...
     result: Result       # its latest result
+    derived: Any = None  # what the store's `derive` made of them once (the metrics text)
 
 
 class _History(Generic[Result]):
@@ -64,12 +65,14 @@ class LatestResults(Generic[Subject, Result]):
     always consistent without a lock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, derive: Callable[[Subject, Result], Any] | None = None) -> None:
         self._entries: dict[str, Entry[Subject, Result]] = {}
         self._history: dict[str, _History[Result]] = {}
+        self._derive = derive
 
     def put(self, key: str, subject: Subject, result: Result) -> None:
-        self._entries[key] = Entry(subject, result)
+        derived = self._derive(subject, result) if self._derive else None
+        self._entries[key] = Entry(subject, result, derived)
         self._history.setdefault(key, _History()).add(result)
 
     def get(self, key: str) -> Entry[Subject, Result] | None:

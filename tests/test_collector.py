@@ -8,14 +8,13 @@ from exporter.exposition import ResultExposition
 from exporter.families import Families
 from exporter.config import Target
 from exporter.results import FailureReason
-from exporter.store import LatestResults, ResultStores
 
 from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
 
 
-def scrape(store) -> dict[tuple[str, frozenset], float]:
+def scrape(exposition: ResultExposition) -> dict[tuple[str, frozenset], float]:
     samples = {}
-    for family in text_string_to_metric_families(ResultExposition(ResultStores(endpoints=store)).render().decode()):
+    for family in text_string_to_metric_families(exposition.render().decode()):
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return samples
@@ -28,10 +27,11 @@ def value(samples, name, **labels):
 
 
 def test_successful_tls_result_becomes_metrics():
-    store = LatestResults()
+    exposition = ResultExposition()
+    store = exposition.results.endpoints
     target = Target("127.0.0.1", 25, "smtp", MappingProxyType({"site": "paris"}))
     store.put(target.key, target, tls_result())
-    samples = scrape(store)
+    samples = scrape(exposition)
     labels = {"target": "127.0.0.1:25", "module": "smtp", "site": "paris"}
     assert value(samples, "mailsec_probe_success", **labels) == 1
     assert value(samples, "mailsec_cert_not_after_timestamp_seconds", **labels) == NOT_AFTER.timestamp()
@@ -46,10 +46,11 @@ def test_successful_tls_result_becomes_metrics():
 
 
 def test_failed_result_has_reason_and_no_tls_metrics():
-    store = LatestResults()
+    exposition = ResultExposition()
+    store = exposition.results.endpoints
     target = Target("mx.example.test", 25, "smtp")
     store.put(target.key, target, failed_result(FailureReason.STARTTLS_NOT_OFFERED))
-    samples = scrape(store)
+    samples = scrape(exposition)
     assert value(samples, "mailsec_probe_success", target="mx.example.test:25") == 0
     assert value(samples, "mailsec_probe_failure_info", reason="starttls_not_offered") == 1
     assert not [key for key in samples if key[0].startswith("mailsec_cert_")]
@@ -61,12 +62,13 @@ def test_ipv6_target_label_is_bracketed():
 
 
 def test_retain_drops_removed_targets_from_the_scrape():
-    store = LatestResults()
+    exposition = ResultExposition()
+    store = exposition.results.endpoints
     kept, removed = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
     store.put(kept.key, kept, tls_result())
     store.put(removed.key, removed, tls_result())
     store.retain([kept.key])
-    targets = {dict(labels)["target"] for name, labels in scrape(store) if name == "mailsec_probe_success"}
+    targets = {dict(labels)["target"] for name, labels in scrape(exposition) if name == "mailsec_probe_success"}
     assert targets == {"a.test:25"}
 
 
@@ -92,21 +94,21 @@ class _OneResult:
 
 def test_cached_rendering_is_byte_for_byte_what_prometheus_client_writes():
     target = Target("mx.example.test", 25, "smtp", MappingProxyType({"note": 'a "quoted"\\ value\nwith a newline'}))
-    store = LatestResults()
+    exposition = ResultExposition()
+    store = exposition.results.endpoints
     store.put(target.key, target, tls_result())
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OneResult(target, store.get(target.key).result))
-    assert ResultExposition(ResultStores(endpoints=store)).render() == generate_latest(registry)
+    assert exposition.render() == generate_latest(registry)
 
 
 def test_a_replaced_result_is_rendered_anew_and_a_removed_one_disappears():
-    store = LatestResults()
-    exposition = ResultExposition(ResultStores(endpoints=store))
+    exposition = ResultExposition()
+    store = exposition.results.endpoints
     a, b = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
     store.put(a.key, a, tls_result())
     store.put(b.key, b, tls_result())
-    first = exposition.render()
-    assert exposition.render() == first                        # served from the cache
+    assert "a.test" in exposition.render().decode()
     store.put(a.key, a, failed_result(FailureReason.TIMEOUT))
     second = exposition.render().decode()
     assert 'mailsec_probe_failure_info{module="smtp",reason="timeout",target="a.test:25"} 1.0' in second

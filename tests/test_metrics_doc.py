@@ -16,7 +16,6 @@ from exporter.config import Target
 from exporter.probe_http import probe_registry
 from exporter.results import FailureReason
 from exporter.selfmetrics import ExporterMetrics
-from exporter.store import LatestResults, ResultStores
 
 from test_tlsscan_metrics import RESULT as SCAN_RESULT
 from results_factory import failed_result, tls_result
@@ -34,14 +33,12 @@ def full_exposition() -> str:
     metrics.record_reload(True)
     metrics.probe_requests.labels("refused").inc()
     metrics.shard.labels("0", "1").set(1)
-    store = LatestResults()
+    exposition = ResultExposition()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
-    store.put(good.key, good, tls_result())
-    store.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
-    scans = LatestResults()
+    exposition.results.endpoints.put(good.key, good, tls_result())
+    exposition.results.endpoints.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
     # Every optional fact known, so that every scan family has a sample.
-    scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
-    exposition = ResultExposition(ResultStores(endpoints=store, scans=scans))
+    exposition.results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
     return (generate_latest(registry) + exposition.render()).decode()
 
 
