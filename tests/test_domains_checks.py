@@ -78,6 +78,12 @@ async def test_spf_redirect_takes_the_final_all_of_the_target(dns):
     assert (result.outcome, result.dns_lookups, result.all_qualifier) == (SPFOutcome.VALID, 2, Qualifier.SOFTFAIL)
 
 
+async def test_a_void_lookup_within_the_limit_is_a_warning_not_an_error(dns):
+    result = await check_spf("spf-onevoid.test", dns)
+    assert (result.outcome, result.void_lookups) == (SPFOutcome.VALID, 1)
+    assert [(f.code, f.severity.value) for f in result.findings] == [("spf_mechanism_no_records", "warning")]
+
+
 @pytest.mark.parametrize("domain, error_part, lookups, voids", [
     ("spf-many.test", "more than 10 DNS-querying terms", 11, 0),
     ("spf-two.test", "2 SPF records", 0, 0),
@@ -135,6 +141,15 @@ async def test_dmarc_inherited_from_organizational_domain(dns):
     result = await check_dmarc("sub.good.test", dns)
     assert result.inherited and result.lookup.name == "_dmarc.good.test"
     assert result.record.policy is Policy.REJECT
+
+
+async def test_dmarc_subdomain_policy_none_tag_order_and_report_domains_without_mx(dns):
+    checked = await check_dmarc("dmarc-sp.test", dns)
+    assert codes(checked.findings) == {"dmarc_subdomain_policy_none", "dmarc_p_not_second"}
+    # reports.test, an authorized external destination of good.test, has no MX record.
+    good = await check_dmarc("good.test", dns)
+    no_mx = [f for f in good.findings if f.code == "dmarc_report_domain_no_mx"]
+    assert sorted(f.message.split(": ")[0] for f in no_mx) == ["mailto:agg@reports.test", "mailto:ruf@reports.test"]
 
 
 @pytest.mark.parametrize("domain, count", [("dmarc-bad.test", 1), ("dmarc-two.test", 2)])

@@ -209,3 +209,8 @@ def test_long_numbers_are_ignored_not_crashing():
     record = parse_dmarc(f"v=DMARC1; p=none; pct={'9' * 5000}; ri={'9' * 5000}")
     assert (record.percent, record.report_interval) == (100, 86400)
     assert [w.code for w in record.warnings] == ["invalid_tag_value", "invalid_tag_value"]
+
+
+def test_p_not_right_after_v_is_a_warning():
+    assert [w.code for w in parse_dmarc("v=DMARC1; rua=mailto:a@example.com; p=reject").warnings] == ["p_not_second"]
+    assert parse_dmarc("v=DMARC1; p=reject; rua=mailto:a@example.com").warnings == ()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from publicsuffixlist import PublicSuffixList
 
-from ..dnsclient import DNSError, Resolver, txt_records
+from ..dnsclient import DNSError, Resolver, mx_records, txt_records
 from ..records.dmarc import DMARCRecord, parse_dmarc, select_dmarc_records
 from .common import CheckFailure, Finding, Severity, SingleRecord, failure_from, lookup_single_record
 
@@ -35,6 +35,7 @@ class ReportDestination:
     domain: str
     external: bool                 # another organizational domain
     authorized: bool               # same organization, or it published the §7.1 record
+    has_mx: bool                   # the destination domain publishes MX records (not a null MX)
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,18 @@ async def _destinations(dns: Resolver, policy_domain: str, record: DMARCRecord) 
     own = organizational_domain(policy_domain)
 
     async def destination(uri: str, target: str) -> ReportDestination:
+        exchanges = [mx.exchange for mx in await mx_records(dns, target)]
+        has_mx = bool(exchanges) and exchanges != [""]
         if organizational_domain(target) == own:
-            return ReportDestination(uri, target, external=False, authorized=True)
+            return ReportDestination(uri, target, external=False, authorized=True, has_mx=has_mx)
         texts = await txt_records(dns, f"{policy_domain}._report._dmarc.{target}")
-        return ReportDestination(uri, target, external=True, authorized=bool(select_dmarc_records(texts)))
+        return ReportDestination(uri, target, external=True, authorized=bool(select_dmarc_records(texts)),
+                                 has_mx=has_mx)
 
     return tuple(await asyncio.gather(*(destination(uri, target) for uri, target in uris.items())))
+
+
+_WARNING_FIX = {"p_not_second": "write the record as v=DMARC1; p=...; followed by the other tags"}
 
 
 def _findings(domain: str, policy_domain: str, lookup: SingleRecord[DMARCRecord], destinations) -> list[Finding]:
@@ -99,18 +106,31 @@ def _findings(domain: str, policy_domain: str, lookup: SingleRecord[DMARCRecord]
         return [Finding(Severity.ERROR, "dmarc_invalid", f"the DMARC record at {lookup.name} is unusable: {lookup.error}",
                         "publish exactly one valid record; receivers ignore it otherwise")]
     record = lookup.record
-    found = [Finding(Severity.WARNING, f"dmarc_{w.code}", f"{lookup.name}: {w.message}", "correct or remove the tag named")
+    found = [Finding(Severity.WARNING, f"dmarc_{w.code}", f"{lookup.name}: {w.message}",
+                     _WARNING_FIX.get(w.code, "correct or remove the tag named"))
              for w in record.warnings]
     if record.policy.value == "none":
         found.append(Finding(Severity.WARNING, "dmarc_policy_none", f"{lookup.name}: p=none only monitors",
                              "move to p=quarantine, then p=reject, once reports show legitimate mail aligns"))
+    elif record.subdomain_policy.value == "none":
+        found.append(Finding(Severity.WARNING, "dmarc_subdomain_policy_none",
+                             f"{lookup.name}: sp=none leaves subdomains unprotected under p={record.policy.value}",
+                             "remove sp (it then follows p) or set sp=quarantine or reject"))
     if record.percent < 100:
-        found.append(Finding(Severity.INFO, "dmarc_partial_pct", f"{lookup.name}: the policy applies to {record.percent}% of mail",
-                             "raise pct to 100"))
+        found.append(Finding(Severity.INFO, "dmarc_partial_pct",
+                             f"{lookup.name}: the policy applies to {record.percent}% of mail "
+                             "(DMARCbis drops pct: newer receivers apply it to all)",
+                             "raise pct to 100, or use t=y while testing"))
     if not record.aggregate_report_uris:
         found.append(Finding(Severity.WARNING, "dmarc_no_rua", f"{lookup.name}: no aggregate reports (rua) requested",
                              "add rua=mailto:... to learn who sends as the domain"))
     for destination in destinations:
+        if not destination.has_mx:
+            found.append(Finding(
+                Severity.WARNING, "dmarc_report_domain_no_mx",
+                f"{destination.uri}: {destination.domain} publishes no MX record, reports may not arrive",
+                f"send reports to an address whose domain receives mail, or give {destination.domain} MX records",
+            ))
         if not destination.authorized:
             found.append(Finding(
                 Severity.ERROR, "dmarc_report_unauthorized",

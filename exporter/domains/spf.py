@@ -74,6 +74,11 @@ class _Evaluation:
         self.voids += 1
         if self.voids > MAX_VOID_LOOKUPS:
             raise _PermError(f"more than {MAX_VOID_LOOKUPS} lookups found nothing ({term!r} in the record of {domain})")
+        # Within the limit it is no error, but the term authorizes nothing: a typo or a leftover.
+        self.findings.append(Finding(
+            Severity.WARNING, "spf_mechanism_no_records",
+            f"{term!r} in the SPF record of {domain} finds no records", "fix the name or remove the term",
+        ))
 
 
 async def check_spf(domain: str, dns: Resolver) -> SPFResult:

@@ -137,6 +137,8 @@ def parse_dmarc(text: str) -> DMARCRecord:
             by_name["np"], subdomain_policy, warnings
         )
     fo = _failure_options(by_name.get("fo"), warnings)
+    if "p" in by_name and tags[1].name != "p":
+        warnings.append(RecordWarning("p_not_second", "p must come right after v (RFC 7489 §6.3 grammar)"))
     for tag in tags:
         if tag.name not in KNOWN_TAGS:
             warnings.append(RecordWarning("unknown_tag", f"unknown tag {tag.name!r} is ignored"))

@@ -160,12 +160,16 @@ def test_zone_records() -> str:
         f"spf-redirect-missing 300 TXT {_txt('v=spf1 redirect=nothing.test')}",
         f"spf-redirect 300 TXT {_txt('v=spf1 redirect=_spf.good.test')}",
         f"spf-void 300 TXT {_txt('v=spf1 a:none1.test a:none2.test a:none3.test -all')}",
+        f"spf-onevoid 300 TXT {_txt('v=spf1 ip4:192.0.2.0/24 a:none1.test -all')}",
         f"spf-syntax 300 TXT {_txt('v=spf1 ip4:300.1.1.1 -all')}",
         # DMARC failures.
         f"_dmarc.dmarc-bad 300 TXT {_txt('v=DMARC1; p=bogus')}",
         f"_dmarc.dmarc-two 300 TXT {_txt('v=DMARC1; p=none')}",
         f"_dmarc.dmarc-two 300 TXT {_txt('v=DMARC1; p=reject')}",
         f"_dmarc.dmarc-ext 300 TXT {_txt('v=DMARC1; p=none; rua=mailto:agg@reports.test')}",
+        # sp=none under p=reject, p not second; reports to itself, a domain with an MX.
+        f"_dmarc.dmarc-sp 300 TXT {_txt('v=DMARC1; sp=none; p=reject; rua=mailto:dmarc@dmarc-sp.test')}",
+        "dmarc-sp 300 MX 10 mx1.good.test.",
         # DNSSEC children: delegations (their DS records are added when signing).
         *(f"{child} 3600 NS ns.test." for child in ("signed", "unsigned", "bogus")),
         # MTA-STS: the record and the policy host of each domain of STS_DOMAINS.
