@@ -10,7 +10,7 @@ prometheus_client writes it (labels sorted, values as Go formats floats).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client.utils import floatToGoString
 
@@ -62,11 +62,17 @@ class ResultExposition:
         self._stores = (endpoints, domains, scans)
         self._headers = {spec.name: family_header(spec) for specs, _ in kinds for spec in specs}
 
-    def render(self) -> bytes:
-        """Every stored result's families, each family's header once."""
+    def chunks(self) -> Iterator[bytes]:
+        """Every stored result's families, one chunk per family with its header: a scrape
+        streams them rather than holding a second copy of every result's text."""
         parts: dict[str, list[bytes]] = {name: [] for name in self._headers}
         for store in self._stores:
             for entry in store.snapshot():
                 for name, text in entry.derived.items():
                     parts[name].append(text)
-        return b"".join(self._headers[name] + b"".join(texts) for name, texts in parts.items() if texts)
+        for name, texts in parts.items():
+            if texts:
+                yield self._headers[name] + b"".join(texts)
+
+    def render(self) -> bytes:
+        return b"".join(self.chunks())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from aiohttp import web
@@ -18,17 +17,18 @@ from .webconfig import WebConfig, auth_middleware
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 
 
-def render_metrics(exporter: Exporter) -> bytes:
+async def metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics, then every result's, in the text format 0.0.4 that every
-    Prometheus reads (the results are cached as such text; see exposition.py)."""
-    return generate_latest(exporter.registry) + exporter.exposition.render()
-
-
-async def metrics(request: web.Request) -> web.Response:
+    Prometheus reads. The results' text was rendered when they were stored (exposition.py):
+    this only streams it, family by family, without building the whole body first."""
     exporter = request.app[EXPORTER_KEY]
-    # Rendering new results is CPU work: keep the event loop (and the probes) running.
-    body = await asyncio.to_thread(render_metrics, exporter)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+    await response.prepare(request)
+    await response.write(generate_latest(exporter.registry))
+    for chunk in exporter.exposition.chunks():
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def probe(request: web.Request) -> web.Response:
