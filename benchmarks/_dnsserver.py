@@ -31,6 +31,7 @@ import dns.message
 import dns.query
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.realservers import stop_process
 
 KNOT_ADDRESS = "127.88.0.1"
 KNOT_PORT = 53        # checkdmarc can only name a nameserver by address: port 53
@@ -259,10 +260,5 @@ class KnotServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.send_signal(signal.SIGCONT)   # a frozen server must be able to exit
+            stop_process(self.process, timeout=10)

@@ -19,6 +19,7 @@ import yaml
 
 from ._dnsserver import KNOT_ADDRESS, KNOT_PORT
 from ._fleet_servers import PROTOCOL_PORTS, SERVER_NAME, FleetEndpoint, raise_fd_limit
+from tests.realservers import stop_process
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -108,12 +109,7 @@ class ExporterUnderTest:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, timeout=20)
 
 
 # --- reading the exposition text ------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 from ._dnsserver import KnotServer, build_zones
 from ._exporter import ExporterUnderTest, cycle_seconds, runs_by_kind, samples, write_config
 from ._fleet_servers import FleetEndpoint, fleet_layout, raise_fd_limit, write_pki
+from tests.realservers import stop_process
 
 TARGET_ENDPOINT_CYCLE_SECONDS = 30.0      # 1,000 endpoints
 TARGET_DOMAIN_CYCLE_SECONDS = 120.0       # 10,000 domains
@@ -70,12 +71,7 @@ class FleetServers:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, timeout=10)
 
 
 def progress(message: str) -> None:

@@ -15,7 +15,6 @@ import dataclasses
 import datetime
 import fnmatch
 import math
-import re
 import time
 from typing import Iterator, Mapping
 

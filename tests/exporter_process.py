@@ -23,6 +23,7 @@ from exporter.scheduler import Probes
 from exporter.probes.endpoint import probe_endpoint
 from exporter.web import build_app
 from exporter.webconfig import WebConfig
+from tests.realservers import stop_process
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -109,12 +110,7 @@ class ExporterProcess:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, timeout=10)
 
 
 def sample_value(samples, name: str, **labels: str) -> float | None:

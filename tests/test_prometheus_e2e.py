@@ -19,7 +19,7 @@ import yaml
 from exporter_process import ExporterProcess
 from mail_config import config_for
 from tests.dnsfixtures import running_dns_lab
-from tests.realservers import free_port, wait_until_listening
+from tests.realservers import free_port, stop_process, wait_until_listening
 
 pytestmark = [
     pytest.mark.integration,
@@ -75,11 +75,7 @@ class Prometheus:
         return result
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process, timeout=15)
         self.log.close()
 
 

@@ -44,7 +44,7 @@ def test_avatar_preference(value, preference):
         ("v=BIMI1; l=https:///logo.svg", "not an https:// URL"),
         ("v=BIMI1; l=images.example.com/logo.svg", "not an https:// URL"),
         (f"v=BIMI1; l={LOGO}; a=ftp://x.example.com/a.pem", "not an https:// URL"),
-        (f"v=BIMI1; l=https://a.example.com/a b.svg", "not an https:// URL"),
+        ("v=BIMI1; l=https://a.example.com/a b.svg", "not an https:// URL"),
         (f"v=BIMI1; l=; a={VMC}", "l= is empty"),
         (f"v=BIMI1; l={LOGO}; avp=both", "not brand or personal"),
         (f"v=BIMI1; l={LOGO}; l={LOGO}", "duplicate tag 'l'"),

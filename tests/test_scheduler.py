@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config import Config, Domain, GlobalSettings, Module, Protocol, StartTLS, Target
 from exporter.results import EndpointResult, FailureReason
 from exporter.scheduler import Probes, Scheduler, backoff_delay
-from exporter.store import LatestResults, ResultStores
+from exporter.store import ResultStores
 from exporter.selfmetrics import ExporterMetrics
 
 from results_factory import tls_result
@@ -29,7 +29,6 @@ def make_config(targets, *, interval=0.2, timeout=0.5, per_host=1, concurrency=3
 
 def make_scheduler(probe):
     registry = CollectorRegistry()
-    store = LatestResults()
     results = ResultStores()
     return Scheduler(results, ExporterMetrics(registry), Probes(endpoint=probe)), results.endpoints, registry
 

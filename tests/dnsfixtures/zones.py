@@ -201,7 +201,7 @@ def child_zone_records(label: str, mx_address: str) -> str:
     # Every child's MX host publishes a DANE-EE record of dane_chain()'s leaf key (DANE-EE
     # ignores names): secure in signed.test, insecure in unsigned.test, bogus in bogus.test.
     return "\n".join([
-        f"@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
+        "@ 3600 SOA ns.test. hostmaster.test. 1 3600 600 86400 300",
         "@ 3600 NS ns.test.",
         f"@ 300 MX 10 mx.{label}.test.",
         f"mx 300 A {mx_address}",

@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.dnsfixtures import die_with_parent
 from tests.dnsfixtures.zones import HTTPS_ADDRESS, STS_DOMAINS
+from tests.realservers import stop_process
 
 NGINX = "/usr/sbin/nginx"
 STARTUP_SECONDS = 10.0
@@ -156,11 +157,6 @@ def _start_nginx(directory: Path) -> None:
 def _stop(directory: Path) -> None:
     global _process
     if _process is not None:
-        _process.terminate()
-        try:
-            _process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            _process.kill()
-            _process.wait()
+        stop_process(_process, timeout=5)
         _process = None
     shutil.rmtree(directory, ignore_errors=True)
