@@ -11,6 +11,11 @@ UDP answer is asked again over TCP (dnspython's resolver does that on the TC bit
 SERVFAIL and timeout apart: the checks treat "no such record" as a finding and the others
 as a check that could not run. `LookupCache` wraps a client for one check run, so that
 a name asked about by several checks is looked up once.
+
+Answers, negative ones included, are also kept by the client for their TTL, at most
+SHARED_CACHE_SECONDS: thousands of hosted domains include the same SPF records, report to
+the same DMARC addresses and share MX hosts, and one cycle should ask for them once.
+Failures (timeouts, SERVFAIL) are never kept: the next asker tries again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import ipaddress
+import time
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -31,6 +37,9 @@ import dns.reversename
 from .config import DNSSettings
 
 EDNS_BUFFER_SIZE = 1232   # the DNS Flag Day 2020 value: no IP fragmentation on common paths
+SHARED_CACHE_SECONDS = 60.0     # longest an answer is reused across check runs (less if its TTL is)
+NEGATIVE_CACHE_SECONDS = 30.0   # NXDOMAIN/NODATA: reused this long at most
+MAX_SHARED_ENTRIES = 200_000    # then the cache starts afresh: bounded memory, whatever is asked
 
 
 class DNSErrorKind(enum.StrEnum):
@@ -53,8 +62,13 @@ class DNSError(Exception):
         self.kind = kind
         self.name = name
         self.rdtype = rdtype
+        self.detail = detail
         self.authenticated = authenticated   # a negative answer the resolver validated (AD bit)
         super().__init__(f"{name} {rdtype}: {_KIND_TEXT[kind]}" + (f" ({detail})" if detail else ""))
+
+    def again(self) -> DNSError:
+        """The same error as a new exception, to raise from a cache with a fresh traceback."""
+        return DNSError(self.kind, self.name, self.rdtype, self.detail, self.authenticated)
 
 
 _KIND_TEXT = {
@@ -94,6 +108,8 @@ class DNSClient:
         self.settings = settings
         self._resolver = self._make_resolver(settings, checking_disabled=False)
         self._unchecked_resolver = self._make_resolver(settings, checking_disabled=True)
+        # (name, type, CD) -> (monotonic expiry, the answer or the negative DNSError)
+        self._shared: dict[tuple[str, str, bool], tuple[float, DNSAnswer | DNSError]] = {}
 
     @staticmethod
     def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
@@ -115,7 +131,26 @@ class DNSClient:
 
     async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
         """The records of one type at `name`; raises DNSError when there are none."""
-        qname = normalize_name(name)
+        key = (normalize_name(name), rdtype, checking_disabled)
+        now = time.monotonic()
+        cached = self._shared.get(key)
+        if cached is not None and cached[0] > now:
+            if isinstance(cached[1], DNSError):
+                raise cached[1].again()
+            return cached[1]
+        if len(self._shared) >= MAX_SHARED_ENTRIES:
+            self._shared.clear()
+        try:
+            answer, ttl = await self._query(*key)
+        except DNSError as exc:
+            if exc.kind.is_negative_answer:
+                self._shared[key] = (now + NEGATIVE_CACHE_SECONDS, exc)
+            raise
+        self._shared[key] = (now + min(ttl, SHARED_CACHE_SECONDS), answer)
+        return answer
+
+    async def _query(self, qname: str, rdtype: str, checking_disabled: bool) -> tuple[DNSAnswer, float]:
+        """Ask the resolver; the answer and how long it may be reused (its TTL)."""
         resolver = self._unchecked_resolver if checking_disabled else self._resolver
         try:
             answer = await resolver.resolve(qname + ".", rdtype, search=False)
@@ -139,7 +174,7 @@ class DNSClient:
             records=tuple(answer.rrset) if answer.rrset is not None else (),
             canonical_name=normalize_name(answer.canonical_name.to_text()),
             authenticated=bool(answer.response.flags & dns.flags.AD),
-        )
+        ), (answer.rrset.ttl if answer.rrset is not None else 0)
 
     async def resolve_addresses(self, host: str) -> list[str]:
         """IP addresses of `host`: IPv4 first, then IPv6. An IP literal is returned as is."""

@@ -117,3 +117,22 @@ async def test_lookup_cache_asks_each_question_once(resolver):
         await cache.lookup("NOTHING.test.", "TXT")   # same question, other spelling
     assert answers[0] is answers[1] is answers[2]
     assert asked == [("good.test", "MX"), ("nothing.test", "TXT")]
+
+
+async def test_answers_and_negative_answers_are_reused_failures_are_not():
+    from tests.dnsfixtures.hostile import HOSTILE_ADDRESS, PORT, HostileDNS
+
+    with HostileDNS() as server:
+        client = DNSClient(DNSSettings(nameservers=(Nameserver(HOSTILE_ADDRESS, PORT),), timeout=1.0, retries=0))
+        for _ in range(3):
+            assert (await client.lookup("spf-deep.hostile.test", "TXT")).records
+            with pytest.raises(DNSError) as nxdomain:
+                await client.lookup("nothing.example.test", "MX")
+            assert nxdomain.value.kind is DNSErrorKind.NXDOMAIN
+            with pytest.raises(DNSError) as timeout:
+                await client.lookup("x.silent.hostile.test", "A")
+            assert timeout.value.kind is DNSErrorKind.TIMEOUT
+        asked = list(server.queries)
+    assert asked.count(("spf-deep.hostile.test", "TXT")) == 1       # kept for its TTL
+    assert asked.count(("nothing.example.test", "MX")) == 1          # NXDOMAIN kept too
+    assert asked.count(("x.silent.hostile.test", "A")) == 3          # a timeout is asked again
