@@ -21,6 +21,7 @@ Failures (timeouts, SERVFAIL) are never kept: the next asker tries again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import ipaddress
 import time
@@ -39,7 +40,9 @@ from .config import DNSSettings
 EDNS_BUFFER_SIZE = 1232   # the DNS Flag Day 2020 value: no IP fragmentation on common paths
 SHARED_CACHE_SECONDS = 60.0     # longest an answer is reused across check runs (less if its TTL is)
 NEGATIVE_CACHE_SECONDS = 30.0   # NXDOMAIN/NODATA: reused this long at most
-MAX_SHARED_ENTRIES = 200_000    # then the cache starts afresh: bounded memory, whatever is asked
+# Least recently used answers go first: the shared names (provider SPF includes, report
+# domains) are asked all the time and stay; names only one domain asks for soon leave.
+MAX_SHARED_ENTRIES = 10_000
 
 
 class DNSErrorKind(enum.StrEnum):
@@ -108,8 +111,10 @@ class DNSClient:
         self.settings = settings
         self._resolver = self._make_resolver(settings, checking_disabled=False)
         self._unchecked_resolver = self._make_resolver(settings, checking_disabled=True)
-        # (name, type, CD) -> (monotonic expiry, the answer or the negative DNSError)
-        self._shared: dict[tuple[str, str, bool], tuple[float, DNSAnswer | DNSError]] = {}
+        # (name, type, CD) -> (monotonic expiry, the answer or the negative DNSError), LRU order
+        self._shared: collections.OrderedDict[tuple[str, str, bool], tuple[float, DNSAnswer | DNSError]] = (
+            collections.OrderedDict()
+        )
 
     @staticmethod
     def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
@@ -135,19 +140,25 @@ class DNSClient:
         now = time.monotonic()
         cached = self._shared.get(key)
         if cached is not None and cached[0] > now:
+            self._shared.move_to_end(key)
             if isinstance(cached[1], DNSError):
                 raise cached[1].again()
             return cached[1]
-        if len(self._shared) >= MAX_SHARED_ENTRIES:
-            self._shared.clear()
         try:
             answer, ttl = await self._query(*key)
         except DNSError as exc:
             if exc.kind.is_negative_answer:
-                self._shared[key] = (now + NEGATIVE_CACHE_SECONDS, exc)
+                # A copy never raised: the cache must not hold the raise's traceback and frames.
+                self._remember(key, now + NEGATIVE_CACHE_SECONDS, exc.again())
             raise
-        self._shared[key] = (now + min(ttl, SHARED_CACHE_SECONDS), answer)
+        self._remember(key, now + min(ttl, SHARED_CACHE_SECONDS), answer)
         return answer
+
+    def _remember(self, key: tuple[str, str, bool], expiry: float, outcome: DNSAnswer | DNSError) -> None:
+        self._shared[key] = (expiry, outcome)
+        self._shared.move_to_end(key)
+        if len(self._shared) > MAX_SHARED_ENTRIES:
+            self._shared.popitem(last=False)
 
     async def _query(self, qname: str, rdtype: str, checking_disabled: bool) -> tuple[DNSAnswer, float]:
         """Ask the resolver; the answer and how long it may be reused (its TTL)."""
