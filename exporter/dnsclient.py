@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -115,6 +116,8 @@ class DNSClient:
         self._shared: collections.OrderedDict[tuple[str, str, bool], tuple[float, DNSAnswer | DNSError]] = (
             collections.OrderedDict()
         )
+        # Questions on their way: concurrent runs asking the same one wait for one answer.
+        self._in_flight: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer]] = {}
 
     @staticmethod
     def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
@@ -144,14 +147,28 @@ class DNSClient:
             if isinstance(cached[1], DNSError):
                 raise cached[1].again()
             return cached[1]
+        pending = self._in_flight.get(key)
+        # A future belongs to its event loop: a client used from another loop asks anew.
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(self._query_and_remember(key))
+            self._in_flight[key] = pending
+            pending.add_done_callback(functools.partial(self._landed, key))
+        return await asyncio.shield(pending)
+
+    def _landed(self, key: tuple[str, str, bool], done: asyncio.Future[DNSAnswer]) -> None:
+        if self._in_flight.get(key) is done:
+            del self._in_flight[key]
+
+    async def _query_and_remember(self, key: tuple[str, str, bool]) -> DNSAnswer:
+        asked_at = time.monotonic()
         try:
             answer, ttl = await self._query(*key)
         except DNSError as exc:
             if exc.kind.is_negative_answer:
                 # A copy never raised: the cache must not hold the raise's traceback and frames.
-                self._remember(key, now + NEGATIVE_CACHE_SECONDS, exc.again())
+                self._remember(key, asked_at + NEGATIVE_CACHE_SECONDS, exc.again())
             raise
-        self._remember(key, now + min(ttl, SHARED_CACHE_SECONDS), answer)
+        self._remember(key, asked_at + min(ttl, SHARED_CACHE_SECONDS), answer)
         return answer
 
     def _remember(self, key: tuple[str, str, bool], expiry: float, outcome: DNSAnswer | DNSError) -> None:

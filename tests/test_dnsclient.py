@@ -136,3 +136,14 @@ async def test_answers_and_negative_answers_are_reused_failures_are_not():
     assert asked.count(("spf-deep.hostile.test", "TXT")) == 1       # kept for its TTL
     assert asked.count(("nothing.example.test", "MX")) == 1          # NXDOMAIN kept too
     assert asked.count(("x.silent.hostile.test", "A")) == 3          # a timeout is asked again
+
+
+async def test_concurrent_askers_share_one_query():
+    from tests.dnsfixtures.hostile import HOSTILE_ADDRESS, PORT, HostileDNS
+
+    with HostileDNS() as server:
+        client = DNSClient(DNSSettings(nameservers=(Nameserver(HOSTILE_ADDRESS, PORT),), timeout=1.0, retries=0))
+        answers = await asyncio.gather(*(client.lookup("spf-loop.hostile.test", "TXT") for _ in range(20)))
+        asked = list(server.queries)
+    assert all(answer.records for answer in answers)
+    assert asked.count(("spf-loop.hostile.test", "TXT")) == 1
