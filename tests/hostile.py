@@ -142,6 +142,7 @@ class Script:
     after_starttls_reply: bytes = b""                # sent right after the reply (injection)
     garbage_instead_of_tls: bytes = b""              # sent instead of doing the handshake
     reset_during_handshake: bool = False
+    close_after_starttls_reply: bool = False         # a clean close (FIN) instead of the handshake
     plaintext_auth: bool = True                      # offer password logins before TLS
 
 
@@ -247,6 +248,9 @@ async def _start_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     if script.reset_during_handshake:
         await reader.read(1)   # the first byte of the ClientHello
         reset(writer)
+        await asyncio.sleep(3600)
+    if script.close_after_starttls_reply:
+        writer.close()
         await asyncio.sleep(3600)
     await writer.start_tls(script.tls_context)
     return True

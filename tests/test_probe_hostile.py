@@ -186,6 +186,8 @@ STARTTLS_CASES = {
     "TLS garbage after STARTTLS": (Script(garbage_instead_of_tls=b"HTTP/1.0 400 Bad Request\r\n\r\n"),
                                    FailureReason.TLS_HANDSHAKE_ERROR),
     "reset during the handshake": (Script(reset_during_handshake=True), FailureReason.TLS_HANDSHAKE_ERROR),
+    "closed right after the STARTTLS reply": (Script(close_after_starttls_reply=True),
+                                              FailureReason.TLS_HANDSHAKE_ERROR),
     "bytes injected after the STARTTLS reply": (Script(after_starttls_reply=b"250 injected\r\n"),
                                                 FailureReason.PROTOCOL_ERROR),
     "STARTTLS refused": (Script(starttls_reply="454 4.7.0 TLS not available due to local problem"),
