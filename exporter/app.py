@@ -6,8 +6,8 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from .exposition import ResultExposition
 from .config import Config, ConfigError, load_config
+from .exposition import ResultExposition
 from .logfmt import with_fields
 from .probe_scans import ProbeScanCache
 from .scheduler import Probes, Scheduler
