@@ -78,6 +78,13 @@ async def test_spf_redirect_takes_the_final_all_of_the_target(dns):
     assert (result.outcome, result.dns_lookups, result.all_qualifier) == (SPFOutcome.VALID, 2, Qualifier.SOFTFAIL)
 
 
+async def test_domain_macro_is_expanded_and_followed_sender_macros_are_not(dns):
+    result = await check_spf("spf-macro.test", dns)
+    assert (result.outcome, result.dns_lookups, result.void_lookups) == (SPFOutcome.VALID, 2, 0)
+    assert [f.code for f in result.findings] == ["spf_macro_not_followed"]
+    assert "%{i}" in result.findings[0].message
+
+
 async def test_a_void_lookup_within_the_limit_is_a_warning_not_an_error(dns):
     result = await check_spf("spf-onevoid.test", dns)
     assert (result.outcome, result.void_lookups) == (SPFOutcome.VALID, 1)

@@ -16,10 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 
 from ..dnsclient import DNSError, Resolver, normalize_name, txt_records
-from ..records.spf import MAX_DNS_LOOKUPS, Mechanism, Qualifier, SPFError, parse_spf, select_spf_records
+from ..records.spf import (
+    MAX_DNS_LOOKUPS,
+    MacroContext,
+    MacroExpand,
+    Mechanism,
+    Qualifier,
+    SPFError,
+    expand_macros,
+    parse_macro_string,
+    parse_spf,
+    select_spf_records,
+    truncate_domain,
+)
 from .common import CheckFailure, Finding, Severity, failure_from
 
 MAX_VOID_LOOKUPS = 2          # RFC 7208 §4.6.4
@@ -189,14 +202,19 @@ async def _positive(dns: Resolver, name: str, rdtype: str):
 
 
 def _static_target(evaluation: _Evaluation, domain_spec: str, domain: str) -> str | None:
-    if "%" in domain_spec:
+    """The name a term points at, or None when it depends on the sender (a finding says so).
+    %{d}, the domain being checked, is the one macro known without a sender."""
+    macros = {piece.letter.lower() for piece in parse_macro_string(domain_spec) if isinstance(piece, MacroExpand)}
+    if not macros <= {"d"}:
         evaluation.findings.append(Finding(
             Severity.INFO, "spf_macro_not_followed",
             f"{domain}: {domain_spec!r} depends on the sender and was not followed",
             "nothing to fix; lookups behind macros are not counted beyond the term itself",
         ))
         return None
-    return normalize_name(domain_spec)
+    # Only %{d} may be read: the sender, address and HELO of this context never are.
+    context = MacroContext(sender=f"postmaster@{domain}", domain=domain, ip=ipaddress.ip_address("0.0.0.0"), helo=domain)
+    return normalize_name(truncate_domain(expand_macros(domain_spec, context)))
 
 
 def _check_loop(target: str, chain: tuple[str, ...]) -> None:

@@ -161,6 +161,9 @@ def test_zone_records() -> str:
         f"spf-redirect 300 TXT {_txt('v=spf1 redirect=_spf.good.test')}",
         f"spf-void 300 TXT {_txt('v=spf1 a:none1.test a:none2.test a:none3.test -all')}",
         f"spf-onevoid 300 TXT {_txt('v=spf1 ip4:192.0.2.0/24 a:none1.test -all')}",
+        # %{d} is known without a sender: followed; %{i} is not.
+        f"spf-macro 300 TXT {_txt('v=spf1 include:_spf.%{d} exists:%{i}.ip.%{d} -all')}",
+        f"_spf.spf-macro 300 TXT {_txt('v=spf1 ip4:192.0.2.0/24 -all')}",
         f"spf-syntax 300 TXT {_txt('v=spf1 ip4:300.1.1.1 -all')}",
         # DMARC failures.
         f"_dmarc.dmarc-bad 300 TXT {_txt('v=DMARC1; p=bogus')}",
