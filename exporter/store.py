@@ -81,9 +81,6 @@ class LatestResults(Generic[Subject, Result]):
     def snapshot(self) -> list[Entry[Subject, Result]]:
         return list(self._entries.values())
 
-    def items(self) -> list[tuple[str, Entry[Subject, Result]]]:
-        return list(self._entries.items())
-
     def history(self, key: str) -> list[Result]:
         """The recent results of `key`, newest first: failures are kept longer than successes."""
         history = self._history.get(key)
