@@ -177,7 +177,8 @@ async def run_testssl(server: Server, port: int, raw_dir: Path) -> Findings:
         raise FileNotFoundError("testssl.sh is not installed (apt-get install -y testssl.sh)")
     output = raw_dir / f"testssl-{server.name}.json"
     output.unlink(missing_ok=True)             # testssl.sh refuses to overwrite
-    command = [TESTSSL, "-p", "-E", "-P", "--warnings", "off", "--quiet", "--color", "0",
+    # --nodns none: testssl.sh otherwise asks the system resolver (off loopback) for rDNS and MX.
+    command = [TESTSSL, "-p", "-E", "-P", "--warnings", "off", "--quiet", "--color", "0", "--nodns", "none",
                "--jsonfile", str(output)]
     if server.starttls:
         command += ["--starttls", server.starttls]
