@@ -47,7 +47,7 @@ def legacy_sslv3_server(supported: tuple[int, ...]):
 
 async def test_sslv3_rc4_export_null_are_found_graded_and_cheap():
     # RC4, an EXPORT suite, a NULL suite: what the 1990s left behind.
-    supported = (0x0005, 0x0003, 0x0002)
+    supported = (0x0002, 0x0003, 0x0005)
     async with FakeTLSServer(legacy_sslv3_server(supported)) as server:
         result = await scan(server.port)
 
@@ -63,12 +63,13 @@ async def test_sslv3_rc4_export_null_are_found_graded_and_cheap():
     assert result.secure_renegotiation is False
     assert result.grade is Class.INSUFFICIENT
     # 4 refused TLS versions + SSLv2 + (3 accepted + 1 refusal) for SSLv3; the enumeration
-    # already showed the server's own order (it picked RC4 before NULL-SHA), so no order hello.
+    # already showed the server's own order (the scan offers the highest code first, and the
+    # server picked NULL-SHA, 0x0002, before the RC4 suites listed ahead of it), so no order hello.
     assert server.connections == result.connections == 4 + 1 + (len(supported) + 1)
 
 
-async def test_a_server_order_that_matches_the_registry_order_costs_one_reversed_hello():
-    supported = (0x0002, 0x0003, 0x0005)        # its preference happens to be registry order
+async def test_a_server_order_that_matches_the_offered_order_costs_one_order_test():
+    supported = (0x0005, 0x0003, 0x0002)        # its preference happens to be the scan's offer order
     async with FakeTLSServer(legacy_sslv3_server(supported)) as server:
         result = await scan(server.port)
     assert [c.code for c in result.ciphers] == list(supported)

@@ -3,46 +3,54 @@
 Strategy (each hello on a fresh connection, see connection.py; connections are what mail
 servers rate-limit, so the scan spends as few as it can):
 
-1. Versions and cipher suites together, TLS 1.3 down to SSLv3: offer every registered suite
-   valid for the version in one hello; the suite the server picks is accepted; offer the rest
-   again without it; stop at the first refusal. That is (accepted suites + 1) hellos per
-   version. A bare close (no alert) or an internal_error alert may not mean "no shared
-   suite": the server may have picked a suite it cannot serve (Dovecot without DH parameters
-   picks DHE, fails and closes), or the hello may be too long for it. Such a refused list is
-   offered again split by key-exchange family (ECDHE, DHE, the rest) when it mixes them, else
-   in chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so
-   far; each part is enumerated the same way. Silence is not retried that way: every silent
-   hello costs a whole connection timeout.
+1. TLS 1.3 suites and groups together. Every hello offers the suites not yet accepted and the
+   groups not yet seen; the answer (ServerHello or HelloRetryRequest) names one of each, so a
+   hello finds a suite and a group at once. A refusal of such a hello is ambiguous (no suite
+   left, or no group left); the next hello offers the accepted suites too, with the groups
+   left: if it names a group, the suites had run out (in TLS 1.3 any group goes with any
+   suite); if it is refused, the groups have. Whichever is left then goes on alone (suites
+   with a group known to work; groups with the accepted suites). About max(suites, groups) + 2
+   hellos instead of suites + groups + 2.
+2. TLS 1.2 down to SSL 3.0: offer every registered suite valid for the version in one hello
+   (order: order.offer_order); the suite the server picks is accepted; offer the rest again
+   without it; stop at the first refusal: (accepted suites + 1) hellos per version.
+   Below the highest version, the first hello offers only the suites a higher version already
+   accepted: a server that supports the version accepts one of them, so a refusal (protocol
+   version alert, close, answer with another version) ends the version in one hello; an
+   alert that may be about the suites (handshake_failure) falls back to the full list.
+   A bare close (no alert) or an internal_error alert may not mean "no shared suite": the
+   server may have picked a suite it cannot serve (Dovecot without DH parameters picks DHE,
+   fails and closes), or the hello may be too long for it. Such a refused list is offered
+   again split by key-exchange family (ECDHE, DHE, the rest) when it mixes them, else in
+   chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so far;
+   each part is enumerated the same way. Silence is not retried that way: every silent hello
+   costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
    that version; an answer with another version (a TLS 1.2 ServerHello to a TLS 1.0 hello),
    an alert, a close or garbage means not supported, and the reason is kept.
-2. SSLv2: one SSL 2.0 CLIENT-HELLO offering every cipher kind; the SERVER-HELLO lists the
+3. SSLv2: one SSL 2.0 CLIENT-HELLO offering every cipher kind; the SERVER-HELLO lists the
    kinds the server accepts.
-3. Server cipher order, per version with two or more accepted suites. A server that follows
-   the client's order picks, from each enumeration hello, the first suite of the list that it
-   accepts at all; if it ever picked another one, it has its own order, and that costs no
-   hello. Otherwise offer the accepted suites in registry order and in reverse: following the
-   client both times means client order, anything else the server's own. The first
-   enumeration hello doubles as the registry-order hello when it offered the full list, so
-   this costs none, one or two hellos.
-4. Groups: TLS 1.2 offers the accepted ECDHE suites with a list of EC groups and reads the
-   curve from the ServerKeyExchange; TLS 1.3 offers no key share at all, so the server names
-   its group in a HelloRetryRequest. The picked group is removed and the rest offered again,
-   until a refusal: (supported groups + 1) hellos per version. In TLS 1.2 the first of them is
-   saved: the enumeration hellos of step 1 offer every curve, and their ServerKeyExchange
-   already shows the server's first pick.
-5. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
-   every DHE suite picked in step 1), secure renegotiation, extended master secret, OCSP
+4. Server cipher order (order.py), per version with two or more accepted suites: the picks of
+   the enumeration usually show it. When two picks do not, one enumeration hello lists the
+   suites left, then the two accepted ones in reverse: a server with its own order picks the
+   first accepted one again, one that follows the client goes on enumerating. Only when the
+   enumeration ended before that, one or two hellos of accepted suites settle it.
+5. TLS 1.2 groups: the accepted ECDHE suites with the EC groups TLS 1.3 did not accept (and
+   not the curve the enumeration already showed); the ServerKeyExchange names the curve; remove
+   it and offer the rest again, until a refusal. Groups that TLS 1.3 accepted are not asked
+   again in TLS 1.2: mailsec_tls_group_supported is the union.
+6. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
+   every DHE suite picked in step 2), secure renegotiation, extended master secret, OCSP
    stapling (the ServerHello extensions of TLS <= 1.2), compression (every TLS <= 1.2 hello
    also offers DEFLATE) and the leaf certificates (the Certificate message of TLS <= 1.2).
-6. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
+7. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
    only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
    the core probe, for the certificate to grade.
 
-Connections used, at most: sum over versions of (accepted suites + 1) [+ up to 3 family
-hellos and one per 64-suite chunk after a bare-close refusal] + 1 (SSLv2) + at most 2 per
-version with two or more suites + (groups + 1) for TLS 1.2 and for TLS 1.3 [+ 1 for the
-TLS 1.3 certificate].
+Connections used, at most: TLS 1.3 suites + groups + 2; per lower version accepted suites + 1
+[+ up to 3 family hellos and one per 64-suite chunk after a bare-close refusal]; 1 (SSLv2);
+per version, 1 order test and at most 2 order hellos; TLS 1.2 groups not seen in TLS 1.3 + 1;
+[+ 1 for the TLS 1.3 certificate].
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
 the whole scan within `budget` seconds (default DEFAULT_SCAN_BUDGET_SECONDS); `min_delay`
@@ -53,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import time
 
@@ -63,7 +72,7 @@ from ..probes.mailproto import DialogueError
 from ..probes.tlsconn import client_context, sni_name
 from ..results import CertificateInfo, FailureReason
 from ..tlswire import NamedGroup, ProtocolVersion
-from ..tlswire.ciphers import SSL2_CIPHER_KINDS, CIPHER_SUITES, KeyExchange, suites_for_version
+from ..tlswire.ciphers import SSL2_CIPHER_KINDS, CIPHER_SUITES, KeyExchange
 from ..tlswire.grading import (
     Class, grade_certificate_key, grade_cipher_suite, grade_dh_parameters, grade_group,
     grade_signature_hash, grade_version, worst,
@@ -74,6 +83,7 @@ from ..tlswire.hello import (
 )
 from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
 from .connection import Connector, FlightEnd, ServerFlight
+from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 
 log = logging.getLogger(__name__)
@@ -93,12 +103,6 @@ TLS12_EC_GROUPS: tuple[int, ...] = tuple(
 TLS13_GROUPS: tuple[int, ...] = tuple(NamedGroup)
 
 _TLS12_HELLO_COMPRESSION = (COMPRESSION_DEFLATE, 0)   # DEFLATE first: a server that can compress will
-
-
-def candidate_suites(version: ProtocolVersion) -> tuple[int, ...]:
-    """Every registered suite a server may pick for `version`, in registry order.
-    TLS_NULL_WITH_NULL_NULL is left out: no server may ever pick it (RFC 5246 A.5)."""
-    return tuple(suite.code for suite in suites_for_version(version) if suite.code != 0x0000)
 
 
 async def scan_endpoint(target: Target, module: Module, dns: DNSClient, *, min_delay: float = 0.0,
@@ -129,6 +133,15 @@ def _may_hide_accepted_suites(flight: ServerFlight) -> bool:
     return flight.alert is not None and flight.alert.description == AlertDescription.INTERNAL_ERROR
 
 
+def _refuses_version(flight: ServerFlight) -> bool:
+    """The answer to a hello of suites the server accepted in a higher version: anything but an
+    alert about something else than the version (e.g. handshake_failure) means it does not
+    speak this version at all."""
+    if flight.end is not FlightEnd.ALERT or flight.alert is None:
+        return True
+    return flight.alert.description == AlertDescription.PROTOCOL_VERSION
+
+
 def _key_exchange_families(codes: list[int]) -> tuple[list[int], list[int], list[int]]:
     """`codes` as ECDHE, DHE and all other suites, each in the given order: a server that fails
     on the suite it picked fails on a key exchange it is not set up for (DH parameters, mostly)."""
@@ -136,12 +149,6 @@ def _key_exchange_families(codes: list[int]) -> tuple[list[int], list[int], list
     dhe = [code for code in codes if CIPHER_SUITES[code].key_exchange is KeyExchange.DHE]
     others = [code for code in codes if CIPHER_SUITES[code].key_exchange not in (KeyExchange.ECDHE, KeyExchange.DHE)]
     return ecdhe, dhe, others
-
-
-def _picked_against_client_order(picks: list[tuple[tuple[int, ...], int]], accepted: set[int]) -> bool:
-    """Whether an enumeration hello got another suite than the first one of its list that the
-    server accepts at all: a server that follows the client's order never does that."""
-    return any(code != next(c for c in offered if c in accepted) for offered, code in picks)
 
 
 def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int, ...] | list[int]) -> tuple[int | None, str]:
@@ -161,6 +168,14 @@ def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int
     return hello.cipher_code, "accepted"
 
 
+class _TLS13Hello(enum.Enum):
+    """What a TLS 1.3 enumeration hello asks, and so what its refusal proves."""
+
+    BOTH = "both"        # suites left x groups left: a refusal means one of them ran out
+    GROUPS = "groups"    # (suites left +) accepted suites x groups left: a refusal means no group left
+    SUITES = "suites"    # suites left x groups seen: a refusal means no suite left
+
+
 class _ScanRun:
     """The state of one scan, filled in as it goes so that a failure keeps what was learnt."""
 
@@ -176,10 +191,8 @@ class _ScanRun:
         self.failure_detail = ""
         self.versions: list[VersionSupport] = []
         self.accepted: dict[ProtocolVersion, list[int]] = {}
-        # Per version: the first hello, offering the full list in registry order, was accepted.
-        self.first_hello_accepted: dict[ProtocolVersion, bool] = {}
-        # Per version: (the suites an enumeration hello offered, the one the server picked).
-        self.picks: dict[ProtocolVersion, list[tuple[tuple[int, ...], int]]] = {v: [] for v in TLS_VERSIONS}
+        # Per version: (the suites a hello offered, the one the server picked), for order.py.
+        self.picks: dict[ProtocolVersion, list[Pick]] = {v: [] for v in TLS_VERSIONS}
         self.sslv2_kinds: tuple[int, ...] = ()
         self.server_cipher_order: list[tuple[ProtocolVersion, bool]] = []
         self.groups: list[GroupSupport] = []
@@ -204,37 +217,127 @@ class _ScanRun:
         self.address = addresses[0]
         self.connector = Connector(self.address, self.target.port, self.module,
                                    connection_timeout=self.module.timeout, min_delay=self.min_delay)
-        for version in TLS_VERSIONS:
+        await self._scan_tls13()
+        for version in TLS_VERSIONS[1:]:
             await self._scan_version(version)
         await self._scan_sslv2()
         for version in TLS_VERSIONS:
-            await self._find_cipher_order(version)
+            await self._settle_cipher_order(version)
         await self._scan_tls12_groups()
-        await self._scan_tls13_groups()
         await self._find_tls13_certificate()
         if not any(v.supported for v in self.versions) and self.protocol_errors:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
+    async def _scan_tls13(self) -> None:
+        version = ProtocolVersion.TLS1_3
+        suites_left, groups_left = list(offer_order(version)), list(TLS13_GROUPS)
+        accepted: list[int] = []
+        found: list[int] = []
+        picks = self.picks[version]
+        suites_done = groups_done = ambiguous = False
+        first_reason: str | None = None
+        while True:
+            suites_done, groups_done = suites_done or not suites_left, groups_done or not groups_left
+            if suites_done and groups_done:
+                break
+            own_order = server_order_verdict(picks, set(accepted))
+            if groups_done:
+                kind, suites, groups = _TLS13Hello.SUITES, suites_left, found or list(TLS13_GROUPS)
+            elif accepted and (suites_done or ambiguous or (len(accepted) >= 2 and own_order is not True)):
+                # The accepted suites come last, in reverse: order.order_test while the order is unknown.
+                kind, suites, groups = _TLS13Hello.GROUPS, ([] if suites_done else suites_left) + accepted[::-1], groups_left
+            else:
+                kind, suites, groups = _TLS13Hello.BOTH, suites_left, groups_left
+            flight = await self._hello(version, suites, groups=groups,
+                                       key_share_groups=tuple(g for g in DEFAULT_KEY_SHARE_GROUPS if g in groups))
+            code, reason = answer_to(flight, version, suites)
+            first_reason = first_reason or reason
+            if code is None:
+                if not accepted or kind is _TLS13Hello.SUITES:
+                    suites_done = True
+                    groups_done = groups_done or not accepted      # TLS 1.3 not supported at all
+                elif kind is _TLS13Hello.GROUPS:
+                    groups_done, ambiguous = True, False
+                else:
+                    ambiguous = True
+                continue
+            picks.append((tuple(suites), code))
+            assert flight.server_hello is not None
+            group = flight.server_hello.key_share_group
+            new_suite, new_group = code in suites_left, group in groups_left
+            if new_suite:
+                accepted.append(code)
+                suites_left.remove(code)
+            if new_group:
+                found.append(group)
+                groups_left.remove(group)
+                if ambiguous:               # a group was left, so the suites had run out
+                    suites_done, ambiguous = True, False
+            if kind is _TLS13Hello.GROUPS and not new_suite and not suites_done \
+                    and server_order_verdict(picks, set(accepted)) is False:
+                suites_done = True          # it follows our order and skipped every suite left
+            if not (new_suite or new_group or suites_done):
+                break                       # an answer naming nothing we offered anew: stop here
+        self.accepted[version] = accepted
+        self.groups += [GroupSupport(version, group, grade_group(group)) for group in found]
+        self.versions.append(VersionSupport(version, bool(accepted), "accepted" if accepted else first_reason or "closed"))
+
     async def _scan_version(self, version: ProtocolVersion) -> None:
+        """TLS 1.2 and below (step 2 of the module docstring)."""
         accepted: list[int] = []
         first_reason: str | None = None
-        pending = [list(candidate_suites(version))]
+        known_good = self._accepted_above(version)
+        if known_good:
+            flight = await self._hello(version, known_good)
+            code, first_reason = answer_to(flight, version, known_good)
+            if code is None and _refuses_version(flight):
+                self._record_version(version, accepted, first_reason)
+                return
+            if code is not None:
+                accepted.append(code)
+                self.picks[version].append((tuple(known_good), code))
+        pending = [[code for code in offer_order(version) if code not in accepted]]
+        order_tested = False
         while pending:
             remaining = pending.pop(0)
             while remaining:
-                flight = await self._hello(version, remaining)
-                code, reason = answer_to(flight, version, remaining)
+                offered = remaining
+                test = None if order_tested else self._order_test(version, remaining, accepted)
+                if test is not None:
+                    order_tested, offered = True, list(test)
+                flight = await self._hello(version, offered)
+                code, reason = answer_to(flight, version, offered)
                 first_reason = first_reason or reason
                 if code is None:
+                    if test is not None:
+                        continue            # no verdict from the test; the plain list comes next
                     if _may_hide_accepted_suites(flight):
                         pending[:0] = self._smaller_hellos(remaining)
                     break
-                accepted.append(code)
-                self.picks[version].append((tuple(remaining), code))
-                remaining.remove(code)
+                self.picks[version].append((tuple(offered), code))
+                if code in remaining:
+                    accepted.append(code)
+                    remaining.remove(code)
+                elif code == offered[-2] and test is not None:
+                    break                   # it follows our order and skipped every suite left
+        self._record_version(version, accepted, first_reason)
+
+    def _record_version(self, version: ProtocolVersion, accepted: list[int], first_reason: str | None) -> None:
         self.accepted[version] = accepted
-        self.first_hello_accepted[version] = first_reason == "accepted"
         self.versions.append(VersionSupport(version, bool(accepted), "accepted" if accepted else first_reason or "closed"))
+
+    def _accepted_above(self, version: ProtocolVersion) -> list[int]:
+        """The suites a higher TLS <= 1.2 version accepted that `version` can use, in offer order."""
+        above = {code for higher, codes in self.accepted.items()
+                 if ProtocolVersion.TLS1_3 > higher > version for code in codes}
+        return [code for code in offer_order(version) if code in above]
+
+    def _order_test(self, version: ProtocolVersion, remaining: list[int], accepted: list[int]) -> tuple[int, ...] | None:
+        """order.order_test, while the picks of `version` do not show the order yet."""
+        picks = self.picks[version]
+        if len(accepted) < 3 or server_order_verdict(picks, set(accepted)) is not None:
+            return None
+        return order_test(picks, remaining)
 
     def _smaller_hellos(self, refused: list[int]) -> list[list[int]]:
         """The suite lists to offer instead of `refused`, when its refusal may hide accepted suites
@@ -263,24 +366,29 @@ class _ScanRun:
         if hello.certificate:
             self.leaf_ders.setdefault(hello.certificate)
 
-    async def _find_cipher_order(self, version: ProtocolVersion) -> None:
+    async def _settle_cipher_order(self, version: ProtocolVersion) -> None:
+        """The order verdict from the picks; when they do not show it, offer the accepted suites
+        in reverse of how they were found, then in that order, until they do."""
         accepted = self.accepted.get(version, [])
         if len(accepted) < 2:
             return
-        if _picked_against_client_order(self.picks[version], set(accepted)):
-            self.server_cipher_order.append((version, True))     # the enumeration showed it already
-            return
-        forward = sorted(accepted, key=candidate_suites(version).index)
-        backward = forward[::-1]
-        if self.first_hello_accepted[version]:
-            forward_pick: int | None = accepted[0]     # the first enumeration hello offered them in this order
-        else:
-            forward_pick, _ = answer_to(await self._hello(version, forward), version, forward)
-        backward_pick, _ = answer_to(await self._hello(version, backward), version, backward)
-        if forward_pick is None or backward_pick is None:
-            return          # the server refused what it accepted before: no verdict
-        follows_client = forward_pick == forward[0] and backward_pick == backward[0]
-        self.server_cipher_order.append((version, not follows_client))
+        picks = self.picks[version]
+        for offered in (accepted[::-1], accepted):
+            if server_order_verdict(picks, set(accepted)) is not None:
+                break
+            code, _ = answer_to(await self._hello(version, offered, groups=self._groups_for_order(version)), version, offered)
+            if code is None:
+                return          # the server refused what it accepted before: no verdict
+            picks.append((tuple(offered), code))
+        verdict = server_order_verdict(picks, set(accepted))
+        if verdict is not None:
+            self.server_cipher_order.append((version, verdict))
+
+    def _groups_for_order(self, version: ProtocolVersion) -> list[int] | None:
+        """TLS 1.3 order hellos offer the groups seen to work; older versions their default."""
+        if version is not ProtocolVersion.TLS1_3:
+            return None
+        return [g.group for g in self.groups if g.version is version] or None
 
     async def _scan_tls12_groups(self) -> None:
         version = ProtocolVersion.TLS1_2
@@ -288,12 +396,13 @@ class _ScanRun:
                  if CIPHER_SUITES[code].key_exchange is KeyExchange.ECDHE]
         if not ecdhe:
             return
-        remaining = list(TLS12_EC_GROUPS)
-        if self.tls12_full_list_curve in remaining:
+        seen = {support.group for support in self.groups}      # TLS 1.3's
+        if self.tls12_full_list_curve is not None:
             # An enumeration hello, offering every curve, already showed the server's first pick.
             curve = self.tls12_full_list_curve
             self.groups.append(GroupSupport(version, curve, grade_group(curve)))
-            remaining.remove(curve)
+            seen.add(curve)
+        remaining = [group for group in TLS12_EC_GROUPS if group not in seen]
         while remaining:
             flight = await self._hello(version, ecdhe, groups=remaining)
             parameters = flight.key_exchange.parameters if flight.key_exchange else None
@@ -301,22 +410,6 @@ class _ScanRun:
                 return
             self.groups.append(GroupSupport(version, parameters.named_curve, grade_group(parameters.named_curve)))
             remaining.remove(parameters.named_curve)
-
-    async def _scan_tls13_groups(self) -> None:
-        version = ProtocolVersion.TLS1_3
-        suites = self.accepted.get(version, [])
-        if not suites:
-            return
-        remaining = list(TLS13_GROUPS)
-        while remaining:
-            # No key share at all: the server must name the group it wants in a HelloRetryRequest.
-            flight = await self._hello(version, suites, groups=remaining, key_share_groups=())
-            hello = flight.server_hello
-            group = hello.key_share_group if hello is not None and hello.version == version else None
-            if group is None or group not in remaining:
-                return
-            self.groups.append(GroupSupport(version, group, grade_group(group)))
-            remaining.remove(group)
 
     async def _find_tls13_certificate(self) -> None:
         """A server that only speaks TLS 1.3 showed no certificate (it is encrypted): complete one

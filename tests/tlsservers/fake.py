@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from exporter.tlswire import ProtocolVersion
+from exporter.tlswire.parse import HELLO_RETRY_REQUEST_RANDOM
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class OfferedHello:
     version: int                  # client_version (TLS 1.3: the highest supported_versions entry)
     cipher_codes: tuple[int, ...]  # 2-byte suites, or 3-byte kinds for SSLv2
     compression_methods: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()              # supported_groups, in order
+    key_share_groups: tuple[int, ...] = ()    # the groups of the key_share entries
 
 
 def parse_client_hello(data: bytes) -> OfferedHello:
@@ -38,26 +41,50 @@ def parse_client_hello(data: bytes) -> OfferedHello:
     offset += 2 + suites_length
     compression = tuple(body[offset + 1:offset + 1 + body[offset]])
     offset += 1 + body[offset]
+    groups: tuple[int, ...] = ()
+    key_shares: list[int] = []
     if offset < len(body):
         extensions = body[offset + 2:]
         while extensions:
             ext_type, length = struct.unpack("!HH", extensions[:4])
+            data_ = extensions[4:4 + length]
             if ext_type == 43:                            # supported_versions
-                data_ = extensions[5:4 + length]
-                version = max(struct.unpack("!H", data_[i:i + 2])[0] for i in range(0, len(data_), 2))
+                version = max(_u16s(data_[1:]))
+            elif ext_type == 10:                          # supported_groups
+                groups = _u16s(data_[2:])
+            elif ext_type == 51:                          # key_share: (group, length, key) entries
+                shares = data_[2:]
+                while shares:
+                    group, key_length = struct.unpack("!HH", shares[:4])
+                    key_shares.append(group)
+                    shares = shares[4 + key_length:]
             extensions = extensions[4 + length:]
-    codes = tuple(struct.unpack("!H", suites[i:i + 2])[0] for i in range(0, len(suites), 2))
-    return OfferedHello(False, version, codes, compression)
+    return OfferedHello(False, version, _u16s(suites), compression, groups, tuple(key_shares))
 
 
-def server_hello(version: int, cipher_code: int, *, extensions: bytes = b"", compression: int = 0) -> bytes:
+def _u16s(data: bytes) -> tuple[int, ...]:
+    return tuple(struct.unpack("!H", data[i:i + 2])[0] for i in range(0, len(data), 2))
+
+
+def server_hello(version: int, cipher_code: int, *, extensions: bytes = b"", compression: int = 0,
+                 random: bytes = bytes(32)) -> bytes:
     """A ServerHello record (TLS <= 1.2 layout) followed by nothing else."""
-    body = struct.pack("!H", version) + bytes(32) + b"\x00" + struct.pack("!HB", cipher_code, compression)
+    body = struct.pack("!H", version) + random + b"\x00" + struct.pack("!HB", cipher_code, compression)
     if extensions:
         body += struct.pack("!H", len(extensions)) + extensions
     message = b"\x02" + len(body).to_bytes(3, "big") + body
     record_version = ProtocolVersion.SSL3 if version == ProtocolVersion.SSL3 else ProtocolVersion.TLS1_2
     return struct.pack("!BHH", 22, record_version, len(message)) + message
+
+
+def tls13_server_hello(cipher_code: int, group: int, *, retry: bool) -> bytes:
+    """A TLS 1.3 ServerHello with a key share for `group` (a dummy key), or with `retry` a
+    HelloRetryRequest asking for `group`."""
+    key_share = struct.pack("!H", group) if retry else struct.pack("!HH", group, 32) + bytes(32)
+    extensions = (struct.pack("!HHH", 43, 2, ProtocolVersion.TLS1_3)
+                  + struct.pack("!HH", 51, len(key_share)) + key_share)
+    return server_hello(ProtocolVersion.TLS1_2, cipher_code, extensions=extensions,
+                        random=HELLO_RETRY_REQUEST_RANDOM if retry else bytes(range(32)))
 
 
 SERVER_HELLO_DONE = struct.pack("!BHH", 22, 0x0300, 4) + b"\x0e\x00\x00\x00"

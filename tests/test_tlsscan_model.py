@@ -1,0 +1,181 @@
+"""The deep scan against model servers (tests/tlsservers/model.py) that negotiate like real
+ones from a declared configuration: the findings must equal the declaration, and the
+connections stay within the scanner's documented bound, for configurations drawn by
+hypothesis as well as for the cases the connection-saving steps were written for."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target
+from exporter.dnsclient import DNSClient
+from exporter.tlsscan.order import offer_order
+from exporter.tlsscan.results import TLSScanResult
+from exporter.tlsscan.scanner import TLS12_EC_GROUPS, TLS13_GROUPS, scan_endpoint
+from exporter.tlswire import ProtocolVersion
+from exporter.tlswire.ciphers import CIPHER_SUITES, KeyExchange
+from tests.tlsservers.fake import FakeTLSServer
+from tests.tlsservers.model import ModelServer
+
+V = ProtocolVersion
+LOWER_VERSIONS = (V.TLS1_2, V.TLS1_1, V.TLS1_0, V.SSL3)
+
+
+async def scan_model(model: ModelServer) -> tuple[TLSScanResult, int]:
+    async with FakeTLSServer(model.respond) as server:
+        module = Module(name="model", protocol=Protocol.SMTPS, port=server.port, starttls=StartTLS.NONE,
+                        timeout=2.0, interval=300.0)
+        result = await scan_endpoint(Target(host="127.0.0.1", port=server.port, module="model"), module,
+                                     DNSClient(DNSSettings()))
+    return result, server.connections
+
+
+def tls12_curves(model: ModelServer) -> set[int]:
+    """The curves the scan can find below TLS 1.3 (it offers the classic EC groups only)."""
+    return set(model.groups if model.tls12_groups is None else model.tls12_groups) & set(TLS12_EC_GROUPS)
+
+
+def served(model: ModelServer, version: ProtocolVersion) -> set[int]:
+    """What a client can get: not the failing suites, nor ECDHE below TLS 1.3 without a curve."""
+    suites = set(model.suites.get(version, ())) - model.failing
+    if version is not V.TLS1_3 and not tls12_curves(model):
+        suites = {code for code in suites if CIPHER_SUITES[code].key_exchange is not KeyExchange.ECDHE}
+    return suites
+
+
+def expected_groups(model: ModelServer) -> set[int]:
+    groups: set[int] = set(model.groups) if served(model, V.TLS1_3) else set()
+    if any(CIPHER_SUITES[code].key_exchange is KeyExchange.ECDHE for code in served(model, V.TLS1_2)):
+        groups |= tls12_curves(model)
+    return groups
+
+
+def assert_findings_match(result: TLSScanResult, model: ModelServer) -> None:
+    assert result.success, result.failure_detail
+    for version in (V.TLS1_3, *LOWER_VERSIONS):
+        assert {c.code for c in result.ciphers_for(version)} == served(model, version), version.label
+    assert set(result.supported_versions()) == {v for v in model.suites if served(model, v)}
+    assert {g.group for g in result.groups} == expected_groups(model)
+    expected_order = {v: model.own_order for v in model.suites if len(served(model, v)) >= 2}
+    assert dict(result.server_cipher_order) == expected_order
+
+
+def connection_bound(model: ModelServer) -> int:
+    """The module docstring's bound for a server that refuses with alerts."""
+    tls13 = len(served(model, V.TLS1_3))
+    bound = tls13 + len(model.groups) + 2 if tls13 else 1
+    for version in LOWER_VERSIONS:
+        bound += len(served(model, version)) + 1 if served(model, version) else 2
+    bound += 1                                                     # SSLv2
+    bound += sum(3 for version in model.suites if len(served(model, version)) >= 2)
+    return bound + len(TLS12_EC_GROUPS) + 1
+
+
+# --- the cases the connection-saving steps are for --------------------------------------------
+
+MODERN_TLS12 = (0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8)
+MODERN_TLS13 = (0x1302, 0x1303, 0x1301)
+FIVE_GROUPS = (29, 23, 30, 25, 24)      # Postfix's default: X25519 prime256v1 X448 secp521r1 secp384r1
+
+
+async def test_client_order_server_costs_one_hello_per_suite_and_group_plus_refusals():
+    # TLS 1.3: 3 suites, 5 groups, in 5 + 1 hellos; TLS 1.2: 6 suites + 1 refusal, the order
+    # test is one of the enumeration hellos; lower versions: 1 each; SSLv2: 1; TLS 1.2 groups:
+    # 1 refusal for the curves TLS 1.3 did not accept.
+    model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=False, groups=FIVE_GROUPS)
+    result, connections = await scan_model(model)
+    assert_findings_match(result, model)
+    assert connections == result.connections == (5 + 1) + (6 + 1) + 3 + 1 + 1
+    assert connections <= len(result.ciphers) + 10
+
+
+async def test_own_order_server_costs_one_more_tls13_hello():
+    # TLS 1.3 with its own order: 3 suites and 3 groups together, a refusal that may be either,
+    # 2 more groups with the accepted suites (which shows the suites had run out), a refusal.
+    model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=True, groups=FIVE_GROUPS)
+    result, connections = await scan_model(model)
+    assert_findings_match(result, model)
+    assert connections == result.connections == (5 + 2) + (6 + 1) + 3 + 1 + 1
+    assert connections <= len(result.ciphers) + 10
+
+
+async def test_lower_versions_start_with_the_suites_a_higher_one_accepted():
+    # The first TLS 1.1 and TLS 1.0 hellos offer what TLS 1.2 accepted and find a suite, so
+    # those versions cost (accepted + 1) hellos like TLS 1.2. Without TLS 1.3, the TLS 1.2
+    # curves are all enumerated: the first came with the suites, 2 more + 1 refusal.
+    cbc = (0xC013, 0xC014, 0x002F, 0x0035)
+    model = ModelServer({V.TLS1_2: (0xC02F, *cbc), V.TLS1_1: cbc, V.TLS1_0: cbc})
+    result, connections = await scan_model(model)
+    assert_findings_match(result, model)
+    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + (2 + 1)
+
+
+async def test_a_version_with_other_suites_than_the_one_above_is_still_enumerated():
+    # TLS 1.0 accepts nothing TLS 1.2 accepted: the first hello's handshake_failure is not
+    # taken for "TLS 1.0 unsupported"; the full list follows.
+    model = ModelServer({V.TLS1_2: (0xC02F, 0x009C), V.TLS1_0: (0x000A,)})
+    result, _ = await scan_model(model)
+    assert_findings_match(result, model)
+
+
+async def test_a_server_that_closes_instead_of_refusing_and_fails_on_dhe():
+    # Dovecot without ssl_dh: DHE suites in its list fail; every refusal is a bare close.
+    dhe = (0x009E, 0x0033)
+    suites = (0xC02F, 0xC030, 0xC013, *dhe)
+    model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: suites}, closes=True, failing=frozenset(dhe),
+                        groups=(29, 23, 30, 25, 24, 256, 257))
+    result, connections = await scan_model(model)
+    assert_findings_match(result, model)
+    # TLS 1.1, 1.0 and SSL 3.0 cost one hello each: their first hello offers suites TLS 1.2 accepted.
+    assert {v.version: v.reason for v in result.versions if not v.supported} == {
+        V.TLS1_1: "closed", V.TLS1_0: "closed", V.SSL3: "closed", V.SSL2: "closed"}
+
+
+async def test_tls12_only_curves_are_found_beside_the_tls13_groups():
+    # secp224r1 is not a TLS 1.3 group; a server that keeps it shows it only in TLS 1.2.
+    model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, groups=(29, 23),
+                        tls12_groups=(29, 23, 21))
+    result, _ = await scan_model(model)
+    assert_findings_match(result, model)
+    assert {(g.version, g.group) for g in result.groups if g.group == 21} == {(V.TLS1_2, 21)}
+
+
+# --- any configuration ------------------------------------------------------------------------
+
+@st.composite
+def model_servers(draw) -> ModelServer:
+    closes = draw(st.booleans())
+    versions = draw(st.sets(st.sampled_from((V.TLS1_3, *LOWER_VERSIONS)), min_size=1))
+    suites: dict[ProtocolVersion, tuple[int, ...]] = {}
+    if V.TLS1_3 in versions:
+        suites[V.TLS1_3] = tuple(draw(st.lists(st.sampled_from(offer_order(V.TLS1_3)), min_size=1, max_size=4, unique=True)))
+    # One cipher list for every version below TLS 1.3, as OpenSSL and GnuTLS have; a server
+    # that refuses with alerts may also have a list per version.
+    pool = draw(st.lists(st.sampled_from(offer_order(V.TLS1_2)), min_size=1, max_size=10, unique=True))
+    for version in sorted(versions - {V.TLS1_3}, reverse=True):
+        if not closes and draw(st.booleans()):
+            pool = draw(st.lists(st.sampled_from(offer_order(version)), min_size=1, max_size=6, unique=True))
+        usable = tuple(code for code in pool if code in offer_order(version))
+        if usable:
+            suites[version] = usable
+    dhe = {code for codes in suites.values() for code in codes if CIPHER_SUITES[code].key_exchange is KeyExchange.DHE}
+    return ModelServer(
+        suites=suites,
+        own_order=draw(st.booleans()),
+        groups=tuple(draw(st.lists(st.sampled_from(TLS13_GROUPS), min_size=1, max_size=6, unique=True))),
+        tls12_groups=draw(st.none() | st.lists(st.sampled_from(TLS12_EC_GROUPS), min_size=1, max_size=4, unique=True).map(tuple)),
+        closes=closes,
+        failing=frozenset(dhe) if closes and draw(st.booleans()) else frozenset(),
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=model_servers())
+def test_findings_equal_the_declared_configuration(model: ModelServer):
+    result, connections = asyncio.run(scan_model(model))
+    assert_findings_match(result, model)
+    assert connections == result.connections
+    if not model.closes:
+        assert connections <= connection_bound(model)
