@@ -40,7 +40,9 @@ PORT = 53
 STS_DOMAINS = ("good", "sts-404", "sts-type", "sts-redirect", "sts-big", "sts-big-chunked", "sts-invalid", "sts-tls",
                "sts-uncovered")
 
-# Addresses of MX hosts. Nothing ever connects to them: they are only DNS data.
+# Addresses of MX hosts. Nothing listens on their port 25 (the exporter's end-to-end test
+# counts on refusals there); tests/test_dane_realpostfix.py runs a real Postfix on other
+# ports of MX1_GOOD and MX2_GOOD.
 MX1_GOOD = "127.77.1.1"
 # The exporter probes discovered MX hosts: every address here must be loopback.
 MX1_GOOD_V6 = "::1"
@@ -75,8 +77,23 @@ def _ed25519_raw_base64() -> str:
     return base64.b64encode(raw).decode()
 
 
-def make_chain(leaf_name: str) -> tuple[bytes, bytes]:
-    """(leaf, CA) DER: a fresh CA and a leaf for `leaf_name` (subjectAltName) it issued."""
+@dataclass(frozen=True)
+class IssuedChain:
+    """A leaf and the CA that issued it (DER), with the leaf's private key so that a real
+    server can present the chain."""
+
+    leaf_der: bytes
+    ca_der: bytes
+    leaf_key_pem: bytes    # PKCS#8, unencrypted
+
+    @property
+    def presented(self) -> tuple[bytes, bytes]:
+        """The chain as a server sends it, leaf first."""
+        return (self.leaf_der, self.ca_der)
+
+
+def issue_chain(leaf_name: str) -> IssuedChain:
+    """A fresh CA and a leaf for `leaf_name` (subjectAltName) it issued."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
@@ -90,14 +107,31 @@ def make_chain(leaf_name: str) -> tuple[bytes, bytes]:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
         return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
-    return issue(leaf_name, leaf_key, "DANE test CA", leaf_name), issue("DANE test CA", ca_key, "DANE test CA", None)
+    leaf_key_pem = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return IssuedChain(
+        leaf_der=issue(leaf_name, leaf_key, "DANE test CA", leaf_name),
+        ca_der=issue("DANE test CA", ca_key, "DANE test CA", None),
+        leaf_key_pem=leaf_key_pem,
+    )
+
+
+def make_chain(leaf_name: str) -> tuple[bytes, bytes]:
+    """(leaf, CA) DER of a fresh `issue_chain(leaf_name)`."""
+    return issue_chain(leaf_name).presented
 
 
 @functools.cache
+def dane_credential() -> IssuedChain:
+    """What mx1.good.test presents on port 25 in the DANE tests. Its TLSA records are in
+    the zone: 3 1 1 (the leaf's key) and 2 0 1 (the CA). tests/test_dane_realpostfix.py
+    has a real Postfix present it."""
+    return issue_chain("mx1.good.test")
+
+
 def dane_chain() -> tuple[bytes, bytes]:
-    """The chain mx1.good.test "presents" on port 25 in the DANE tests, leaf first. Its
-    TLSA records are in the zone: 3 1 1 (the leaf's key) and 2 0 1 (the CA)."""
-    return make_chain("mx1.good.test")
+    """dane_credential()'s chain, leaf first."""
+    return dane_credential().presented
 
 
 def _tlsa_ee_spki(leaf_der: bytes) -> str:
