@@ -1,10 +1,12 @@
 """Our domain checks against checkdmarc, on the same zones served by Knot on loopback.
 
-    python3 -m benchmarks.dns_checks [--batch 1000] [--venv /tmp/checkdmarc-venv]
+    python3 -m benchmarks.dns_checks [--batch 1000] [--delay-ms 0] [--venv /tmp/checkdmarc-venv]
 
 checkdmarc runs in a virtual environment of its own (created, with `pip install
 checkdmarc`, when missing), through benchmarks/_checkdmarc_runner.py, which keeps every
-connection on 127.0.0.0/8. Both ask Knot directly (127.88.0.1:53, see _dnsserver.py).
+connection on 127.0.0.0/8. Both ask Knot directly (127.88.0.1:53, see _dnsserver.py), or,
+with `--delay-ms MS`, through the delaying proxy of _dnsdelay.py on 127.88.0.2:53, which
+holds each answer back MS milliseconds: a resolver that far away.
 
 Prints:
 1. the findings table: for each deliberately broken domain (_dnsserver.SCENARIOS), what
@@ -32,11 +34,13 @@ from exporter.config import DNSSettings, Domain, Nameserver
 from exporter.dnsclient import DNSClient
 from exporter.domains.check import DomainResult, check_domain
 
-from ._dnsserver import KNOT_ADDRESS, KNOT_PORT, SCENARIOS, KnotServer, build_zones, scenario_domain
+from ._dnsdelay import DelayProxy
+from ._dnsserver import BENCH_ZONE, KNOT_ADDRESS, KNOT_PORT, SCENARIOS, KnotServer, build_zones, scenario_domain
 
 RUNNER = Path(__file__).with_name("_checkdmarc_runner.py")
 CONCURRENT_DOMAINS = 32   # the exporter's default global.concurrency
 TARGET_SPEEDUP = 2.0
+PROXY_ADDRESS = "127.88.0.2"   # the delaying proxy, port 53 like Knot
 
 
 def checkdmarc_python(venv: Path) -> Path:
@@ -48,16 +52,16 @@ def checkdmarc_python(venv: Path) -> Path:
     return python
 
 
-def run_checkdmarc(python: Path, domains: list[str], mode: str, work: Path) -> dict:
+def run_checkdmarc(python: Path, nameserver: str, domains: list[str], mode: str, work: Path) -> dict:
     domain_file = work / f"domains-{mode}.txt"
     domain_file.write_text("\n".join(domains) + "\n")
-    output = subprocess.run([str(python), str(RUNNER), KNOT_ADDRESS, str(domain_file), mode],
+    output = subprocess.run([str(python), str(RUNNER), nameserver, str(domain_file), mode],
                             check=True, capture_output=True, text=True)
     return json.loads(output.stdout)
 
 
-def our_client() -> DNSClient:
-    return DNSClient(DNSSettings(nameservers=(Nameserver(KNOT_ADDRESS, KNOT_PORT),), timeout=5.0, retries=1))
+def our_client(nameserver: str) -> DNSClient:
+    return DNSClient(DNSSettings(nameservers=(Nameserver(nameserver, KNOT_PORT),), timeout=5.0, retries=1))
 
 
 def our_findings(result: DomainResult) -> list[str]:
@@ -67,8 +71,8 @@ def our_findings(result: DomainResult) -> list[str]:
     return found
 
 
-async def time_ours(domains: list[str], concurrent: int) -> tuple[float, list[DomainResult]]:
-    client = our_client()
+async def time_ours(nameserver: str, domains: list[str], concurrent: int) -> tuple[float, list[DomainResult]]:
+    client = our_client(nameserver)
     limit = asyncio.Semaphore(concurrent)
 
     async def one(name: str) -> DomainResult:
@@ -80,8 +84,8 @@ async def time_ours(domains: list[str], concurrent: int) -> tuple[float, list[Do
     return time.perf_counter() - started, results
 
 
-async def each_of_ours(domains: list[str]) -> dict[str, tuple[float, DomainResult]]:
-    client = our_client()
+async def each_of_ours(nameserver: str, domains: list[str]) -> dict[str, tuple[float, DomainResult]]:
+    client = our_client(nameserver)
     timed = {}
     for name in domains:
         started = time.perf_counter()
@@ -107,33 +111,42 @@ def print_findings(ours: dict[str, tuple[float, DomainResult]], theirs: dict) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--delay-ms", type=float, default=0.0,
+                        help="ask through a proxy that delays each answer this long (0: ask Knot directly)")
     parser.add_argument("--venv", type=Path, default=Path("/tmp/checkdmarc-venv"))
     args = parser.parse_args()
     python = checkdmarc_python(args.venv)
+    nameserver = PROXY_ADDRESS if args.delay_ms > 0 else KNOT_ADDRESS
     with tempfile.TemporaryDirectory(prefix="mailsec-dnsbench-") as directory:
         work = Path(directory)
         zones = build_zones(args.batch)
         knot = KnotServer(work / "knot", zones.zones)
+        proxy = DelayProxy(PROXY_ADDRESS, KNOT_ADDRESS, args.delay_ms) if args.delay_ms > 0 else None
         knot.start()
         try:
+            if proxy:
+                proxy.start(BENCH_ZONE)
             scenario_domains = [scenario_domain(label) for label in SCENARIOS]
-            ours = asyncio.run(each_of_ours(scenario_domains))
-            theirs = run_checkdmarc(python, scenario_domains, "each", work)
+            ours = asyncio.run(each_of_ours(nameserver, scenario_domains))
+            theirs = run_checkdmarc(python, nameserver, scenario_domains, "each", work)
             print_findings(ours, theirs)
-            their_batch = run_checkdmarc(python, zones.domains, "batch", work)["seconds"]
-            our_sequential, _ = asyncio.run(time_ours(zones.domains, 1))
-            our_concurrent, results = asyncio.run(time_ours(zones.domains, CONCURRENT_DOMAINS))
+            their_batch = run_checkdmarc(python, nameserver, zones.domains, "batch", work)["seconds"]
+            our_sequential, _ = asyncio.run(time_ours(nameserver, zones.domains, 1))
+            our_concurrent, results = asyncio.run(time_ours(nameserver, zones.domains, CONCURRENT_DOMAINS))
         finally:
+            if proxy:
+                proxy.stop()
             knot.stop()
     failed = sum(1 for result in results if not result.success)
     our_one = statistics.median(seconds for seconds, _ in ours.values())
     their_one = statistics.median(entry["seconds"] for entry in theirs.values())
     speedup = their_batch / our_concurrent
-    print(f"\n== Wall time ({len(scenario_domains)} scenario domains for one domain; "
+    where = f"through the proxy, +{args.delay_ms:g} ms per answer" if proxy else "Knot asked directly"
+    print(f"\n== Wall time ({where}; {len(scenario_domains)} scenario domains for one domain; "
           f"{args.batch} generated domains for the batch) ==")
     print(f"one domain, median:           ours {1000 * our_one:.1f} ms, checkdmarc {1000 * their_one:.1f} ms")
     print(f"batch, checkdmarc:            {their_batch:.1f} s (sequential)")
-    print(f"batch, ours one at a time:    {our_sequential:.1f} s")
+    print(f"batch, ours one at a time:    {our_sequential:.1f} s ({their_batch / our_sequential:.1f}x)")
     print(f"batch, ours {CONCURRENT_DOMAINS} at once:       {our_concurrent:.1f} s "
           f"({failed} domains with a failed check)")
     print(f"speed-up on the batch:        {speedup:.1f}x (target >= {TARGET_SPEEDUP:g}x): "

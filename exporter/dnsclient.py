@@ -117,7 +117,7 @@ class DNSClient:
             collections.OrderedDict()
         )
         # Questions on their way: concurrent runs asking the same one wait for one answer.
-        self._in_flight: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer]] = {}
+        self._in_flight: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer | DNSError]] = {}
 
     @staticmethod
     def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
@@ -139,14 +139,18 @@ class DNSClient:
 
     async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
         """The records of one type at `name`; raises DNSError when there are none."""
-        key = (normalize_name(name), rdtype, checking_disabled)
-        now = time.monotonic()
-        cached = self._shared.get(key)
-        if cached is not None and cached[0] > now:
-            self._shared.move_to_end(key)
-            if isinstance(cached[1], DNSError):
-                raise cached[1].again()
-            return cached[1]
+        return _answer_or_raise(await self._outcome((normalize_name(name), rdtype, checking_disabled)))
+
+    # Outcomes travel between askers as values, a DNSError included, and each asker raises
+    # a copy of its own: an error stored in a future and raised from several coroutines
+    # would tie their frames into reference cycles, which only the garbage collector frees
+    # (at a few thousand checks at once, its full passes were a tenth of the CPU).
+
+    async def _outcome(self, key: tuple[str, str, bool]) -> DNSAnswer | DNSError:
+        """The answer to (normalized name, type, CD), or the DNSError that is the answer."""
+        remembered = self.remembered(key)
+        if remembered is not None:
+            return remembered
         pending = self._in_flight.get(key)
         # A future belongs to its event loop: a client used from another loop asks anew.
         if pending is None or pending.get_loop() is not asyncio.get_running_loop():
@@ -155,19 +159,28 @@ class DNSClient:
             pending.add_done_callback(functools.partial(self._landed, key))
         return await asyncio.shield(pending)
 
-    def _landed(self, key: tuple[str, str, bool], done: asyncio.Future[DNSAnswer]) -> None:
+    def remembered(self, key: tuple[str, str, bool]) -> DNSAnswer | DNSError | None:
+        """The kept outcome of `key` while fresh; None when it must be asked."""
+        cached = self._shared.get(key)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        self._shared.move_to_end(key)
+        return cached[1]
+
+    def _landed(self, key: tuple[str, str, bool], done: asyncio.Future) -> None:
         if self._in_flight.get(key) is done:
             del self._in_flight[key]
 
-    async def _query_and_remember(self, key: tuple[str, str, bool]) -> DNSAnswer:
+    async def _query_and_remember(self, key: tuple[str, str, bool]) -> DNSAnswer | DNSError:
         asked_at = time.monotonic()
         try:
             answer, ttl = await self._query(*key)
         except DNSError as exc:
-            if exc.kind.is_negative_answer:
-                # A copy never raised: the cache must not hold the raise's traceback and frames.
-                self._remember(key, asked_at + NEGATIVE_CACHE_SECONDS, exc.again())
-            raise
+            # A copy never raised: no traceback, no frames held.
+            error = exc.again()
+            if error.kind.is_negative_answer:
+                self._remember(key, asked_at + NEGATIVE_CACHE_SECONDS, error)
+            return error
         self._remember(key, asked_at + min(ttl, SHARED_CACHE_SECONDS), answer)
         return answer
 
@@ -219,15 +232,40 @@ class LookupCache:
 
     def __init__(self, client: DNSClient):
         self.client = client
-        self._pending: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer]] = {}
+        self._outcomes: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer | DNSError]] = {}
 
     async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
         key = (normalize_name(name), rdtype, checking_disabled)
-        if key not in self._pending:
-            self._pending[key] = asyncio.ensure_future(
-                self.client.lookup(name, rdtype, checking_disabled=checking_disabled)
-            )
-        return await asyncio.shield(self._pending[key])
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            outcome = self._outcomes[key] = self._ask(key, name, rdtype, checking_disabled)
+        # Most questions of a run are asked again (MX host addresses by several checks),
+        # or their answer is kept by the client: no task, no shield for those.
+        if not outcome.done():
+            await asyncio.shield(outcome)
+        return _answer_or_raise(outcome.result())
+
+    def _ask(self, key: tuple[str, str, bool], name: str, rdtype: str,
+             checking_disabled: bool) -> asyncio.Future[DNSAnswer | DNSError]:
+        remembered = self.client.remembered(key)
+        if remembered is None:
+            return asyncio.ensure_future(self._settle(name, rdtype, checking_disabled))
+        known = asyncio.get_running_loop().create_future()
+        known.set_result(remembered)
+        return known
+
+    async def _settle(self, name: str, rdtype: str, checking_disabled: bool) -> DNSAnswer | DNSError:
+        try:
+            return await self.client.lookup(name, rdtype, checking_disabled=checking_disabled)
+        except DNSError as exc:
+            return exc.again()
+
+
+def _answer_or_raise(outcome: DNSAnswer | DNSError) -> DNSAnswer:
+    """The answer; a DNSError raised as a fresh copy (see DNSClient._outcome)."""
+    if isinstance(outcome, DNSError):
+        raise outcome.again()
+    return outcome
 
 
 Resolver = DNSClient | LookupCache

@@ -147,3 +147,18 @@ async def test_concurrent_askers_share_one_query():
         asked = list(server.queries)
     assert all(answer.records for answer in answers)
     assert asked.count(("spf-loop.hostile.test", "TXT")) == 1
+
+
+async def test_an_unreachable_or_silent_nameserver_is_passed_over(lab):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        closed.bind(("127.0.0.1", 0))
+        silent.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+        closed.close()   # queries to it come back as ICMP port unreachable
+        (resolver,) = lab.resolver.nameservers
+        settings = DNSSettings(nameservers=(Nameserver("127.0.0.1", closed_port),
+                                            Nameserver("127.0.0.1", silent.getsockname()[1]), resolver),
+                               timeout=4.0, retries=3)   # 1 s per attempt: 2 lost, the third answers
+        records = await mx_records(DNSClient(settings), "good.test")
+    assert [r.exchange for r in records] == ["mx1.good.test", "mx2.good.test"]
