@@ -42,9 +42,15 @@ async def check_mx(domain: str, dns: Resolver) -> MXResult:
     except DNSError as exc:
         return MXResult(failure=failure_from(exc))
     if len(records) == 1 and records[0].exchange == "":
-        findings = [] if records[0].preference == 0 else [Finding(
-            Severity.WARNING, "null_mx_preference", f"the null MX of {domain} has preference {records[0].preference}",
-            "publish it as 'MX 0 .' (RFC 7505)")]
+        # Info, not a warning: right for a domain that sends no mail, but worth a line in a
+        # report in case it was not meant (checkdmarc notes it too).
+        findings = [Finding(
+            Severity.INFO, "null_mx", f"{domain} publishes a null MX: it accepts no mail (RFC 7505)",
+            "nothing to do if the domain receives no mail; otherwise publish its real MX records instead")]
+        if records[0].preference != 0:
+            findings.append(Finding(
+                Severity.WARNING, "null_mx_preference", f"the null MX of {domain} has preference {records[0].preference}",
+                "publish it as 'MX 0 .' (RFC 7505)"))
         return MXResult(failure=None, null_mx=True, findings=tuple(findings))
     hosts = await asyncio.gather(*(_host(dns, r.exchange, r.preference) for r in records if r.exchange))
     return MXResult(failure=None, hosts=tuple(hosts), findings=tuple(_findings(domain, records, hosts)))
