@@ -65,7 +65,7 @@ def assert_findings_match(result: TLSScanResult, model: ModelServer) -> None:
 def connection_bound(model: ModelServer) -> int:
     """The module docstring's bound for a server that refuses with alerts."""
     tls13 = len(served(model, V.TLS1_3))
-    bound = tls13 + len(model.groups) + 2 if tls13 else 1
+    bound = tls13 + len(model.groups) + 3 if tls13 else 2
     for version in LOWER_VERSIONS:
         bound += len(served(model, version)) + 1 if served(model, version) else 2
     bound += 1                                                     # SSLv2
@@ -80,36 +80,42 @@ MODERN_TLS13 = (0x1302, 0x1303, 0x1301)
 FIVE_GROUPS = (29, 23, 30, 25, 24)      # Postfix's default: X25519 prime256v1 X448 secp521r1 secp384r1
 
 
-async def test_client_order_server_costs_one_hello_per_suite_and_group_plus_refusals():
-    # TLS 1.3: 3 suites, 5 groups, in 5 + 1 hellos; TLS 1.2: 6 suites + 1 refusal, the order
-    # test is one of the enumeration hellos; lower versions: 1 each; SSLv2: 1; TLS 1.2 groups:
-    # 1 refusal for the curves TLS 1.3 did not accept.
+async def test_client_order_server_costs_one_hello_per_suite_plus_refusals():
+    # TLS 1.2: 6 suites + 1 refusal; its ECDHE picks show the 5 curves, the unseen ones being
+    # offered first each time, and a pick of a seen curve shows none is left: no group hello.
+    # TLS 1.3 (groups chosen by the server, as OpenSSL 3.0 does even for client-order
+    # servers): the first hello, offering only the groups TLS 1.2 did not show, is refused;
+    # the same with every group gets a suite, so the groups left were what it lacked; then 2
+    # suites, the second from the order test, and a pick of an accepted suite listed after
+    # every suite left, which ends the suites: 5. Lower versions: 1 each; SSLv2: 1.
     model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=False, groups=FIVE_GROUPS)
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == (5 + 1) + (6 + 1) + 3 + 1 + 1
+    assert {g.version for g in result.groups} == {V.TLS1_2}
+    assert connections == result.connections == (6 + 1) + 5 + 3 + 1
     assert connections <= len(result.ciphers) + 10
 
 
-async def test_own_order_server_costs_one_more_tls13_hello():
-    # TLS 1.3 with its own order: 3 suites and 3 groups together, a refusal that may be either,
-    # 2 more groups with the accepted suites (which shows the suites had run out), a refusal.
+async def test_own_order_server_finds_tls13_suites_and_groups_together():
+    # TLS 1.2 shows only the server's favourite curve. TLS 1.3, its own order: 3 suites and 3
+    # of the 4 other groups together, a refusal that may be either, the last group with the
+    # accepted suites (which shows the suites had run out), a refusal: 6. TLS 1.2 groups: 1.
     model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=True, groups=FIVE_GROUPS)
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == (5 + 2) + (6 + 1) + 3 + 1 + 1
+    assert connections == result.connections == (6 + 1) + (3 + 3) + 3 + 1 + 1
     assert connections <= len(result.ciphers) + 10
 
 
 async def test_lower_versions_start_with_the_suites_a_higher_one_accepted():
     # The first TLS 1.1 and TLS 1.0 hellos offer what TLS 1.2 accepted and find a suite, so
-    # those versions cost (accepted + 1) hellos like TLS 1.2. Without TLS 1.3, the TLS 1.2
-    # curves are all enumerated: the first came with the suites, 2 more + 1 refusal.
+    # those versions cost (accepted + 1) hellos like TLS 1.2. The 3 ECDHE picks of TLS 1.2
+    # showed the 3 curves; 1 refusal shows there is no other.
     cbc = (0xC013, 0xC014, 0x002F, 0x0035)
     model = ModelServer({V.TLS1_2: (0xC02F, *cbc), V.TLS1_1: cbc, V.TLS1_0: cbc})
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + (2 + 1)
+    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + 1
 
 
 async def test_a_version_with_other_suites_than_the_one_above_is_still_enumerated():
@@ -166,6 +172,7 @@ def model_servers(draw) -> ModelServer:
         own_order=draw(st.booleans()),
         groups=tuple(draw(st.lists(st.sampled_from(TLS13_GROUPS), min_size=1, max_size=6, unique=True))),
         tls12_groups=draw(st.none() | st.lists(st.sampled_from(TLS12_EC_GROUPS), min_size=1, max_size=4, unique=True).map(tuple)),
+        tls13_own_group_order=draw(st.booleans()),
         closes=closes,
         failing=frozenset(dhe) if closes and draw(st.booleans()) else frozenset(),
     )

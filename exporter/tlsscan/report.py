@@ -35,7 +35,7 @@ def render_table(result: TLSScanResult) -> str:
             lines.append(f"  {cipher.name:<{width}}  {cipher.grade.label}")
     lines.append("")
     lines.append("Key exchange:")
-    groups = ", ".join(f"{g.name} ({g.version.label}, {g.grade.label})" for g in result.groups) or "none found"
+    groups = ", ".join(f"{g.name} ({g.grade.label}, seen in {g.version.label})" for g in result.groups) or "none found"
     lines.append(f"  groups: {groups}")
     dh = (f"{result.dh_min_size} bits ({result.dh_grade.label})"
           if result.dh_min_size is not None and result.dh_grade is not None else "no DHE")

@@ -32,7 +32,9 @@ class AcceptedCipher:
 
 @dataclass(frozen=True)
 class GroupSupport:
-    """A key-exchange group the server picked when offered, in TLS 1.2 (ECDHE) or TLS 1.3 (key_share)."""
+    """A key-exchange group the server picked when offered, in TLS 1.2 (ECDHE) or TLS 1.3 (key_share).
+    Each group is listed once, with the version whose answer showed it first (the scan does not
+    ask again about a group it has seen)."""
 
     version: ProtocolVersion
     group: int             # NamedGroup code

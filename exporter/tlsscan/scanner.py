@@ -3,53 +3,63 @@
 Strategy (each hello on a fresh connection, see connection.py; connections are what mail
 servers rate-limit, so the scan spends as few as it can):
 
-1. TLS 1.3 suites and groups together. Every hello offers the suites not yet accepted and the
+1. TLS 1.2 first: offer every registered suite valid for the version in one hello (order:
+   order.offer_order); the suite the server picks is accepted; offer the rest again without
+   it; stop at the first refusal: (accepted suites + 1) hellos. Every hello offers every EC
+   curve, those not seen yet first: a server that takes the client's curve order shows a new
+   curve with each ECDHE suite it picks, at no cost (groups are reported once, with the
+   version that showed them first; mailsec_tls_group_supported is the union).
+2. TLS 1.3 suites and groups together. Every hello offers the suites not yet accepted and the
    groups not yet seen; the answer (ServerHello or HelloRetryRequest) names one of each, so a
    hello finds a suite and a group at once. A refusal of such a hello is ambiguous (no suite
    left, or no group left); the next hello offers the accepted suites too, with the groups
    left: if it names a group, the suites had run out (in TLS 1.3 any group goes with any
    suite); if it is refused, the groups have. Whichever is left then goes on alone (suites
-   with a group known to work; groups with the accepted suites). About max(suites, groups) + 2
-   hellos instead of suites + groups + 2.
-2. TLS 1.2 down to SSL 3.0: offer every registered suite valid for the version in one hello
-   (order: order.offer_order); the suite the server picks is accepted; offer the rest again
-   without it; stop at the first refusal: (accepted suites + 1) hellos per version.
-   Below the highest version, the first hello offers only the suites a higher version already
-   accepted: a server that supports the version accepts one of them, so a refusal (protocol
-   version alert, close, answer with another version) ends the version in one hello; an
-   alert that may be about the suites (handshake_failure) falls back to the full list.
-   A bare close (no alert) or an internal_error alert may not mean "no shared suite": the
-   server may have picked a suite it cannot serve (Dovecot without DH parameters picks DHE,
-   fails and closes), or the hello may be too long for it. Such a refused list is offered
-   again split by key-exchange family (ECDHE, DHE, the rest) when it mixes them, else in
-   chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so far;
-   each part is enumerated the same way. Silence is not retried that way: every silent hello
-   costs a whole connection timeout.
+   with the groups seen; groups with the accepted suites). If the first hello, offering only
+   the groups TLS 1.2 did not show, is refused otherwise than by a protocol_version alert,
+   the same hello with every group tells "no TLS 1.3" from "none of those groups". About
+   max(suites, groups left) + 2 hellos instead of suites + groups + 2.
+3. TLS 1.1 down to SSL 3.0, as TLS 1.2, except that the first hello offers only the suites a
+   higher version accepted: a server that supports the version accepts one of them, so a
+   refusal (protocol version alert, close, answer with another version) ends the version in
+   one hello; an alert that may be about the suites (handshake_failure) falls back to the
+   full list. (A server whose lists differ per version and that refuses by closing would be
+   misread; no TLS library we know keeps such lists.)
+   In every version below TLS 1.3, a bare close (no alert) or an internal_error alert may not
+   mean "no shared suite": the server may have picked a suite it cannot serve (Dovecot
+   without DH parameters picks DHE, fails and closes), or the hello may be too long for it.
+   Such a refused list is offered again split by key-exchange family (ECDHE, DHE, the rest)
+   when it mixes them, else in chunks of 64 (as nmap and internet.nl do) when it is longer
+   than any hello answered so far; each part is enumerated the same way. Silence is not
+   retried that way: every silent hello costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
    that version; an answer with another version (a TLS 1.2 ServerHello to a TLS 1.0 hello),
    an alert, a close or garbage means not supported, and the reason is kept.
-3. SSLv2: one SSL 2.0 CLIENT-HELLO offering every cipher kind; the SERVER-HELLO lists the
+4. SSLv2: one SSL 2.0 CLIENT-HELLO offering every cipher kind; the SERVER-HELLO lists the
    kinds the server accepts.
-4. Server cipher order (order.py), per version with two or more accepted suites: the picks of
-   the enumeration usually show it. When two picks do not, one enumeration hello lists the
-   suites left, then the two accepted ones in reverse: a server with its own order picks the
-   first accepted one again, one that follows the client goes on enumerating. Only when the
-   enumeration ended before that, one or two hellos of accepted suites settle it.
-5. TLS 1.2 groups: the accepted ECDHE suites with the EC groups TLS 1.3 did not accept (and
-   not the curve the enumeration already showed); the ServerKeyExchange names the curve; remove
-   it and offer the rest again, until a refusal. Groups that TLS 1.3 accepted are not asked
-   again in TLS 1.2: mailsec_tls_group_supported is the union.
-6. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
-   every DHE suite picked in step 2), secure renegotiation, extended master secret, OCSP
-   stapling (the ServerHello extensions of TLS <= 1.2), compression (every TLS <= 1.2 hello
-   also offers DEFLATE) and the leaf certificates (the Certificate message of TLS <= 1.2).
-7. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
+5. Server cipher order (order.py), per version with two or more accepted suites: the picks of
+   the enumeration usually show it. When three picks (two in TLS 1.3) do not, one
+   enumeration hello lists the suites left, then accepted ones in reverse: a server with its
+   own order picks its favourite again, one that follows the client goes on enumerating (or
+   picks an accepted suite, which shows none is left). Only when the enumeration ended
+   before that, one or two hellos of accepted suites settle it.
+6. TLS 1.2 groups: the accepted ECDHE suites with the EC curves not seen yet; the
+   ServerKeyExchange names the curve; remove it and offer the rest again, until a refusal.
+   Skipped when step 1 already showed that none is left: two curves seen, each picked while
+   the other was offered (the server takes the client's order), and a later pick of a seen
+   curve although the unseen ones came first. (Not carried over to TLS 1.3: OpenSSL 3.0
+   follows the client's curve order in TLS 1.2 and picks its own group in TLS 1.3.)
+7. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
+   every DHE suite picked), secure renegotiation, extended master secret, OCSP stapling (the
+   ServerHello extensions of TLS <= 1.2), compression (every TLS <= 1.2 hello also offers
+   DEFLATE) and the leaf certificates (the Certificate message of TLS <= 1.2).
+8. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
    only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
    the core probe, for the certificate to grade.
 
-Connections used, at most: TLS 1.3 suites + groups + 2; per lower version accepted suites + 1
+Connections used, at most: TLS 1.3 suites + groups + 3; per lower version accepted suites + 1
 [+ up to 3 family hellos and one per 64-suite chunk after a bare-close refusal]; 1 (SSLv2);
-per version, 1 order test and at most 2 order hellos; TLS 1.2 groups not seen in TLS 1.3 + 1;
+per version, 1 order test and at most 2 order hellos; TLS 1.2 curves not seen otherwise + 1;
 [+ 1 for the TLS 1.3 certificate].
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
@@ -61,7 +71,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import time
 
@@ -142,6 +151,13 @@ def _refuses_version(flight: ServerFlight) -> bool:
     return flight.alert.description == AlertDescription.PROTOCOL_VERSION
 
 
+def _says_other_version(flight: ServerFlight) -> bool:
+    """A protocol_version alert, or a ServerHello of another version than the one offered."""
+    if flight.alert is not None and flight.alert.description == AlertDescription.PROTOCOL_VERSION:
+        return True
+    return flight.server_hello is not None
+
+
 def _key_exchange_families(codes: list[int]) -> tuple[list[int], list[int], list[int]]:
     """`codes` as ECDHE, DHE and all other suites, each in the given order: a server that fails
     on the suite it picked fails on a key exchange it is not set up for (DH parameters, mostly)."""
@@ -168,14 +184,6 @@ def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int
     return hello.cipher_code, "accepted"
 
 
-class _TLS13Hello(enum.Enum):
-    """What a TLS 1.3 enumeration hello asks, and so what its refusal proves."""
-
-    BOTH = "both"        # suites left x groups left: a refusal means one of them ran out
-    GROUPS = "groups"    # (suites left +) accepted suites x groups left: a refusal means no group left
-    SUITES = "suites"    # suites left x groups seen: a refusal means no suite left
-
-
 class _ScanRun:
     """The state of one scan, filled in as it goes so that a failure keeps what was learnt."""
 
@@ -196,7 +204,9 @@ class _ScanRun:
         self.sslv2_kinds: tuple[int, ...] = ()
         self.server_cipher_order: list[tuple[ProtocolVersion, bool]] = []
         self.groups: list[GroupSupport] = []
-        self.tls12_full_list_curve: int | None = None   # the curve picked from TLS12_EC_GROUPS in TLS 1.2
+        self.tls13_working_groups: list[int] = []    # every group a TLS 1.3 answer named
+        # A TLS 1.2 answer named a curve already seen although the unseen ones came first.
+        self.tls12_repeated_curve = False
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
@@ -217,8 +227,10 @@ class _ScanRun:
         self.address = addresses[0]
         self.connector = Connector(self.address, self.target.port, self.module,
                                    connection_timeout=self.module.timeout, min_delay=self.min_delay)
+        # TLS 1.2 first: its ECDHE picks show curves, which TLS 1.3 then need not ask about.
+        await self._scan_version(ProtocolVersion.TLS1_2)
         await self._scan_tls13()
-        for version in TLS_VERSIONS[1:]:
+        for version in TLS_VERSIONS[2:]:
             await self._scan_version(version)
         await self._scan_sslv2()
         for version in TLS_VERSIONS:
@@ -229,61 +241,78 @@ class _ScanRun:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
     async def _scan_tls13(self) -> None:
+        """Step 2 of the module docstring. Each hello offers the suites left, then (to show the
+        order, or once the suites are known to have run out) the accepted ones in reverse; and
+        the groups not seen yet, then (when a refusal must mean "no suite left") the groups
+        already seen. Which group a server names in TLS 1.3 says nothing about the others: it
+        may follow the client's order in TLS 1.2 and its own in TLS 1.3 (OpenSSL 3.0 does)."""
         version = ProtocolVersion.TLS1_3
-        suites_left, groups_left = list(offer_order(version)), list(TLS13_GROUPS)
-        accepted: list[int] = []
-        found: list[int] = []
         picks = self.picks[version]
+        working = self.tls13_working_groups
+        suites_left = list(offer_order(version))
+        groups_left = [group for group in TLS13_GROUPS if group not in self._groups_seen()]
+        accepted: list[int] = []
         suites_done = groups_done = ambiguous = False
+        # The first hello offers only the groups TLS 1.2 did not show; if it is refused, the
+        # next offers them all: accepted then, the groups left were what it lacked.
+        retry_with_seen = False
         first_reason: str | None = None
         while True:
             suites_done, groups_done = suites_done or not suites_left, groups_done or not groups_left
             if suites_done and groups_done:
                 break
             own_order = server_order_verdict(picks, set(accepted))
-            if groups_done:
-                kind, suites, groups = _TLS13Hello.SUITES, suites_left, found or list(TLS13_GROUPS)
-            elif accepted and (suites_done or ambiguous or (len(accepted) >= 2 and own_order is not True)):
-                # The accepted suites come last, in reverse: order.order_test while the order is unknown.
-                kind, suites, groups = _TLS13Hello.GROUPS, ([] if suites_done else suites_left) + accepted[::-1], groups_left
-            else:
-                kind, suites, groups = _TLS13Hello.BOTH, suites_left, groups_left
-            flight = await self._hello(version, suites, groups=groups,
-                                       key_share_groups=tuple(g for g in DEFAULT_KEY_SHARE_GROUPS if g in groups))
+            offer_accepted = bool(accepted) and (
+                suites_done or ambiguous or (len(accepted) >= 2 and own_order is not True))
+            offer_seen = groups_done or retry_with_seen
+            suites = ([] if suites_done else suites_left) + (accepted[::-1] if offer_accepted else [])
+            seen = [group for group in TLS13_GROUPS if group not in groups_left]
+            groups = ([] if groups_done else groups_left) + (seen if offer_seen else [])
+            key_shares = tuple(g for g in DEFAULT_KEY_SHARE_GROUPS if g in (seen if groups_done else groups_left))
+            flight = await self._hello(version, suites, groups=groups, key_share_groups=key_shares)
             code, reason = answer_to(flight, version, suites)
             first_reason = first_reason or reason
             if code is None:
-                if not accepted or kind is _TLS13Hello.SUITES:
-                    suites_done = True
-                    groups_done = groups_done or not accepted      # TLS 1.3 not supported at all
-                elif kind is _TLS13Hello.GROUPS:
-                    groups_done, ambiguous = True, False
+                if not accepted and not offer_seen and len(groups_left) < len(TLS13_GROUPS) \
+                        and not _says_other_version(flight):
+                    retry_with_seen = True                 # no TLS 1.3, or none of the groups left
+                elif not accepted:
+                    suites_done = groups_done = True       # no TLS 1.3, or no suite at all
+                elif offer_seen and offer_accepted:
+                    break                                  # refused what worked before: stop here
+                elif offer_seen:
+                    suites_done = True                     # a group that works was offered
+                elif offer_accepted:
+                    groups_done, ambiguous = True, False   # suites that work were offered
                 else:
-                    ambiguous = True
+                    ambiguous = True                       # either ran out; the next hello tells
                 continue
             picks.append((tuple(suites), code))
+            if retry_with_seen:
+                groups_done, retry_with_seen = True, False
             assert flight.server_hello is not None
             group = flight.server_hello.key_share_group
             new_suite, new_group = code in suites_left, group in groups_left
             if new_suite:
                 accepted.append(code)
                 suites_left.remove(code)
+            if group is not None and group not in working:
+                working.append(group)
             if new_group:
-                found.append(group)
                 groups_left.remove(group)
+                self.groups.append(GroupSupport(version, group, grade_group(group)))
                 if ambiguous:               # a group was left, so the suites had run out
                     suites_done, ambiguous = True, False
-            if kind is _TLS13Hello.GROUPS and not new_suite and not suites_done \
+            if offer_accepted and not new_suite and not suites_done \
                     and server_order_verdict(picks, set(accepted)) is False:
                 suites_done = True          # it follows our order and skipped every suite left
-            if not (new_suite or new_group or suites_done):
-                break                       # an answer naming nothing we offered anew: stop here
+            if not (new_suite or new_group or suites_done or groups_done):
+                break                       # an answer naming nothing new: stop here
         self.accepted[version] = accepted
-        self.groups += [GroupSupport(version, group, grade_group(group)) for group in found]
         self.versions.append(VersionSupport(version, bool(accepted), "accepted" if accepted else first_reason or "closed"))
 
     async def _scan_version(self, version: ProtocolVersion) -> None:
-        """TLS 1.2 and below (step 2 of the module docstring)."""
+        """TLS 1.2 and below (steps 1 and 3 of the module docstring)."""
         accepted: list[int] = []
         first_reason: str | None = None
         known_good = self._accepted_above(version)
@@ -388,7 +417,7 @@ class _ScanRun:
         """TLS 1.3 order hellos offer the groups seen to work; older versions their default."""
         if version is not ProtocolVersion.TLS1_3:
             return None
-        return [g.group for g in self.groups if g.version is version] or None
+        return self.tls13_working_groups or None
 
     async def _scan_tls12_groups(self) -> None:
         version = ProtocolVersion.TLS1_2
@@ -396,12 +425,12 @@ class _ScanRun:
                  if CIPHER_SUITES[code].key_exchange is KeyExchange.ECDHE]
         if not ecdhe:
             return
-        seen = {support.group for support in self.groups}      # TLS 1.3's
-        if self.tls12_full_list_curve is not None:
-            # An enumeration hello, offering every curve, already showed the server's first pick.
-            curve = self.tls12_full_list_curve
-            self.groups.append(GroupSupport(version, curve, grade_group(curve)))
-            seen.add(curve)
+        tls12_curves = [support.group for support in self.groups if support.version is version]
+        if len(tls12_curves) >= 2 and self.tls12_repeated_curve:
+            # It takes the client's curve order (two curves, each picked while the other was
+            # offered) and once named a seen curve though the unseen came first: none is left.
+            return
+        seen = self._groups_seen()
         remaining = [group for group in TLS12_EC_GROUPS if group not in seen]
         while remaining:
             flight = await self._hello(version, ecdhe, groups=remaining)
@@ -433,17 +462,32 @@ class _ScanRun:
                                        key_share_groups=key_share_groups)
         else:
             hello = build_client_hello(version, codes, server_name=self.server_name,
-                                       groups=groups if groups is not None else TLS12_EC_GROUPS,
+                                       groups=groups if groups is not None else self._tls12_curve_order(version),
                                        compression_methods=_TLS12_HELLO_COMPRESSION,
                                        # SSL 3.0 servers may choke on an extension block
                                        with_extensions=version is not ProtocolVersion.SSL3)
         flight = await self.connector.exchange(hello)
         self._observe(flight, len(codes))
         parameters = flight.key_exchange.parameters if flight.key_exchange is not None else None
-        if (version is ProtocolVersion.TLS1_2 and groups is None and isinstance(parameters, ECDHParameters)
-                and flight.server_hello is not None and flight.server_hello.version == version):
-            self.tls12_full_list_curve = parameters.named_curve
+        if (version is ProtocolVersion.TLS1_2 and isinstance(parameters, ECDHParameters)
+                and flight.server_hello is not None and flight.server_hello.version == version
+                and parameters.named_curve in TLS12_EC_GROUPS):
+            if parameters.named_curve not in self._groups_seen():
+                self.groups.append(GroupSupport(version, parameters.named_curve, grade_group(parameters.named_curve)))
+            elif groups is None:
+                self.tls12_repeated_curve = True
         return flight
+
+    def _groups_seen(self) -> set[int]:
+        return {support.group for support in self.groups}
+
+    def _tls12_curve_order(self, version: ProtocolVersion) -> list[int]:
+        """Every EC curve, in TLS 1.2 those not seen yet first: a server that takes the client's
+        preference shows a new curve with each ECDHE suite it picks, for free."""
+        if version is not ProtocolVersion.TLS1_2:
+            return list(TLS12_EC_GROUPS)
+        seen = self._groups_seen()
+        return sorted(TLS12_EC_GROUPS, key=lambda group: group in seen)
 
     def _observe(self, flight: ServerFlight, offered_count: int) -> None:
         """Collect the facts every flight can show, whichever step sent the hello."""

@@ -26,9 +26,10 @@ _DH_PRIME_1024 = (1 << 1023) | 0x3   # only its size is read
 @dataclass(frozen=True)
 class ModelServer:
     """`suites`: per version, the accepted suites in the server's preference order.
-    `own_order`: pick by that preference (else the client's first acceptable suite); it also
-    decides the group when the client's key shares do not settle it (OpenSSL ties both to
-    SSL_OP_CIPHER_SERVER_PREFERENCE). `closes`: refuse by closing instead of an alert.
+    `own_order`: pick suites by that preference (else the client's first acceptable suite),
+    and TLS 1.2 curves likewise. `tls13_own_group_order`: the group of a HelloRetryRequest is
+    the server's favourite among those offered (OpenSSL 3.0, whatever `own_order`), else the
+    client's first. `closes`: refuse by closing instead of an alert.
     `failing`: suites it picks but cannot serve (it then closes, like Dovecot on DHE without
     DH parameters)."""
 
@@ -36,6 +37,7 @@ class ModelServer:
     own_order: bool = False
     groups: tuple[int, ...] = (29, 23, 24)           # x25519, secp256r1, secp384r1, by preference
     tls12_groups: tuple[int, ...] | None = None       # EC curves for ECDHE below TLS 1.3; None: `groups`
+    tls13_own_group_order: bool = True
     closes: bool = False
     failing: frozenset[int] = field(default_factory=frozenset)
 
@@ -49,7 +51,7 @@ class ModelServer:
         if version is ProtocolVersion.TLS1_3:
             return self._tls13(hello, accepted)
         curves = self.groups if self.tls12_groups is None else self.tls12_groups
-        shared_curves = self._in_order(hello.groups, curves)
+        shared_curves = self._in_order(hello.groups, curves, self.own_order)
         usable = [code for code in hello.cipher_codes if code in accepted
                   and (CIPHER_SUITES[code].key_exchange is not KeyExchange.ECDHE or shared_curves)]
         if not usable:
@@ -71,7 +73,7 @@ class ModelServer:
 
     def _tls13(self, hello: OfferedHello, accepted: tuple[int, ...]) -> bytes:
         usable = [code for code in hello.cipher_codes if code in accepted]
-        shared = self._in_order(hello.groups, self.groups)
+        shared = self._in_order(hello.groups, self.groups, self.tls13_own_group_order)
         if not usable or not shared:
             return self._refuse(HANDSHAKE_FAILURE)
         code = min(usable, key=accepted.index) if self.own_order else usable[0]
@@ -80,9 +82,10 @@ class ModelServer:
             return tls13_server_hello(code, share, retry=False)
         return tls13_server_hello(code, shared[0], retry=True)
 
-    def _in_order(self, offered: tuple[int, ...], supported: tuple[int, ...]) -> list[int]:
+    @staticmethod
+    def _in_order(offered: tuple[int, ...], supported: tuple[int, ...], own_order: bool) -> list[int]:
         """The groups both sides have, by the server's preference or the client's."""
-        if self.own_order:
+        if own_order:
             return [group for group in supported if group in offered]
         return [group for group in offered if group in supported]
 
