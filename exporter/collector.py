@@ -20,6 +20,7 @@ ENDPOINT_METRICS = (
     MetricSpec("mailsec_probe_duration_seconds", "How long the last probe took."),
     MetricSpec("mailsec_probe_phase_duration_seconds", "How long each phase of the last probe took.", ("phase",)),
     MetricSpec("mailsec_probe_last_run_timestamp_seconds", "When the last probe started."),
+    MetricSpec("mailsec_probe_interval_seconds", "How often the exporter probes the endpoint (its module's interval); absent from /probe."),
     MetricSpec("mailsec_starttls_offered", "1 if the server advertised STARTTLS (STLS for POP3) before TLS; absent for implicit TLS."),
     MetricSpec("mailsec_plaintext_auth_exposed", "1 if the server offered password authentication before TLS."),
     MetricSpec("mailsec_tls_version_info", "The TLS version negotiated by the last probe.", ("version",)),
@@ -58,6 +59,8 @@ def add_endpoint_samples(families: Families, target: Target, result: EndpointRes
         add("mailsec_probe_failure_info", 1.0, reason=result.failure.value)
     add("mailsec_probe_duration_seconds", result.duration_seconds)
     add("mailsec_probe_last_run_timestamp_seconds", result.observed_at)
+    if result.interval_seconds is not None:
+        add("mailsec_probe_interval_seconds", result.interval_seconds)
     phase_seconds = (result.connect_seconds, result.greeting_seconds, result.tls_handshake_seconds)
     for phase, seconds in zip(PHASES, phase_seconds):
         if seconds is not None:

@@ -25,6 +25,7 @@ DOMAIN_METRICS = (
     MetricSpec("mailsec_domain_check_failure_info", "Why a check could not run; present only while it fails.", ("check", "reason")),
     MetricSpec("mailsec_domain_check_duration_seconds", "How long the last run of all checks of the domain took."),
     MetricSpec("mailsec_domain_check_last_run_timestamp_seconds", "When the last run of the domain's checks started."),
+    MetricSpec("mailsec_domain_check_interval_seconds", "How often the exporter checks the domain (domain_checks.interval); absent from /probe."),
     MetricSpec("mailsec_dns_mx_records", "Number of MX records of the domain."),
     MetricSpec("mailsec_dns_null_mx", "1 if the domain publishes a null MX (RFC 7505): it accepts no mail."),
     MetricSpec("mailsec_spf_records", "Number of SPF records at the domain (exactly 1 is valid)."),
@@ -66,6 +67,8 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
 
     add("mailsec_domain_check_duration_seconds", result.duration_seconds)
     add("mailsec_domain_check_last_run_timestamp_seconds", result.observed_at)
+    if result.interval_seconds is not None:
+        add("mailsec_domain_check_interval_seconds", result.interval_seconds)
     for check, failure in result.check_failures().items():
         add("mailsec_domain_check_success", float(failure is None), check=check)
         if failure is not None:

@@ -88,6 +88,9 @@ class EndpointResult:
     greeting_seconds: float | None = None
     tls_handshake_seconds: float | None = None
     transcript: tuple[str, ...] = ()      # the dialogue, for /probe?debug=true and the status page
+    # How often the scheduler runs this probe (the module's interval), so that alerts can
+    # tell a late result from one on schedule; None for /probe and the CLI.
+    interval_seconds: float | None = None
 
 
 def outcome_fields(result: "EndpointResult | TLSScanResult") -> dict[str, object]:

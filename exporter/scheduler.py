@@ -17,7 +17,7 @@ import random
 import time
 from typing import AsyncIterator, Awaitable, Callable
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .config import Config, DeepScanSettings, Domain, Module, Target
 from .dnsclient import DNSClient
@@ -159,9 +159,12 @@ class Scheduler:
         run = functools.partial(self.scan_once, target, module, settings)
         return _Job(scan_key(target), (target, module), settings.interval, run)
 
+    def _domain_interval(self) -> float:
+        return self.config.domain_checks.interval or self.config.global_.interval
+
     def _domain_job(self, domain: Domain) -> _Job:
         settings = self.config.domain_checks
-        interval = settings.interval or self.config.global_.interval
+        interval = self._domain_interval()
         return _Job(domain_key(domain), (domain, settings, interval), interval, functools.partial(self.check_once, domain))
 
     def _mx_target(self, host: str) -> Target:
@@ -208,7 +211,11 @@ class Scheduler:
         while True:
             self.next_run[job.key] = time.time() + (due - time.monotonic())
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            result = await job.run(due=due)
+            try:
+                result = await job.run(due=due)
+            except Exception:   # a bug of ours: the job must keep its schedule, not die with it
+                log.exception("run of %s failed unexpectedly", job.key)
+                result = None
             due += job.interval + self._backoff(job, result)
             if due < time.monotonic():   # fell behind (e.g. the process was suspended): skip, don't burst
                 due = time.monotonic() + job.interval
@@ -231,6 +238,7 @@ class Scheduler:
             if due is not None:
                 self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
             result = await guarded_probe(self._probes.endpoint, target, module, self.dns)
+        result = replace(result, interval_seconds=module.interval)
         self._endpoints.put(target.key, target, result)
         self._metrics.record_probe("endpoint", module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
@@ -257,6 +265,7 @@ class Scheduler:
                 log.exception("domain check failed", extra=with_fields(domain=domain.name))
                 self._metrics.record_probe("domain", "", False, time.monotonic() - started)
                 return None
+        result = replace(result, interval_seconds=self._domain_interval())
         self._domains.put(domain_key(domain), domain, result)
         self._metrics.record_probe("domain", "", result.success, result.duration_seconds)
         if result.mx.failure is None:   # a failed MX lookup says nothing about the MX set

@@ -35,7 +35,8 @@ def full_exposition() -> str:
     metrics.shard.labels("0", "1").set(1)
     exposition = ResultExposition()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
-    exposition.results.endpoints.put(good.key, good, tls_result())
+    # As the scheduler stores a result: with its module's interval.
+    exposition.results.endpoints.put(good.key, good, replace(tls_result(), interval_seconds=300.0))
     exposition.results.endpoints.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
     # Every optional fact known, so that every scan family has a sample.
     exposition.results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))

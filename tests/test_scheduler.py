@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType, SimpleNamespace
 
 import pytest
@@ -111,6 +111,37 @@ async def test_a_raising_probe_is_an_internal_error_and_the_loop_goes_on():
     assert failures == len(calls)
 
 
+async def test_stored_results_carry_their_modules_interval():
+    scheduler, store, _ = make_scheduler(ConcurrencyProbe(seconds=0.0))
+    target = Target("127.0.0.1", 25, "smtp")
+    scheduler.apply(make_config([target], interval=0.25))
+    for _ in range(100):
+        if store.get(target.key) is not None:
+            break
+        await asyncio.sleep(0.02)
+    await scheduler.stop()
+    assert store.get(target.key).result.interval_seconds == 0.25
+
+
+async def test_a_bug_after_the_probe_does_not_end_the_job():
+    # A probe function handing back something that is not a result makes run_once itself
+    # raise (not the probe, which guarded_probe would catch): the job keeps its schedule.
+    calls = []
+
+    async def wrong_probe(target, module, dns):
+        calls.append(target.key)
+        return object()
+
+    scheduler, _, _ = make_scheduler(wrong_probe)
+    scheduler.apply(make_config([Target("127.0.0.1", 25, "smtp")], interval=0.1))
+    for _ in range(100):
+        if len(calls) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    await scheduler.stop()
+    assert len(calls) >= 3
+
+
 async def test_a_probe_ignoring_its_timeout_is_cut_and_others_are_unaffected():
     async def probe(target, module, dns):
         if target.host == "127.0.0.66":
@@ -183,10 +214,19 @@ async def test_refusals_back_off_and_a_success_ends_it():
     assert store.get(target.key).result.success
 
 
-def domain_result(*mx_hosts: str):
-    """What the scheduler reads of a domain check: its MX hosts, success and duration."""
-    mx = SimpleNamespace(failure=None, hosts=tuple(SimpleNamespace(name=host) for host in mx_hosts))
-    return SimpleNamespace(mx=mx, success=True, duration_seconds=0.0)
+@dataclass(frozen=True)
+class StubDomainResult:
+    """What the scheduler reads of a domain check: its MX hosts, success and duration (and the
+    interval it sets before storing it)."""
+
+    mx: SimpleNamespace
+    success: bool = True
+    duration_seconds: float = 0.0
+    interval_seconds: float | None = None
+
+
+def domain_result(*mx_hosts: str) -> StubDomainResult:
+    return StubDomainResult(SimpleNamespace(failure=None, hosts=tuple(SimpleNamespace(name=host) for host in mx_hosts)))
 
 
 async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_names_them():

@@ -44,6 +44,7 @@ class DomainResult:
     dnssec: tuple[NameDNSSEC, ...]     # the domain first, then each MX host
     reverse_dns: tuple[ReverseDNS, ...]   # one per MX address
     dane: tuple[MXDANE, ...]           # one per named MX host
+    interval_seconds: float | None = None   # how often the scheduler runs it; None for /probe and the CLI
 
     def check_failures(self) -> dict[str, CheckFailure | None]:
         """Each check by name, with why it could not run (None when it ran)."""
