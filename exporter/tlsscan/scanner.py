@@ -29,8 +29,11 @@ servers rate-limit, so the scan spends as few as it can):
    mean "no shared suite": the server may have picked a suite it cannot serve (Dovecot
    without DH parameters picks DHE, fails and closes), or the hello may be too long for it.
    Such a refused list is offered again split by key-exchange family (ECDHE, DHE, the rest)
-   when it mixes them, else in chunks of 64 (as nmap and internet.nl do) when it is longer
-   than any hello answered so far; each part is enumerated the same way. Silence is not
+   when it mixes them (when the server has shown it follows our order, only the list
+   without its first family: alone, that family would stop it at the same suite), else in
+   chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so
+   far; each part is enumerated the same way. Once the server has refused a hello by a bare
+   close, a version's full list is offered family by family from the start. Silence is not
    retried that way: every silent hello costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
    that version; an answer with another version (a TLS 1.2 ServerHello to a TLS 1.0 hello),
@@ -158,13 +161,16 @@ def _says_other_version(flight: ServerFlight) -> bool:
     return flight.server_hello is not None
 
 
-def _key_exchange_families(codes: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """`codes` as ECDHE, DHE and all other suites, each in the given order: a server that fails
-    on the suite it picked fails on a key exchange it is not set up for (DH parameters, mostly)."""
-    ecdhe = [code for code in codes if CIPHER_SUITES[code].key_exchange is KeyExchange.ECDHE]
-    dhe = [code for code in codes if CIPHER_SUITES[code].key_exchange is KeyExchange.DHE]
-    others = [code for code in codes if CIPHER_SUITES[code].key_exchange not in (KeyExchange.ECDHE, KeyExchange.DHE)]
-    return ecdhe, dhe, others
+def _key_exchange_families(codes: list[int]) -> list[list[int]]:
+    """`codes` split into ECDHE, DHE and all other suites, each in the given order, the
+    families in the order they first appear: a server that fails on the suite it picked fails
+    on a key exchange it is not set up for (DH parameters, mostly)."""
+    families: dict[str, list[int]] = {}
+    for code in codes:
+        key_exchange = CIPHER_SUITES[code].key_exchange
+        family = key_exchange if key_exchange in (KeyExchange.ECDHE, KeyExchange.DHE) else "other"
+        families.setdefault(family, []).append(code)
+    return list(families.values())
 
 
 def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int, ...] | list[int]) -> tuple[int | None, str]:
@@ -208,6 +214,7 @@ class _ScanRun:
         # A TLS 1.2 answer named a curve already seen although the unseen ones came first.
         self.tls12_repeated_curve = False
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
+        self.closes_on_refusal = False           # a hello was refused by a bare close
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
         self.dh_parameters: list[DHParameters] = []
@@ -325,7 +332,10 @@ class _ScanRun:
             if code is not None:
                 accepted.append(code)
                 self.picks[version].append((tuple(known_good), code))
-        pending = [[code for code in offer_order(version) if code not in accepted]]
+        full_list = [code for code in offer_order(version) if code not in accepted]
+        # A server seen refusing by a bare close would close on the mixed list too, and it
+        # would be offered again family by family: offer the families at once.
+        pending = _key_exchange_families(full_list) if self.closes_on_refusal else [full_list]
         order_tested = False
         while pending:
             remaining = pending.pop(0)
@@ -341,7 +351,7 @@ class _ScanRun:
                     if test is not None:
                         continue            # no verdict from the test; the plain list comes next
                     if _may_hide_accepted_suites(flight):
-                        pending[:0] = self._smaller_hellos(remaining)
+                        pending[:0] = self._smaller_hellos(version, remaining, accepted)
                     break
                 self.picks[version].append((tuple(offered), code))
                 if code in remaining:
@@ -368,12 +378,17 @@ class _ScanRun:
             return None
         return order_test(picks, remaining)
 
-    def _smaller_hellos(self, refused: list[int]) -> list[list[int]]:
+    def _smaller_hellos(self, version: ProtocolVersion, refused: list[int], accepted: list[int]) -> list[list[int]]:
         """The suite lists to offer instead of `refused`, when its refusal may hide accepted suites
         (see `_may_hide_accepted_suites`): one per key-exchange family if it mixes families,
-        else chunks of 64 if it is longer than any hello answered so far, else none."""
-        families = [family for family in _key_exchange_families(refused) if family]
+        else chunks of 64 if it is longer than any hello answered so far, else none.
+        A server shown to follow our order got as far as the first suite of `refused` it
+        accepts; offered alone, the first family would stop it at the same suite, so only
+        the rest is offered again (and split again if refused the same way)."""
+        families = _key_exchange_families(refused)
         if len(families) > 1:
+            if server_order_verdict(self.picks[version], set(accepted)) is False:
+                return [[code for family in families[1:] for code in family]]
             return families
         if len(refused) > max(DEFAULT_CIPHERS_PER_HELLO, self.longest_answered_hello):
             return [list(chunk) for chunk in split_cipher_codes(refused)]
@@ -495,6 +510,7 @@ class _ScanRun:
             self.protocol_errors += 1
         hello = flight.server_hello
         if hello is None:
+            self.closes_on_refusal = self.closes_on_refusal or flight.end is FlightEnd.CLOSED
             return
         self.longest_answered_hello = max(self.longest_answered_hello, offered_count)
         if hello.version >= ProtocolVersion.TLS1_3 or hello.is_hello_retry_request:
