@@ -213,7 +213,7 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert findings(result) == truth
     assert len(truth[ProtocolVersion.TLS1_2]) >= 10 and not any(name.startswith("TLS_DHE_") for name in truth[ProtocolVersion.TLS1_2])
     assert {v.reason for v in result.versions if not v.supported} == {"closed"}
-    assert connections == result.connections
+    assert connections == result.connections <= len(result.ciphers) + 10
 
 
 async def test_3des_from_gnutls(pki: MailPKI):

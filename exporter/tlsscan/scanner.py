@@ -29,10 +29,11 @@ servers rate-limit, so the scan spends as few as it can):
    mean "no shared suite": the server may have picked a suite it cannot serve (Dovecot
    without DH parameters picks DHE, fails and closes), or the hello may be too long for it.
    Such a refused list is offered again split by key-exchange family (ECDHE, DHE, the rest)
-   when it mixes them (when the server has shown it follows our order, only the list
-   without its first family: alone, that family would stop it at the same suite), else in
+   when it mixes them (a server that fails on a suite fails on its whole family), else in
    chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so
-   far; each part is enumerated the same way. Once the server has refused a hello by a bare
+   far; each part is enumerated the same way. When the server has shown it follows our
+   order, only the families after the first one not shown to work are offered again
+   (`_smaller_hellos`). Once the server has refused a hello by a bare
    close, a version's full list is offered family by family from the start. Silence is not
    retried that way: every silent hello costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
@@ -161,15 +162,20 @@ def _says_other_version(flight: ServerFlight) -> bool:
     return flight.server_hello is not None
 
 
+def _family(code: int) -> str:
+    """The key-exchange family of a suite: ECDHE, DHE, or "other". A server that fails on the
+    suite it picked fails on a key exchange it is not set up for (DH parameters, mostly), so
+    on the whole family: the refusal retries below rest on that."""
+    key_exchange = CIPHER_SUITES[code].key_exchange
+    return key_exchange.value if key_exchange in (KeyExchange.ECDHE, KeyExchange.DHE) else "other"
+
+
 def _key_exchange_families(codes: list[int]) -> list[list[int]]:
-    """`codes` split into ECDHE, DHE and all other suites, each in the given order, the
-    families in the order they first appear: a server that fails on the suite it picked fails
-    on a key exchange it is not set up for (DH parameters, mostly)."""
+    """`codes` split by _family, each in the given order, the families in the order they
+    first appear."""
     families: dict[str, list[int]] = {}
     for code in codes:
-        key_exchange = CIPHER_SUITES[code].key_exchange
-        family = key_exchange if key_exchange in (KeyExchange.ECDHE, KeyExchange.DHE) else "other"
-        families.setdefault(family, []).append(code)
+        families.setdefault(_family(code), []).append(code)
     return list(families.values())
 
 
@@ -382,13 +388,22 @@ class _ScanRun:
         """The suite lists to offer instead of `refused`, when its refusal may hide accepted suites
         (see `_may_hide_accepted_suites`): one per key-exchange family if it mixes families,
         else chunks of 64 if it is longer than any hello answered so far, else none.
-        A server shown to follow our order got as far as the first suite of `refused` it
-        accepts; offered alone, the first family would stop it at the same suite, so only
-        the rest is offered again (and split again if refused the same way)."""
+
+        A server shown to follow our order, refusing a list no longer than one it answered,
+        stopped at the first suite of the list it accepts (which failed) or found none. The
+        families before that suite's hold nothing it accepts; a family with a suite served
+        does not fail. So only the families after the first one not shown to work can hide
+        anything, and they are offered again together (split again if refused the same way)."""
         families = _key_exchange_families(refused)
         if len(families) > 1:
-            if server_order_verdict(self.picks[version], set(accepted)) is False:
-                return [[code for family in families[1:] for code in family]]
+            if (len(refused) <= self.longest_answered_hello
+                    and server_order_verdict(self.picks[version], set(accepted)) is False):
+                working = {_family(code) for code in accepted}
+                first_unproven = next((i for i, family in enumerate(families) if _family(family[0]) not in working), None)
+                if first_unproven is None:
+                    return []
+                rest = [code for family in families[first_unproven + 1:] for code in family]
+                return [rest] if rest else []
             return families
         if len(refused) > max(DEFAULT_CIPHERS_PER_HELLO, self.longest_answered_hello):
             return [list(chunk) for chunk in split_cipher_codes(refused)]
