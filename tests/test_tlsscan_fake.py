@@ -55,6 +55,8 @@ async def test_sslv3_rc4_export_null_are_found_graded_and_cheap():
     assert result.supported_versions() == (ProtocolVersion.SSL3,)
     reasons = {v.version: v.reason for v in result.versions}
     assert reasons[ProtocolVersion.TLS1_2] == "alert_protocol_version"
+    # It answers the SSL 2.0 hello with a TLS alert record: a refusal, not garbage.
+    assert reasons[ProtocolVersion.SSL2] == "alert_protocol_version"
     found = [c.code for c in result.ciphers_for(ProtocolVersion.SSL3)]
     assert found == list(supported)          # server order: enumerated in its preference
     assert {c.name for c in result.ciphers} == {CIPHER_SUITES[code].name for code in supported}

@@ -31,7 +31,7 @@ from ..probes.tlsconn import tls_handshake
 from ..tlswire import ProtocolVersion
 from ..tlswire.parse import (
     Alert, Certificate, CertificateStatus, ServerFlightParser, ServerHello, ServerHelloDone,
-    ServerKeyExchange, SSLv2ServerHello, SSLv2Error, TLSParseError, parse_sslv2_server_hello,
+    ServerKeyExchange, SSLv2ServerHello, SSLv2Error, TLSParseError, parse_alerts, parse_sslv2_server_hello,
 )
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,13 @@ async def read_sslv2_answer(stream: RawStream) -> ServerFlight:
     """Read the server's first SSLv2 record: a SERVER-HELLO, an ERROR, or anything else."""
     received = b""
     while True:
+        tls_alert = _tls_alert_record(received)
+        if tls_alert is not None:
+            # A TLS-only server answers an SSLv2 hello with a TLS alert, or just closes.
+            return ServerFlight(FlightEnd.ALERT, tls_alert.name, alert=tls_alert)
         try:
             answer = parse_sslv2_server_hello(received)
         except TLSParseError as exc:
-            # A TLS-only server answers an SSLv2 hello with a TLS alert or just closes.
             return ServerFlight(FlightEnd.PROTOCOL_ERROR, str(exc))
         if isinstance(answer, SSLv2ServerHello):
             return ServerFlight(FlightEnd.COMPLETE, sslv2_hello=answer)
@@ -238,6 +241,16 @@ async def read_sslv2_answer(stream: RawStream) -> ServerFlight:
         if not data:
             return _sslv2_end_of_stream(received, "connection closed")
         received += data
+
+
+def _tls_alert_record(received: bytes) -> Alert | None:
+    """The alert, when `received` starts with a whole TLS alert record (type 21, version 3.x,
+    length 2). An SSLv2 server's records have a 2-byte header with the high bit set, so they
+    never start with 21."""
+    if len(received) < 7 or received[0] != 21 or received[1] != 3 or received[3:5] != b"\x00\x02":
+        return None
+    alerts = parse_alerts(received[5:7])
+    return alerts[0] if alerts else None
 
 
 def _sslv2_end_of_stream(received: bytes, detail: str) -> ServerFlight:

@@ -415,7 +415,10 @@ class _ScanRun:
         flight = await self.connector.exchange(build_sslv2_client_hello(offered), sslv2=True)
         hello = flight.sslv2_hello
         if hello is None:
-            reason = "alert_sslv2_error" if flight.end is FlightEnd.ALERT else flight.end.value
+            if flight.alert is not None:       # a TLS alert: the server does not speak SSL 2.0
+                reason = f"alert_{flight.alert.name}"
+            else:
+                reason = "alert_sslv2_error" if flight.end is FlightEnd.ALERT else flight.end.value
             self.versions.append(VersionSupport(ProtocolVersion.SSL2, False, reason))
             return
         self.sslv2_kinds = tuple(kind for kind in hello.cipher_kinds if kind in SSL2_CIPHER_KINDS)
