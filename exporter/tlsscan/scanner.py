@@ -103,7 +103,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCAN_BUDGET_SECONDS = 300.0
 
-# Probed from the newest down; SSLv2 needs its own hello format and comes last.
+# Newest first (execute() scans TLS 1.2 before TLS 1.3, see the module docstring); SSLv2
+# needs its own hello format and comes last.
 TLS_VERSIONS = (ProtocolVersion.TLS1_3, ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_1,
                 ProtocolVersion.TLS1_0, ProtocolVersion.SSL3)
 
@@ -155,11 +156,11 @@ def _refuses_version(flight: ServerFlight) -> bool:
     return flight.alert.description == AlertDescription.PROTOCOL_VERSION
 
 
-def _says_other_version(flight: ServerFlight) -> bool:
-    """A protocol_version alert, or a ServerHello of another version than the one offered."""
+def _says_other_version(flight: ServerFlight, version: ProtocolVersion) -> bool:
+    """A protocol_version alert, or a ServerHello of another version than `version`."""
     if flight.alert is not None and flight.alert.description == AlertDescription.PROTOCOL_VERSION:
         return True
-    return flight.server_hello is not None
+    return flight.server_hello is not None and flight.server_hello.version != version
 
 
 def _family(code: int) -> str:
@@ -287,7 +288,7 @@ class _ScanRun:
             first_reason = first_reason or reason
             if code is None:
                 if not accepted and not offer_seen and len(groups_left) < len(TLS13_GROUPS) \
-                        and not _says_other_version(flight):
+                        and not _says_other_version(flight, version):
                     retry_with_seen = True                 # no TLS 1.3, or none of the groups left
                 elif not accepted:
                     suites_done = groups_done = True       # no TLS 1.3, or no suite at all
