@@ -216,6 +216,29 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert connections == result.connections <= len(result.ciphers) + 10
 
 
+async def test_gnutls_tls13_suites_and_groups_equal_openssl_ground_truth(pki: MailPKI):
+    # Another TLS stack, with TLS 1.3 and finite-field groups: GnuTLS's NORMAL priorities.
+    credential = pki.good_rsa
+    host = "127.0.0.56"
+    groups = {"x25519": "x25519", "x448": "x448", "secp256r1": "P-256", "secp384r1": "P-384",
+              "secp521r1": "P-521", **{f"ffdhe{bits}": f"ffdhe{bits}" for bits in (2048, 3072, 4096, 6144, 8192)}}
+    with gnutls_server(host, credential.chain_file, credential.leaf.key_file, "NORMAL") as port:
+        result, connections = await scan_through_relay(host, port, Protocol.SMTPS)
+        tls13_suites = {name for name in OPENSSL_TLS13_SUITES if openssl_accepts(host, port, "-tls1_3", ciphersuites=name)}
+        truth = {version: {name for name, openssl_name in groups.items()
+                           if openssl_accepts(host, port, flag, groups=openssl_name)}
+                 for version, flag in ((ProtocolVersion.TLS1_3, "-tls1_3"), (ProtocolVersion.TLS1_2, "-tls1_2"))}
+    assert result.success, result.failure_detail
+    assert {c.name for c in result.ciphers_for(ProtocolVersion.TLS1_3)} == tls13_suites
+    assert len(truth[ProtocolVersion.TLS1_3]) >= 6       # the EC groups and some FFDHE: a real test of both
+    # Groups are reported once, with the version that showed them first; the scan offers
+    # only EC curves below TLS 1.3, so the FFDHE groups must come from TLS 1.3.
+    assert {g.name for g in result.groups} == truth[ProtocolVersion.TLS1_3] | {
+        name for name in truth[ProtocolVersion.TLS1_2] if not name.startswith("ffdhe")}
+    assert all(g.name in truth[g.version] for g in result.groups)
+    assert connections == result.connections <= connection_bound(result)
+
+
 async def test_3des_from_gnutls(pki: MailPKI):
     credential = pki.good_rsa
     with gnutls_server("127.0.0.54", credential.chain_file, credential.leaf.key_file,
