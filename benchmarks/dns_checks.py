@@ -35,21 +35,13 @@ from exporter.dnsclient import DNSClient
 from exporter.domains.check import DomainResult, check_domain
 
 from ._dnsdelay import DelayProxy
+from ._toolvenv import tool_python
 from ._dnsserver import BENCH_ZONE, KNOT_ADDRESS, KNOT_PORT, SCENARIOS, KnotServer, build_zones, scenario_domain
 
 RUNNER = Path(__file__).with_name("_checkdmarc_runner.py")
 CONCURRENT_DOMAINS = 32   # the exporter's default global.concurrency
 TARGET_SPEEDUP = 2.0
 PROXY_ADDRESS = "127.88.0.2"   # the delaying proxy, port 53 like Knot
-
-
-def checkdmarc_python(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} with checkdmarc", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "checkdmarc"], check=True)
-    return python
 
 
 def run_checkdmarc(python: Path, nameserver: str, domains: list[str], mode: str, work: Path) -> dict:
@@ -115,7 +107,7 @@ def main() -> int:
                         help="ask through a proxy that delays each answer this long (0: ask Knot directly)")
     parser.add_argument("--venv", type=Path, default=Path("/tmp/checkdmarc-venv"))
     args = parser.parse_args()
-    python = checkdmarc_python(args.venv)
+    python = tool_python(args.venv, "checkdmarc")
     nameserver = PROXY_ADDRESS if args.delay_ms > 0 else KNOT_ADDRESS
     with tempfile.TemporaryDirectory(prefix="mailsec-dnsbench-") as directory:
         work = Path(directory)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target  # noqa: E402
 from exporter.dnsclient import DNSClient  # noqa: E402
+from benchmarks._toolvenv import tool_python  # noqa: E402
 from exporter.tlsscan.scanner import scan_endpoint  # noqa: E402
 from exporter.tlswire import ProtocolVersion  # noqa: E402
 from exporter.tlswire.ciphers import CIPHER_SUITES, SSL2_CIPHER_KINDS  # noqa: E402
@@ -119,19 +120,9 @@ SSLYZE_COMMANDS = {ProtocolVersion.SSL2: ("--sslv2", "ssl_2_0_cipher_suites"),
                    ProtocolVersion.TLS1_3: ("--tlsv1_3", "tls_1_3_cipher_suites")}
 
 
-def ensure_sslyze() -> Path:
-    """The venv's python with sslyze installed, creating the venv when missing."""
-    python = SSLYZE_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"creating {SSLYZE_VENV} and installing sslyze into it ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(SSLYZE_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "sslyze"], check=True)
-    return python
-
-
 async def run_sslyze(server: Server, port: int, raw_dir: Path) -> Findings:
     output = raw_dir / f"sslyze-{server.name}.json"
-    command = [str(ensure_sslyze()), "-m", "sslyze", "--quiet", "--mozilla_config", "disable",
+    command = [str(tool_python(SSLYZE_VENV, "sslyze")), "-m", "sslyze", "--quiet", "--mozilla_config", "disable",
                *(flag for flag, _ in SSLYZE_COMMANDS.values()), "--elliptic_curves",
                "--json_out", str(output)]
     if server.starttls:
