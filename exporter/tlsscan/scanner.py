@@ -322,8 +322,7 @@ class _ScanRun:
                 suites_done = True          # it follows our order and skipped every suite left
             if not (new_suite or new_group or suites_done or groups_done):
                 break                       # an answer naming nothing new: stop here
-        self.accepted[version] = accepted
-        self.versions.append(VersionSupport(version, bool(accepted), "accepted" if accepted else first_reason or "closed"))
+        self._record_version(version, accepted, first_reason)
 
     async def _scan_version(self, version: ProtocolVersion) -> None:
         """TLS 1.2 and below (steps 1 and 3 of the module docstring)."""
