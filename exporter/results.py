@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .tlsscan.results import TLSScanResult
+
+class JobKind(enum.StrEnum):
+    """What a run probes: the `kind` label of the exporter's own metrics."""
+
+    ENDPOINT = "endpoint"
+    DOMAIN = "domain"
+    DEEP_SCAN = "deep_scan"
 
 
 class FailureReason(enum.StrEnum):
@@ -93,7 +98,17 @@ class EndpointResult:
     interval_seconds: float | None = None
 
 
-def outcome_fields(result: "EndpointResult | TLSScanResult") -> dict[str, object]:
+class ProbeOutcome(Protocol):
+    """What every probe and scan result has."""
+
+    success: bool
+    failure: FailureReason | None
+    failure_detail: str
+    observed_at: float
+    duration_seconds: float
+
+
+def outcome_fields(result: ProbeOutcome) -> dict[str, object]:
     """The outcome every probe and scan result has, JSON-ready (status page, reports)."""
     return {
         "success": result.success,

@@ -18,10 +18,10 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Exporter
-from exporter.scheduler import Probes
+from exporter.service.exporter import Exporter
+from exporter.service.runs import Probes
 from exporter.probes.endpoint import probe_endpoint
-from exporter.web import build_app
+from exporter.web.app import build_app
 from exporter.webconfig import WebConfig
 from tests.realservers import stop_process
 

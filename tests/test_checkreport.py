@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from exporter.checkreport import endpoint_findings
+from exporter.domains.report import endpoint_findings
 from exporter.config import Target
 from exporter.results import FailureReason
 

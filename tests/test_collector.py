@@ -3,18 +3,18 @@ from types import MappingProxyType
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import ENDPOINT_METRICS, add_endpoint_samples
-from exporter.exposition import ResultExposition
-from exporter.families import Families
+from exporter.metrics.endpoint import ENDPOINT_METRICS, add_endpoint_samples
+from exporter.service.store import ResultStores
+from exporter.metrics.specs import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 
 from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
 
 
-def scrape(exposition: ResultExposition) -> dict[tuple[str, frozenset], float]:
+def scrape(results: ResultStores) -> dict[tuple[str, frozenset], float]:
     samples = {}
-    for family in text_string_to_metric_families(exposition.render().decode()):
+    for family in text_string_to_metric_families(b"".join(results.exposition_chunks()).decode()):
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return samples
@@ -27,11 +27,11 @@ def value(samples, name, **labels):
 
 
 def test_successful_tls_result_becomes_metrics():
-    exposition = ResultExposition()
-    store = exposition.results.endpoints
+    results = ResultStores()
+    store = results.endpoints
     target = Target("127.0.0.1", 25, "smtp", MappingProxyType({"site": "paris"}))
     store.put(target.key, target, tls_result())
-    samples = scrape(exposition)
+    samples = scrape(results)
     labels = {"target": "127.0.0.1:25", "module": "smtp", "site": "paris"}
     assert value(samples, "mailsec_probe_success", **labels) == 1
     assert value(samples, "mailsec_cert_not_after_timestamp_seconds", **labels) == NOT_AFTER.timestamp()
@@ -46,11 +46,11 @@ def test_successful_tls_result_becomes_metrics():
 
 
 def test_failed_result_has_reason_and_no_tls_metrics():
-    exposition = ResultExposition()
-    store = exposition.results.endpoints
+    results = ResultStores()
+    store = results.endpoints
     target = Target("mx.example.test", 25, "smtp")
     store.put(target.key, target, failed_result(FailureReason.STARTTLS_NOT_OFFERED))
-    samples = scrape(exposition)
+    samples = scrape(results)
     assert value(samples, "mailsec_probe_success", target="mx.example.test:25") == 0
     assert value(samples, "mailsec_probe_failure_info", reason="starttls_not_offered") == 1
     assert not [key for key in samples if key[0].startswith("mailsec_cert_")]
@@ -62,18 +62,18 @@ def test_ipv6_target_label_is_bracketed():
 
 
 def test_retain_drops_removed_targets_from_the_scrape():
-    exposition = ResultExposition()
-    store = exposition.results.endpoints
+    results = ResultStores()
+    store = results.endpoints
     kept, removed = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
     store.put(kept.key, kept, tls_result())
     store.put(removed.key, removed, tls_result())
     store.retain([kept.key])
-    targets = {dict(labels)["target"] for name, labels in scrape(exposition) if name == "mailsec_probe_success"}
+    targets = {dict(labels)["target"] for name, labels in scrape(results) if name == "mailsec_probe_success"}
     assert targets == {"a.test:25"}
 
 
 def test_user_labels_cannot_collide_with_the_labels_the_collector_emits():
-    from exporter.collector import ENDPOINT_METRICS
+    from exporter.metrics.endpoint import ENDPOINT_METRICS
     from exporter.config import RESERVED_LABELS
 
     emitted = {"target", "module"} | {label for spec in ENDPOINT_METRICS for label in spec.labels}
@@ -94,23 +94,23 @@ class _OneResult:
 
 def test_cached_rendering_is_byte_for_byte_what_prometheus_client_writes():
     target = Target("mx.example.test", 25, "smtp", MappingProxyType({"note": 'a "quoted"\\ value\nwith a newline'}))
-    exposition = ResultExposition()
-    store = exposition.results.endpoints
+    results = ResultStores()
+    store = results.endpoints
     store.put(target.key, target, tls_result())
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OneResult(target, store.get(target.key).result))
-    assert exposition.render() == generate_latest(registry)
+    assert b"".join(results.exposition_chunks()) == generate_latest(registry)
 
 
 def test_a_replaced_result_is_rendered_anew_and_a_removed_one_disappears():
-    exposition = ResultExposition()
-    store = exposition.results.endpoints
+    results = ResultStores()
+    store = results.endpoints
     a, b = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
     store.put(a.key, a, tls_result())
     store.put(b.key, b, tls_result())
-    assert "a.test" in exposition.render().decode()
+    assert "a.test" in b"".join(results.exposition_chunks()).decode()
     store.put(a.key, a, failed_result(FailureReason.TIMEOUT))
-    second = exposition.render().decode()
+    second = b"".join(results.exposition_chunks()).decode()
     assert 'mailsec_probe_failure_info{module="smtp",reason="timeout",target="a.test:25"} 1.0' in second
     store.retain([a.key])
-    assert "b.test" not in exposition.render().decode()
+    assert "b.test" not in b"".join(results.exposition_chunks()).decode()

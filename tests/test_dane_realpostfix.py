@@ -3,7 +3,7 @@ by Unbound) judged against the chain a real Postfix presents after STARTTLS.
 
 The exporter's own path runs, as in production: the scheduler probes the MX host with the
 MX module (`run_once` -> `probe_endpoint`) and keeps the result; the domain check takes the
-chain that probe got (`Scheduler.mx_chain`); /metrics renders the result (`ResultExposition`).
+chain that probe got (`Scheduler.mx_chain`); /metrics renders the result (`ResultStores`).
 
 Postfix listens where zones.py puts the MX hosts of good.test, on ports other than 25
 (nothing may listen on port 25 there: the exporter's end-to-end test counts on refusals).
@@ -34,11 +34,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import Config, DomainCheckSettings, Domain, GlobalSettings, Module, Protocol, StartTLS, Target
 from exporter.domains.dane import DANEStatus, MXDANE
 from exporter.domains.dnssec import DNSSECStatus
-from exporter.exposition import ResultExposition
+from exporter.service.store import ResultStores
 from exporter.records.tlsa import MatchingType, Selector, Usage
 from exporter.results import EndpointResult
-from exporter.scheduler import Scheduler
-from exporter.selfmetrics import ExporterMetrics
+from exporter.service.scheduler import Scheduler
+from exporter.metrics.selfmetrics import ExporterMetrics
 from exporter_process import sample_value
 from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import MX1_GOOD, MX2_GOOD, IssuedChain, dane_credential, issue_chain
@@ -122,8 +122,8 @@ async def probe_mx_then_check_domain(port: int) -> Run:
         domain_checks=DomainCheckSettings(mx_module=module.name),
         modules=MappingProxyType({module.name: module}),
     )
-    exposition = ResultExposition()
-    scheduler = Scheduler(exposition.results, ExporterMetrics(CollectorRegistry()))
+    results = ResultStores()
+    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()))
     scheduler.apply(config)
     try:
         probes = {host: await scheduler.run_once(Target(host, port, module.name), module) for host in (MX1, MX2)}
@@ -131,7 +131,7 @@ async def probe_mx_then_check_domain(port: int) -> Run:
     finally:
         await scheduler.stop()
     assert result is not None
-    samples = [s for family in text_string_to_metric_families(exposition.render().decode()) for s in family.samples]
+    samples = [s for family in text_string_to_metric_families(b"".join(results.exposition_chunks()).decode()) for s in family.samples]
     return Run(
         probes=probes,
         chains={host: scheduler.mx_chain(host) for host in (MX1, MX2)},

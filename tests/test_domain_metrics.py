@@ -14,10 +14,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.families import Families
+from exporter.metrics.specs import Families
 from exporter.config import Domain
 from exporter.dnsclient import DNSClient
-from exporter.domain_metrics import DOMAIN_METRICS, add_domain_samples
+from exporter.metrics.domain import DOMAIN_METRICS, add_domain_samples
 from exporter.domains.check import check_domain
 from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import MX1_GOOD, MX2_GOOD, dane_chain

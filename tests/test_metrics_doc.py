@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.exposition import ResultExposition
-from exporter.domain_metrics import DOMAIN_METRICS
+from exporter.service.store import ResultStores
+from exporter.metrics.domain import DOMAIN_METRICS
 from exporter.config import Target
-from exporter.probe_http import probe_registry
+from exporter.metrics.probe import probe_registry
 from exporter.results import FailureReason
-from exporter.selfmetrics import ExporterMetrics
+from exporter.metrics.selfmetrics import ExporterMetrics
 
 from test_tlsscan_metrics import RESULT as SCAN_RESULT
 from results_factory import failed_result, tls_result
@@ -33,14 +33,14 @@ def full_exposition() -> str:
     metrics.record_reload(True)
     metrics.probe_requests.labels("refused").inc()
     metrics.shard.labels("0", "1").set(1)
-    exposition = ResultExposition()
+    results = ResultStores()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
     # As the scheduler stores a result: with its module's interval.
-    exposition.results.endpoints.put(good.key, good, replace(tls_result(), interval_seconds=300.0))
-    exposition.results.endpoints.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
+    results.endpoints.put(good.key, good, replace(tls_result(), interval_seconds=300.0))
+    results.endpoints.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
     # Every optional fact known, so that every scan family has a sample.
-    exposition.results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
-    return (generate_latest(registry) + exposition.render()).decode()
+    results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
+    return (generate_latest(registry) + b"".join(results.exposition_chunks())).decode()
 
 
 def probe_exposition() -> str:

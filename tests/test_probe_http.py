@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Module, Protocol, StartTLS, Target, parse_target_pattern
 from exporter.dnsclient import DNSError, DNSErrorKind
-from exporter.probe_http import BadRequest, debug_report, parse_debug, parse_target, probe_budget
-from exporter.probeguard import PinnedAddresses, TargetRefused, admit
+from exporter.probes.report import debug_report
+from exporter.web.probe import BadRequest, parse_debug, parse_target, probe_budget
+from exporter.service.guard import PinnedAddresses, TargetRefused, admit
 from exporter.results import FailureReason
 
 from exporter_process import ExporterProcess, running_app, sample_value
@@ -234,7 +235,7 @@ async def test_probe_of_a_starttls_server_answers_blackbox_and_mailsec_families(
     assert sample_value(samples, "mailsec_cert_hostname_valid") == 1
     assert [s.labels["version"] for s in samples if s.name == "mailsec_tls_version_info"] in (["TLSv1.3"], ["TLSv1.2"])
     # /probe does not store anything: /metrics knows nothing of the target.
-    assert exporter.endpoints.get(Target("127.0.0.1", server.port, "mx").key) is None
+    assert exporter.results.endpoints.get(Target("127.0.0.1", server.port, "mx").key) is None
     assert exporter.registry.get_sample_value("mailsec_exporter_probe_requests_total", {"result": "success"}) == 1
 
 

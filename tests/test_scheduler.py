@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import Config, Domain, GlobalSettings, Module, Protocol, StartTLS, Target
 from exporter.results import EndpointResult, FailureReason
-from exporter.scheduler import Probes, Scheduler, backoff_delay
-from exporter.store import ResultStores
-from exporter.selfmetrics import ExporterMetrics
+from exporter.service.runs import Probes
+from exporter.service.scheduler import Scheduler, backoff_delay
+from exporter.service.store import LatestResults, ResultStores
+from exporter.metrics.selfmetrics import ExporterMetrics
 
 from results_factory import tls_result
 
@@ -243,7 +244,8 @@ async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_na
         chains_seen.append(settings["chain_for"]("mx.shared.test"))
         return domain_result(*mx_sets[domain.name])
 
-    results = ResultStores()
+    # Plain stores: the stub results have only what the scheduler reads, not what /metrics renders.
+    results = ResultStores(LatestResults(), LatestResults(), LatestResults())
     scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()), Probes(endpoint=probe, domain=check))
     configured = Target("mx.a.test", 25, "smtp")     # listed in the config: not probed twice
     config = replace(make_config([configured], interval=60), domains=(Domain("a.test"), Domain("b.test")))

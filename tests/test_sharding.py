@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from exporter.config import Config, Domain, Target
-from exporter.sharding import Shard, jump_hash, shard_of
+from exporter.service.sharding import Shard, jump_hash, shard_of
 
 from exporter_process import ExporterProcess, sample_value
 from hostile import closed_port

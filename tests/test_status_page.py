@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from exporter.results import FailureReason
-from exporter.store import FAILURES_KEPT, SUCCESSES_KEPT
+from exporter.service.store import FAILURES_KEPT, SUCCESSES_KEPT
 
 from exporter_process import running_app
 from hostile import FakeServer, Script, smtp_server

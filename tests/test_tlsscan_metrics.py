@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from exporter.families import Families
+from exporter.metrics.specs import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 from exporter.tlsscan.connection import FlightEnd, ServerFlight
 from exporter.tlsscan.report import render_table, to_json
 from exporter.tlsscan.results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 from exporter.tlsscan.scanner import answer_to
-from exporter.tlsscan_metrics import TLSSCAN_METRICS, add_scan_samples
+from exporter.metrics.tlsscan import TLSSCAN_METRICS, add_scan_samples
 from exporter.tlswire import NamedGroup, ProtocolVersion as V
 from exporter.tlswire.grading import Class
 from exporter.tlswire.parse import Alert, ServerHello

@@ -11,8 +11,10 @@ the MTA-STS policy host's certificate is verified against (None: the system stor
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from ..config import Domain
 from ..dnsclient import DNSClient, LookupCache
@@ -46,43 +48,67 @@ class DomainResult:
     dane: tuple[MXDANE, ...]           # one per named MX host
     interval_seconds: float | None = None   # how often the scheduler runs it; None for /probe and the CLI
 
-    def check_failures(self) -> dict[str, CheckFailure | None]:
+    def check_failures(self) -> dict[CheckName, CheckFailure | None]:
         """Each check by name, with why it could not run (None when it ran)."""
-        return {
-            "mx": self.mx.failure,
-            "spf": self.spf.failure,
-            "dmarc": self.dmarc.failure,
-            "dkim": self.dkim.failure,
-            "mta_sts": self.mta_sts.failure,
-            "mta_sts_policy": self.mta_sts.policy_failure,
-            "tlsrpt": self.tlsrpt.failure,
-            "bimi": self.bimi.failure,
-            "dnssec": next((n.failure for n in self.dnssec if n.failure), None),
-            "reverse_dns": next((r.failure for r in self.reverse_dns if r.failure), None),
-            "dane": next((d.failure for d in self.dane if d.failure), None),
-        }
+        return {check.name: check.failure(self) for check in CHECKS}
 
     @property
     def success(self) -> bool:
         """True when every check could run (whatever it found)."""
         return all(failure is None for failure in self.check_failures().values())
 
-    def findings_by_check(self) -> dict[str, tuple[Finding, ...]]:
-        return {
-            "mx": self.mx.findings,
-            "spf": self.spf.findings,
-            "dmarc": self.dmarc.findings,
-            "dkim": self.dkim.findings,
-            "mta_sts": self.mta_sts.findings,
-            "tlsrpt": self.tlsrpt.findings,
-            "bimi": self.bimi.findings,
-            "reverse_dns": tuple(reverse_dns_findings(self.reverse_dns)),
-            "dane": tuple(dane_findings(self.dane)),
-        }
+    def findings_by_check(self) -> dict[CheckName, tuple[Finding, ...]]:
+        return {check.name: check.findings(self) for check in CHECKS if check.findings is not None}
 
     @property
     def findings(self) -> tuple[Finding, ...]:
         return tuple(finding for findings in self.findings_by_check().values() for finding in findings)
+
+
+class CheckName(enum.StrEnum):
+    """The checks of a domain: the `check` label, and the headings of reports."""
+
+    MX = "mx"
+    SPF = "spf"
+    DMARC = "dmarc"
+    DKIM = "dkim"
+    MTA_STS = "mta_sts"
+    MTA_STS_POLICY = "mta_sts_policy"
+    TLSRPT = "tlsrpt"
+    BIMI = "bimi"
+    DNSSEC = "dnssec"
+    REVERSE_DNS = "reverse_dns"
+    DANE = "dane"
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """Where a check's outcome is in a DomainResult."""
+
+    name: CheckName
+    failure: Callable[[DomainResult], CheckFailure | None]
+    findings: Callable[[DomainResult], tuple[Finding, ...]] | None   # None: reported with another check
+
+
+def _first_failure(parts: Iterable[NameDNSSEC | ReverseDNS | MXDANE]) -> CheckFailure | None:
+    return next((part.failure for part in parts if part.failure), None)
+
+
+# The one table of the checks, in report order.
+CHECKS = (
+    CheckView(CheckName.MX, lambda r: r.mx.failure, lambda r: r.mx.findings),
+    CheckView(CheckName.SPF, lambda r: r.spf.failure, lambda r: r.spf.findings),
+    CheckView(CheckName.DMARC, lambda r: r.dmarc.failure, lambda r: r.dmarc.findings),
+    CheckView(CheckName.DKIM, lambda r: r.dkim.failure, lambda r: r.dkim.findings),
+    CheckView(CheckName.MTA_STS, lambda r: r.mta_sts.failure, lambda r: r.mta_sts.findings),
+    CheckView(CheckName.MTA_STS_POLICY, lambda r: r.mta_sts.policy_failure, None),
+    CheckView(CheckName.TLSRPT, lambda r: r.tlsrpt.failure, lambda r: r.tlsrpt.findings),
+    CheckView(CheckName.BIMI, lambda r: r.bimi.failure, lambda r: r.bimi.findings),
+    CheckView(CheckName.DNSSEC, lambda r: _first_failure(r.dnssec), None),
+    CheckView(CheckName.REVERSE_DNS, lambda r: _first_failure(r.reverse_dns),
+              lambda r: tuple(reverse_dns_findings(r.reverse_dns))),
+    CheckView(CheckName.DANE, lambda r: _first_failure(r.dane), lambda r: tuple(dane_findings(r.dane))),
+)
 
 
 DEFAULT_HTTPS_TIMEOUT_SECONDS = 10.0

@@ -25,6 +25,9 @@ class Finding:
     message: str           # what is wrong, naming the record or host
     fix: str               # one line: what to change
 
+    def to_json(self) -> dict[str, str]:
+        return {"severity": self.severity.value, "code": self.code, "message": self.message, "fix": self.fix}
+
 
 class CheckFailureReason(enum.StrEnum):
     """Why a check could not run: a closed set, exported as the `reason` label."""
@@ -49,6 +52,9 @@ class CheckFailureReason(enum.StrEnum):
 class CheckFailure:
     reason: CheckFailureReason
     detail: str                       # for logs and the status page; never a label
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}"
 
 
 _REASON_OF_KIND = {

@@ -1,14 +1,11 @@
-"""A scan result for people (a text table) and for programs (JSON-ready dicts), for the CLI:
-`mailsec-exporter scan HOST:PORT --starttls smtp|imap|pop3 [--json]`."""
+"""A scan result for people (a text table) and for programs (JSON-ready dicts): the whole
+of it for `mailsec-exporter scan HOST:PORT [--json]`, a summary for the status page."""
 
 from __future__ import annotations
 
+from ..presentation import yes_no
 from ..results import outcome_fields
 from .results import TLSScanResult
-
-
-def _yes_no(value: bool | None) -> str:
-    return "unknown" if value is None else "yes" if value else "no"
 
 
 def render_table(result: TLSScanResult) -> str:
@@ -42,10 +39,10 @@ def render_table(result: TLSScanResult) -> str:
     lines.append(f"  smallest DH prime: {dh}")
     lines.append("")
     lines.append("Features:")
-    lines.append(f"  secure renegotiation:    {_yes_no(result.secure_renegotiation)}")
-    lines.append(f"  compression:             {_yes_no(result.compression)}")
-    lines.append(f"  extended master secret:  {_yes_no(result.extended_master_secret)}")
-    lines.append(f"  OCSP stapling:           {_yes_no(result.ocsp_stapling)}")
+    lines.append(f"  secure renegotiation:    {yes_no(result.secure_renegotiation)}")
+    lines.append(f"  compression:             {yes_no(result.compression)}")
+    lines.append(f"  extended master secret:  {yes_no(result.extended_master_secret)}")
+    lines.append(f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}")
     for cert in result.certificates:
         lines.append("")
         lines.append(f"Certificate: {cert.subject}")
@@ -75,4 +72,15 @@ def to_json(result: TLSScanResult) -> dict:
         "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
                           "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}
                          for c in result.certificates],
+    }
+
+
+def summary_json(result: TLSScanResult) -> dict:
+    """The outcome, grade and counts: what the status page shows of a scan."""
+    return {
+        **outcome_fields(result),
+        "grade": result.grade.label if result.grade is not None else None,
+        "supported_versions": [version.label for version in result.supported_versions()],
+        "accepted_ciphers": len(result.ciphers),
+        "connections": result.connections,
     }

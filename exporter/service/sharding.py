@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from .config import Config
+from ..config import Config
 
 _MASK_64 = (1 << 64) - 1
 

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import time
 
-from .config import Module, Target
-from .logfmt import with_fields
+from ..config import Module, Target
+from ..logfmt import with_fields
 from .scheduler import Scheduler
-from .tlsscan.results import TLSScanResult
+from ..tlsscan.results import TLSScanResult
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ProbeScanCache:
     async def _refresh(self, target: Target, module: Module) -> None:
         settings = module.deep_scan
         try:
-            async with self._scheduler.slot(target.host):
+            async with self._scheduler.limits.slot(target.host):
                 result = await self._scheduler.deep_scan(target, module, settings)
             if result is not None:
                 self._remember(target.key, result)

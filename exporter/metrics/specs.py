@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, Mapping
 
 from prometheus_client.core import Metric
 
-from .config import Target
+from ..config import Target
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ IANA suite names, guideline classes, registry group names, failure reasons.
 
 from __future__ import annotations
 
-from .families import Families, MetricSpec, subject_labels
-from .config import Target
-from .tlsscan.results import TLSScanResult
-from .tlswire.grading import Class
+from .specs import Families, MetricSpec, subject_labels
+from ..config import Target
+from ..tlsscan.results import TLSScanResult
+from ..tlswire.grading import Class
 
 TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_scan_success", "1 if the last deep TLS scan of the endpoint completed, else 0."),

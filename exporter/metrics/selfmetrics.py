@@ -11,7 +11,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from . import __version__
+from .. import __version__
+from ..results import JobKind
 
 # `_created` series double every counter and histogram for little use; most exporters omit them.
 disable_created_metrics()
@@ -62,7 +63,7 @@ class ExporterMetrics:
             ["kind"],
             registry=registry,
         )
-        for kind in ("endpoint", "domain", "deep_scan"):
+        for kind in JobKind:
             self.targets.labels(kind)   # exported as 0 until the first job of that kind
         self.probe_requests = Counter(
             "mailsec_exporter_probe_requests",
@@ -88,8 +89,8 @@ class ExporterMetrics:
             registry=registry,
         )
 
-    def record_probe(self, kind: str, module: str, success: bool, duration: float) -> None:
-        """Count one run: `kind` is endpoint, domain or deep_scan; domains have no module."""
+    def record_probe(self, kind: JobKind, module: str, success: bool, duration: float) -> None:
+        """Count one run; domains have no module."""
         self.probes.labels(kind, module, "success" if success else "failure").inc()
         self.probe_duration.labels(kind, module).observe(duration)
 

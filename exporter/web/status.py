@@ -7,78 +7,36 @@ can influence (greetings, failure details, certificate names, labels) is escaped
 
 from __future__ import annotations
 
-import datetime
 import html
 from typing import Any
 
-from . import __version__
-from .app import Exporter
-from .config import Domain, Target
-from .results import EndpointResult, outcome_fields
-from .scheduler import domain_key, scan_key
-from .store import FAILURES_KEPT, SUCCESSES_KEPT
-from .tlsscan.results import TLSScanResult
-
-_DAY = 86400.0
-
-
-def _tls_findings(result: EndpointResult, now: float) -> dict[str, Any] | None:
-    tls = result.tls
-    if tls is None or not tls.chain:
-        return None
-    leaf = tls.leaf
-    return {
-        "version": tls.version,
-        "cipher": tls.cipher,
-        "chain_valid": tls.chain_valid,
-        "chain_error": tls.chain_error,
-        "hostname_valid": tls.hostname_valid,
-        "verified_name": tls.verified_name,
-        "cert_subject": leaf.subject,
-        "cert_issuer": leaf.issuer,
-        "cert_not_after": leaf.not_after,
-        "cert_expires_in_days": round((leaf.not_after - now) / _DAY, 1),
-        "chain_earliest_not_after": tls.chain_earliest_not_after,
-        "self_signed": leaf.self_signed,
-    }
-
-
-def result_document(result: EndpointResult, now: float) -> dict[str, Any]:
-    return {
-        **outcome_fields(result),
-        "address": result.address,
-        "starttls_offered": result.starttls_offered,
-        "plaintext_auth_exposed": result.plaintext_auth_exposed,
-        "tls": _tls_findings(result, now),
-    }
-
-
-def _scan_document(scan: TLSScanResult) -> dict[str, Any]:
-    return {
-        **outcome_fields(scan),
-        "grade": scan.grade.label if scan.grade is not None else None,
-        "supported_versions": [version.label for version in scan.supported_versions()],
-        "accepted_ciphers": len(scan.ciphers),
-        "connections": scan.connections,
-    }
+from .. import __version__
+from ..config import Domain, Target
+from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, utc_time
+from ..probes.report import to_json as endpoint_json
+from ..results import JobKind, outcome_fields
+from ..service.exporter import Exporter
+from ..service.store import FAILURES_KEPT, SUCCESSES_KEPT
+from ..tlsscan.report import summary_json as scan_summary_json
 
 
 def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[str, Any]:
-    entry = exporter.endpoints.get(target.key)
-    scan = exporter.scans.get(scan_key(target))
+    results = exporter.results
+    entry = results.endpoints.get(target.key)
+    scan = results.scans.get(target.key)
     return {
         "target": target.address,
         "module": target.module,
         "labels": dict(target.labels),
-        "next_run": exporter.scheduler.next_run.get(target.key),
-        "last_result": result_document(entry.result, now) if entry else None,
-        "history": [outcome_fields(result) for result in exporter.endpoints.history(target.key)],
-        "deep_scan": _scan_document(scan.result) if scan else None,
+        "next_run": exporter.scheduler.next_run(JobKind.ENDPOINT, target.key),
+        "last_result": endpoint_json(entry.result, now) if entry else None,
+        "history": [outcome_fields(result) for result in results.endpoints.history(target.key)],
+        "deep_scan": scan_summary_json(scan.result) if scan else None,
     }
 
 
 def _domain_document(exporter: Exporter, domain: Domain) -> dict[str, Any]:
-    entry = exporter.domains.get(domain_key(domain))
+    entry = exporter.results.domains.get(domain.name)
     last = None
     if entry is not None:
         result = entry.result
@@ -86,20 +44,14 @@ def _domain_document(exporter: Exporter, domain: Domain) -> dict[str, Any]:
             "observed_at": result.observed_at,
             "duration_seconds": result.duration_seconds,
             "success": result.success,
-            "failed_checks": {
-                check: f"{failure.reason.value}: {failure.detail}"
-                for check, failure in result.check_failures().items()
-                if failure is not None
-            },
-            "findings": [
-                {"severity": f.severity.value, "code": f.code, "message": f.message, "fix": f.fix}
-                for f in result.findings
-            ],
+            "failed_checks": {check: str(failure) for check, failure in result.check_failures().items()
+                              if failure is not None},
+            "findings": [finding.to_json() for finding in result.findings],
         }
     return {
         "domain": domain.name,
         "labels": dict(domain.labels),
-        "next_run": exporter.scheduler.next_run.get(domain_key(domain)),
+        "next_run": exporter.scheduler.next_run(JobKind.DOMAIN, domain.name),
         "last_result": last,
     }
 
@@ -141,9 +93,7 @@ def _e(value: Any) -> str:
 
 
 def _time(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "—"
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "—" if timestamp is None else utc_time(timestamp)
 
 
 def _flag(value: bool | None, good: bool) -> str:
@@ -166,7 +116,7 @@ def _tls_cells(tls: dict[str, Any] | None) -> str:
     if tls is None:
         return '<td colspan="4" class="pending">no TLS handshake</td>'
     days = tls["cert_expires_in_days"]
-    expiry_css = "fail" if days < 7 else "warn" if days < 21 else "ok"
+    expiry_css = "fail" if days < CERT_CRITICAL_DAYS else "warn" if days < CERT_WARNING_DAYS else "ok"
     chain = _flag(tls["chain_valid"], True)
     if tls["chain_error"]:
         chain += f' <span class="detail">{_e(tls["chain_error"])}</span>'

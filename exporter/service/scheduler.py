@@ -10,72 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import random
 import time
-from typing import AsyncIterator, Awaitable, Callable
-
 from dataclasses import dataclass, field, replace
+from typing import Awaitable, Callable
 
-from .config import Config, DeepScanSettings, Domain, Module, Target
-from .dnsclient import DNSClient
-from .domains.check import DomainResult, check_domain
-from .probes.endpoint import probe_endpoint
-from .tlsscan.results import TLSScanResult
-from .tlsscan.scanner import scan_endpoint
-from .logfmt import with_fields
-from .results import EndpointResult, FailureReason
-from .selfmetrics import ExporterMetrics
+from ..config import Config, DeepScanSettings, Domain, Module, Target
+from ..dnsclient import DNSClient
+from ..domains.check import DomainResult
+from ..logfmt import with_fields
+from ..metrics.selfmetrics import ExporterMetrics
+from ..results import EndpointResult, FailureReason, JobKind
+from ..tlsscan.results import TLSScanResult
+from .limits import ConcurrencyLimits
+from .runs import (
+    DOMAIN_CHECK_TIMEOUT_SECONDS,
+    TIMEOUT_GRACE_SECONDS,
+    Probes,
+    guarded_probe,
+    run_domain_check,
+)
 from .store import ResultStores
 
 log = logging.getLogger(__name__)
 
-EndpointProbe = Callable[[Target, Module, DNSClient], Awaitable[EndpointResult]]
-DomainCheck = Callable[..., Awaitable[DomainResult]]   # check_domain's signature
-DeepScan = Callable[..., Awaitable[TLSScanResult]]   # scan_endpoint's signature
-
 
 @dataclass(frozen=True)
-class Probes:
-    """What the scheduler runs; tests put in-process stand-ins here."""
+class JobKey:
+    """The identity of a job: what it probes, and which subject (a target's key, a domain's name)."""
 
-    endpoint: EndpointProbe = probe_endpoint
-    domain: DomainCheck = check_domain
-    deep_scan: DeepScan = scan_endpoint
-
-# Every lookup has the DNS timeout, but an SPF evaluation may chain ten of them: bound a
-# whole domain run generously, so that only a stuck resolver hits this.
-DOMAIN_CHECK_TIMEOUT_SECONDS = 120.0
-
-# A probe enforces its own timeout; this margin only catches a probe that fails to.
-_TIMEOUT_GRACE_SECONDS = 2.0
-
-
-def failed_result(reason: FailureReason, detail: str, started_at: float, duration: float) -> EndpointResult:
-    return EndpointResult(
-        success=False,
-        failure=reason,
-        failure_detail=detail,
-        observed_at=started_at,
-        duration_seconds=duration,
-    )
-
-
-async def guarded_probe(probe: EndpointProbe, target: Target, module: Module, dns: DNSClient) -> EndpointResult:
-    """Run `probe`, turning a probe that overruns its timeout or raises into a failed result."""
-    started_at, started = time.time(), time.monotonic()
-    try:
-        async with asyncio.timeout(module.timeout + _TIMEOUT_GRACE_SECONDS):
-            return await probe(target, module, dns)
-    except TimeoutError:
-        detail = f"probe did not finish within {module.timeout:g}s"
-        return failed_result(FailureReason.TIMEOUT, detail, started_at, time.monotonic() - started)
-    except Exception as exc:
-        log.exception("probe raised", extra=with_fields(target=target.address, module=module.name))
-        detail = f"{type(exc).__name__}: {exc}"
-        return failed_result(FailureReason.INTERNAL_ERROR, detail, started_at, time.monotonic() - started)
+    kind: JobKind
+    subject: str
 
 
 @dataclass(frozen=True)
@@ -83,7 +50,7 @@ class _Job:
     """One recurring task of the scheduler. Two jobs with equal `settings` are the same job:
     a reload that leaves them equal keeps the running task and its results."""
 
-    key: str
+    key: JobKey
     settings: tuple
     interval: float
     run: Callable[..., Awaitable[object]] = field(compare=False)
@@ -107,16 +74,16 @@ class Scheduler:
         self._scans = results.scans
         self._metrics = metrics
         self._probes = probes
-        self._jobs: dict[str, tuple[_Job, asyncio.Task]] = {}
-        self._configured_endpoints: set[str] = set()     # target keys listed in the config
-        self._mx_of: dict[str, frozenset[str]] = {}       # domain key -> its MX host names
+        self._jobs: dict[JobKey, tuple[_Job, asyncio.Task]] = {}
+        self._configured_endpoints: set[JobKey] = set()  # endpoint jobs listed in the config
+        self._mx_of: dict[str, frozenset[str]] = {}       # domain name -> its MX host names
         self._mx_refs: collections.Counter[str] = collections.Counter()
-        self._refusals: dict[str, int] = {}               # job key -> consecutive refusals
-        self._last_failure: dict[str, FailureReason | None] = {}
-        self.next_run: dict[str, float] = {}   # job key (a target's key for endpoints) -> Unix time
+        self._refusals: dict[JobKey, int] = {}            # consecutive refusals
+        self._last_failure: dict[str, FailureReason | None] = {}   # by target key
+        self._next_run: dict[JobKey, float] = {}          # Unix time
         self.config = Config()
         self.dns = DNSClient(self.config.dns)
-        self._limits = _Limits(self.config)
+        self.limits = ConcurrencyLimits(self.config.global_)
 
     def apply(self, config: Config) -> None:
         """Start, restart or stop jobs so they match `config`.
@@ -125,47 +92,52 @@ class Scheduler:
         """
         self.config = config
         self.dns = DNSClient(config.dns)
-        self._limits = _Limits(config)
+        self.limits = ConcurrencyLimits(config.global_)
         jobs = [self._endpoint_job(target) for target in config.targets]
         self._configured_endpoints = {job.key for job in jobs}
         jobs += [self._scan_job(target) for target in config.targets if config.modules[target.module].deep_scan]
         jobs += [self._domain_job(domain) for domain in config.domains]
         wanted = {job.key: job for job in jobs}
         # MX hosts discovered by the checks of domains that stay configured.
-        self._mx_of = {key: hosts for key, hosts in self._mx_of.items() if key in wanted}
+        self._mx_of = {name: hosts for name, hosts in self._mx_of.items() if JobKey(JobKind.DOMAIN, name) in wanted}
         self._mx_refs = collections.Counter(host for hosts in self._mx_of.values() for host in hosts)
         for host in self._mx_refs:
             for job in self._mx_jobs(host):
                 wanted.setdefault(job.key, job)
 
-        for key in list(self._jobs):
-            if key not in wanted or wanted[key] != self._jobs[key][0]:
-                self._stop_job(key)
+        for key in [key for key, (job, _) in self._jobs.items() if wanted.get(key) != job]:
+            self._stop_job(key)
         for key, job in wanted.items():
             if key not in self._jobs:
                 self._start_job(job)
-        self._endpoints.retain(wanted)
-        self._domains.retain(wanted)
-        self._scans.retain(wanted)
-        self._last_failure = {k: v for k, v in self._last_failure.items() if k in wanted}
+        for kind, store in ((JobKind.ENDPOINT, self._endpoints), (JobKind.DOMAIN, self._domains),
+                            (JobKind.DEEP_SCAN, self._scans)):
+            store.retain(key.subject for key in wanted if key.kind is kind)
+        self._last_failure = {k: v for k, v in self._last_failure.items() if JobKey(JobKind.ENDPOINT, k) in wanted}
+
+    def next_run(self, kind: JobKind, subject: str) -> float | None:
+        """When the job of `subject` runs next (Unix time), if it is scheduled."""
+        return self._next_run.get(JobKey(kind, subject))
 
     def _endpoint_job(self, target: Target) -> _Job:
         module = self.config.modules[target.module]
-        return _Job(target.key, (target, module), module.interval, functools.partial(self.run_once, target, module))
+        run = functools.partial(self.run_once, target, module)
+        return _Job(JobKey(JobKind.ENDPOINT, target.key), (target, module), module.interval, run)
 
     def _scan_job(self, target: Target) -> _Job:
         module = self.config.modules[target.module]
         settings = module.deep_scan
         run = functools.partial(self.scan_once, target, module, settings)
-        return _Job(scan_key(target), (target, module), settings.interval, run)
+        return _Job(JobKey(JobKind.DEEP_SCAN, target.key), (target, module), settings.interval, run)
 
-    def _domain_interval(self) -> float:
+    def domain_interval(self) -> float:
         return self.config.domain_checks.interval or self.config.global_.interval
 
     def _domain_job(self, domain: Domain) -> _Job:
         settings = self.config.domain_checks
-        interval = self._domain_interval()
-        return _Job(domain_key(domain), (domain, settings, interval), interval, functools.partial(self.check_once, domain))
+        interval = self.domain_interval()
+        run = functools.partial(self.check_once, domain)
+        return _Job(JobKey(JobKind.DOMAIN, domain.name), (domain, settings, interval), interval, run)
 
     def _mx_target(self, host: str) -> Target:
         module = self.config.modules[self.config.domain_checks.mx_module]
@@ -175,7 +147,7 @@ class Scheduler:
         """The jobs of a discovered MX host (its probe, and its deep scan if the MX module
         has one); none when discovery is off or the config lists the target already."""
         target = self._mx_target(host)
-        if not self.config.domain_checks.probe_mx or target.key in self._configured_endpoints:
+        if not self.config.domain_checks.probe_mx or JobKey(JobKind.ENDPOINT, target.key) in self._configured_endpoints:
             return []
         jobs = [self._endpoint_job(target)]
         if self.config.modules[target.module].deep_scan is not None:
@@ -187,16 +159,16 @@ class Scheduler:
         return [self._mx_target(host) for host in sorted(self._mx_refs) if self._mx_jobs(host)]
 
     def _start_job(self, job: _Job) -> None:
-        task = asyncio.create_task(self._loop(job), name=job.key)
+        task = asyncio.create_task(self._loop(job), name=f"{job.key.kind} {job.key.subject}")
         self._jobs[job.key] = (job, task)
-        self._metrics.targets.labels(_job_kind(job.key)).inc()
+        self._metrics.targets.labels(job.key.kind).inc()
 
-    def _stop_job(self, key: str) -> None:
+    def _stop_job(self, key: JobKey) -> None:
         _, task = self._jobs.pop(key)
         task.cancel()
-        self.next_run.pop(key, None)
+        self._next_run.pop(key, None)
         self._refusals.pop(key, None)
-        self._metrics.targets.labels(_job_kind(key)).dec()
+        self._metrics.targets.labels(key.kind).dec()
 
     async def stop(self) -> None:
         tasks = [task for _, task in self._jobs.values()]
@@ -209,12 +181,12 @@ class Scheduler:
         # A random first offset spreads the load; runs then keep a regular interval.
         due = time.monotonic() + random.uniform(0, min(self.config.global_.jitter, job.interval))
         while True:
-            self.next_run[job.key] = time.time() + (due - time.monotonic())
+            self._next_run[job.key] = time.time() + (due - time.monotonic())
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             try:
                 result = await job.run(due=due)
             except Exception:   # a bug of ours: the job must keep its schedule, not die with it
-                log.exception("run of %s failed unexpectedly", job.key)
+                log.exception("run of %s %s failed unexpectedly", job.key.kind, job.key.subject)
                 result = None
             due += job.interval + self._backoff(job, result)
             if due < time.monotonic():   # fell behind (e.g. the process was suspended): skip, don't burst
@@ -225,22 +197,25 @@ class Scheduler:
         target = job.settings[0]
         if getattr(result, "failure", None) not in BACKOFF_REASONS or not isinstance(target, Target):
             if self._refusals.pop(job.key, None) is not None:
-                self._metrics.backoff.remove(*_backoff_labels(job))
+                self._metrics.backoff.remove(job.key.kind, target.address, target.module)
             return 0.0
         refusals = self._refusals[job.key] = self._refusals.get(job.key, 0) + 1
         delay = backoff_delay(refusals, job.interval, self.config.global_.backoff_max)
-        self._metrics.backoff.labels(*_backoff_labels(job)).set(delay)
+        self._metrics.backoff.labels(job.key.kind, target.address, target.module).set(delay)
         return delay
+
+    def _observe_lag(self, due: float | None) -> None:
+        if due is not None:
+            self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
 
     async def run_once(self, target: Target, module: Module, due: float | None = None) -> EndpointResult:
         """Probe `target` now (within the limits), store and return the result."""
-        async with self.slot(target.host):
-            if due is not None:
-                self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
+        async with self.limits.slot(target.host):
+            self._observe_lag(due)
             result = await guarded_probe(self._probes.endpoint, target, module, self.dns)
         result = replace(result, interval_seconds=module.interval)
         self._endpoints.put(target.key, target, result)
-        self._metrics.record_probe("endpoint", module.name, result.success, result.duration_seconds)
+        self._metrics.record_probe(JobKind.ENDPOINT, module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
         return result
 
@@ -250,33 +225,37 @@ class Scheduler:
         Each check reports its own lookup failures; a run that raises or overruns is logged,
         counted as a failure, and leaves the previous result in place.
         """
-        async with self._limits.overall:
-            if due is not None:
-                self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
+        async with self.limits.overall:
+            self._observe_lag(due)
             started = time.monotonic()
-            try:
-                async with asyncio.timeout(DOMAIN_CHECK_TIMEOUT_SECONDS):
-                    settings = self.config.domain_checks
-                    result = await self._probes.domain(
-                        domain, self.dns, chain_for=self.mx_chain,
-                        https_ca_file=settings.mta_sts_ca_file, https_timeout=settings.https_timeout,
-                    )
-            except Exception:   # TimeoutError included
-                log.exception("domain check failed", extra=with_fields(domain=domain.name))
-                self._metrics.record_probe("domain", "", False, time.monotonic() - started)
-                return None
-        result = replace(result, interval_seconds=self._domain_interval())
-        self._domains.put(domain_key(domain), domain, result)
-        self._metrics.record_probe("domain", "", result.success, result.duration_seconds)
+            result = await self.check_domain(domain)
+        if result is None:
+            self._metrics.record_probe(JobKind.DOMAIN, "", False, time.monotonic() - started)
+            return None
+        self._metrics.record_probe(JobKind.DOMAIN, "", result.success, result.duration_seconds)
+        result = replace(result, interval_seconds=self.domain_interval())
+        self._domains.put(domain.name, domain, result)
         if result.mx.failure is None:   # a failed MX lookup says nothing about the MX set
-            self._discover_mx(domain_key(domain), frozenset(host.name for host in result.mx.hosts))
+            self._discover_mx(domain.name, frozenset(host.name for host in result.mx.hosts))
         return result
 
-    def _discover_mx(self, key: str, hosts: frozenset[str]) -> None:
+    async def check_domain(self, domain: Domain, budget: float = DOMAIN_CHECK_TIMEOUT_SECONDS) -> DomainResult | None:
+        """One run of the checks of `domain`; None (logged) if it raised or overran `budget`.
+        DANE uses the chains the MX probes saw."""
+        try:
+            return await run_domain_check(self._probes.domain, domain, self.dns, self.config.domain_checks,
+                                          self.mx_chain, budget)
+        except TimeoutError:
+            log.warning("domain check did not finish in time", extra=with_fields(domain=domain.name, budget=budget))
+        except Exception:
+            log.exception("domain check failed", extra=with_fields(domain=domain.name))
+        return None
+
+    def _discover_mx(self, domain: str, hosts: frozenset[str]) -> None:
         """Probe the MX hosts a domain names (each once, however many domains share it) and
         stop probing those no domain names any more."""
-        previous = self._mx_of.get(key, frozenset())
-        self._mx_of[key] = hosts
+        previous = self._mx_of.get(domain, frozenset())
+        self._mx_of[domain] = hosts
         for host in hosts - previous:
             self._mx_refs[host] += 1
             for job in self._mx_jobs(host) if self._mx_refs[host] == 1 else ():
@@ -289,8 +268,7 @@ class Scheduler:
                 for job in self._mx_jobs(host):
                     if job.key in self._jobs:
                         self._stop_job(job.key)
-                    self._endpoints.discard(job.key)
-                    self._scans.discard(job.key)
+                    (self._scans if job.key.kind is JobKind.DEEP_SCAN else self._endpoints).discard(job.key.subject)
 
     def mx_chain(self, host: str) -> tuple[bytes, ...] | None:
         """The certificate chain the MX host last presented on the MX module's port (DANE)."""
@@ -304,12 +282,11 @@ class Scheduler:
     ) -> TLSScanResult | None:
         """Deep-scan `target` now and store the result. The scan holds the host's slot for
         its whole run: its connections count against the per-host limit like any probe's."""
-        async with self.slot(target.host):
-            if due is not None:
-                self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
+        async with self.limits.slot(target.host):
+            self._observe_lag(due)
             result = await self.deep_scan(target, module, settings)
         if result is not None:
-            self._scans.put(scan_key(target), target, result)
+            self._scans.put(target.key, target, result)
         return result
 
     async def deep_scan(self, target: Target, module: Module, settings: DeepScanSettings) -> TLSScanResult | None:
@@ -318,38 +295,16 @@ class Scheduler:
         started = time.monotonic()
         try:
             # The scan keeps to its budget itself; the margin only catches a scan that fails to.
-            async with asyncio.timeout(settings.budget + _TIMEOUT_GRACE_SECONDS):
+            async with asyncio.timeout(settings.budget + TIMEOUT_GRACE_SECONDS):
                 result = await self._probes.deep_scan(
                     target, module, self.dns, min_delay=settings.min_delay, budget=settings.budget
                 )
         except Exception:   # TimeoutError included
             log.exception("deep scan failed", extra=with_fields(target=target.address, module=module.name))
-            self._metrics.record_probe("deep_scan", module.name, False, time.monotonic() - started)
+            self._metrics.record_probe(JobKind.DEEP_SCAN, module.name, False, time.monotonic() - started)
             return None
-        self._metrics.record_probe("deep_scan", module.name, result.success, result.duration_seconds)
+        self._metrics.record_probe(JobKind.DEEP_SCAN, module.name, result.success, result.duration_seconds)
         return result
-
-    @contextlib.asynccontextmanager
-    async def slot(self, host: str, wait_limit: float | None = None) -> AsyncIterator[None]:
-        """Hold one of the concurrency slots (overall and for `host`) while probing.
-
-        Waiting for the slots gives up with TimeoutError after `wait_limit` seconds; the
-        probe itself, inside the slot, is not bounded here.
-        """
-        limits = self._limits
-        host_limit = limits.for_host(host)
-        async with asyncio.timeout(wait_limit):
-            await limits.overall.acquire()
-            try:
-                await host_limit.acquire()
-            except BaseException:
-                limits.overall.release()
-                raise
-        try:
-            yield
-        finally:
-            host_limit.release()
-            limits.overall.release()
 
     def _log_state_change(self, target: Target, result: EndpointResult) -> None:
         """Log a target's first result and each change of its failure reason, not every run."""
@@ -364,36 +319,3 @@ class Scheduler:
                 target=target.address, module=target.module,
                 reason=result.failure.value, detail=result.failure_detail,
             ))
-
-
-def _job_kind(key: str) -> str:
-    return "domain" if key.startswith("domain/") else "deep_scan" if key.startswith("scan/") else "endpoint"
-
-
-def _backoff_labels(job: _Job) -> tuple[str, str, str]:
-    target = job.settings[0]
-    return (_job_kind(job.key), target.address, target.module)
-
-
-def scan_key(target: Target) -> str:
-    return f"scan/{target.key}"
-
-
-def domain_key(domain: Domain) -> str:
-    """The job and store key of a domain (targets' keys always have a port, so never clash)."""
-    return f"domain/{domain.name}"
-
-
-class _Limits:
-    """The concurrency limits of one loaded configuration."""
-
-    def __init__(self, config: Config):
-        self.overall = asyncio.Semaphore(config.global_.concurrency)
-        self._per_host = config.global_.per_host_concurrency
-        self._hosts: dict[str, asyncio.Semaphore] = {}
-
-    def for_host(self, host: str) -> asyncio.Semaphore:
-        key = host.lower().rstrip(".")
-        if key not in self._hosts:
-            self._hosts[key] = asyncio.Semaphore(self._per_host)
-        return self._hosts[key]

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .families import Families, MetricSpec
-from .config import Domain
-from .domains.check import DomainResult
-from .domains.bimi import BIMIStatus
-from .domains.dane import DANEStatus, MXDANE
-from .domains.dmarc import DMARCResult
-from .domains.mtasts import MODE_VALUES, MTASTSResult
-from .domains.spf import QUALIFIER_NAMES, SPFOutcome
-from .records.dmarc import Policy
+from .specs import Families, MetricSpec
+from ..config import Domain
+from ..domains.check import DomainResult
+from ..domains.bimi import BIMIStatus
+from ..domains.dane import DANEStatus, MXDANE
+from ..domains.dmarc import DMARCResult
+from ..domains.mtasts import MODE_VALUES, MTASTSResult
+from ..domains.spf import QUALIFIER_NAMES, SPFOutcome
+from ..records.dmarc import Policy
 
 DOMAIN_METRICS = (
     MetricSpec("mailsec_domain_check_success", "1 if the check could run (its DNS lookups were answered), else 0.", ("check",)),

@@ -9,9 +9,9 @@ domain_metrics.py and tlsscan_metrics.py.
 
 from __future__ import annotations
 
-from .config import Target
-from .families import Families, MetricSpec, subject_labels
-from .results import EndpointResult
+from ..config import Target
+from .specs import Families, MetricSpec, subject_labels
+from ..results import EndpointResult
 
 
 ENDPOINT_METRICS = (

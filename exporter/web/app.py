@@ -8,24 +8,24 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from .app import Exporter
-from .config import ConfigError
-from .probe_http import answer_probe
+from ..service.exporter import Exporter
+from ..config import ConfigError
+from .probe import answer_probe
 from .status import render_status_html, status_document
-from .webconfig import WebConfig, auth_middleware
+from ..webconfig import WebConfig, auth_middleware
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics, then every result's, in the text format 0.0.4 that every
-    Prometheus reads. The results' text was rendered when they were stored (exposition.py):
+    Prometheus reads. The results' text was rendered when they were stored (metrics/exposition.py):
     this only streams it, family by family, without building the whole body first."""
     exporter = request.app[EXPORTER_KEY]
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
     await response.prepare(request)
     await response.write(generate_latest(exporter.registry))
-    for chunk in exporter.exposition.chunks():
+    for chunk in exporter.results.exposition_chunks():
         await response.write(chunk)
     await response.write_eof()
     return response

@@ -1,21 +1,18 @@
 """The report of `mailsec-exporter check DOMAIN...`: every domain check, and the TLS probe
 of each MX host, as findings grouped by check, each with a severity and a one-line fix.
 
-Pure functions of results already gathered; `oneshot.py` gathers them.
+Pure functions of results already gathered; the `check` command gathers them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Target
-from .domains.check import DomainResult
-from .domains.common import Finding, Severity
-from .results import EndpointResult
-
-_DAY = 86400.0
-CERT_WARNING_DAYS = 21     # as the shipped alert rules: warning under 21 days, critical under 7
-CERT_CRITICAL_DAYS = 7
+from ..config import Target
+from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until
+from ..results import EndpointResult
+from .check import DomainResult
+from .common import Finding, Severity
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ def endpoint_findings(target: Target, result: EndpointResult, now: float) -> tup
     if tls.version in ("TLSv1.0", "TLSv1.1"):
         findings.append(Finding(Severity.WARNING, "mx_tls_legacy_version", f"{where}: negotiated {tls.version}",
                                 "disable TLS 1.0 and 1.1 (Postfix: smtpd_tls_protocols = >=TLSv1.2)"))
-    days = (tls.chain_earliest_not_after - now) / _DAY
+    days = days_until(tls.chain_earliest_not_after, now)
     if days < 0:
         findings.append(Finding(Severity.ERROR, "mx_cert_expired", f"{where}: a presented certificate has expired",
                                 "renew the certificate and reload the mail server"))
@@ -72,8 +69,7 @@ def grouped_findings(report: DomainReport, now: float) -> dict[str, tuple[Findin
 
 def failures(report: DomainReport) -> dict[str, str]:
     """Checks that could not run, with why."""
-    return {check: f"{failure.reason.value}: {failure.detail}"
-            for check, failure in report.result.check_failures().items() if failure is not None}
+    return {check: str(failure) for check, failure in report.result.check_failures().items() if failure is not None}
 
 
 def exit_status(reports: list[DomainReport], now: float) -> int:
@@ -93,8 +89,7 @@ def to_json(reports: list[DomainReport], now: float) -> dict:
                 "domain": report.result.domain,
                 "failed_checks": failures(report),
                 "checks": {
-                    check: [{"severity": f.severity.value, "code": f.code, "message": f.message, "fix": f.fix}
-                            for f in findings]
+                    check: [finding.to_json() for finding in findings]
                     for check, findings in grouped_findings(report, now).items()
                 },
                 "mx_endpoints": [

@@ -1,4 +1,4 @@
-"""Which targets /probe may connect to: the guard against server-side request forgery.
+"""Which targets and domains /probe may check: the guard against server-side request forgery.
 
 Without it, anyone who reaches the exporter could make it open connections anywhere,
 internal networks included. `admit` lets a target through only when it matches one of
@@ -11,15 +11,18 @@ the config's `probe.allowed_targets` patterns:
   client, as the probe would) falls in a network pattern. The probe is then given exactly
   those checked addresses, so a second lookup answering differently (DNS rebinding)
   cannot send it elsewhere.
+
+A domain passes when one of `probe.allowed_domains` (globs) matches its name.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from typing import Sequence
 
-from .config import TargetPattern
-from .dnsclient import DNSClient, DNSError, DNSErrorKind
+from ..config import TargetPattern
+from ..dnsclient import DNSClient, DNSError, DNSErrorKind
 
 
 class TargetRefused(Exception):
@@ -75,3 +78,10 @@ async def admit(
     if outside:
         raise TargetRefused(f"{not_allowed}: {host} resolves to {', '.join(outside)}, outside the allowed networks")
     return PinnedAddresses(host, addresses)
+
+
+def admit_domain(name: str, patterns: Sequence[str]) -> None:
+    """TargetRefused unless a `probe.allowed_domains` glob matches `name` (normalized)."""
+    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+        raise TargetRefused(f"domain {name}: not allowed by probe.allowed_domains"
+                            + ("" if patterns else " (empty: /probe checks no domain)"))

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
+
+from ..metrics.exposition import exposition_chunks, renderer
+from ..results import JobKind
 
 if TYPE_CHECKING:   # result types only: the store itself does not care what it keeps
-    from .config import Domain, Target
-    from .domains.check import DomainResult
-    from .results import EndpointResult
-    from .tlsscan.results import TLSScanResult
+    from ..config import Domain, Target
+    from ..domains.check import DomainResult
+    from ..results import EndpointResult
+    from ..tlsscan.results import TLSScanResult
 
 # Failures are what an operator investigates, so more of them are kept than successes.
 FAILURES_KEPT = 20
 SUCCESSES_KEPT = 5
 
 
-class ProbeOutcome(Protocol):
+class StoredResult(Protocol):
     """What the store needs of a result: whether it succeeded, and when it was observed."""
 
     @property
@@ -33,7 +36,7 @@ class ProbeOutcome(Protocol):
 
 
 Subject = TypeVar("Subject")
-Result = TypeVar("Result", bound=ProbeOutcome)
+Result = TypeVar("Result", bound=StoredResult)
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,21 @@ class LatestResults(Generic[Subject, Result]):
         return len(self._entries)
 
 
+def _rendered(kind: JobKind) -> Callable[[], LatestResults]:
+    return lambda: LatestResults(derive=renderer(kind))
+
+
 @dataclass(frozen=True)
 class ResultStores:
-    """The latest result of every subject, by kind."""
+    """The latest result of every subject, by kind, each rendered as exposition text when
+    it is stored, so that a scrape only joins bytes (for 10,000 domains, tens of
+    milliseconds instead of seconds, and no burst of per-scrape sample objects)."""
 
-    endpoints: LatestResults["Target", "EndpointResult"] = field(default_factory=LatestResults)
-    domains: LatestResults["Domain", "DomainResult"] = field(default_factory=LatestResults)
-    scans: LatestResults["Target", "TLSScanResult"] = field(default_factory=LatestResults)
+    endpoints: LatestResults["Target", "EndpointResult"] = field(default_factory=_rendered(JobKind.ENDPOINT))
+    domains: LatestResults["Domain", "DomainResult"] = field(default_factory=_rendered(JobKind.DOMAIN))
+    scans: LatestResults["Target", "TLSScanResult"] = field(default_factory=_rendered(JobKind.DEEP_SCAN))
+
+    def exposition_chunks(self) -> Iterator[bytes]:
+        """Every stored result's families, one chunk per family (see metrics.exposition)."""
+        stores = (self.endpoints, self.domains, self.scans)
+        return exposition_chunks(entry.derived for store in stores for entry in store.snapshot())

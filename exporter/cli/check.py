@@ -1,0 +1,81 @@
+"""`mailsec-exporter check DOMAIN...`: every domain check and the STARTTLS probe of each
+MX host (whose chain DANE is matched against), the way checkdmarc or an online checker
+would. Exit status: 0 clean, 1 findings, 2 a check could not run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from ..config import (
+    Config,
+    ConfigError,
+    DNSSettings,
+    Domain,
+    DomainCheckSettings,
+    Module,
+    Protocol,
+    StartTLS,
+    Target,
+    TLSSettings,
+    load_config,
+    parse_host,
+    parse_nameserver,
+)
+from ..dnsclient import DNSClient, LookupCache
+from ..domains.mx import check_mx
+from ..domains.report import DomainReport, exit_status, render_text
+from ..domains.report import to_json as report_json
+from ..service.runs import Probes, guarded_probe, run_domain_check
+
+
+def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
+    """The configuration (resolver, domain-check settings, listed domains) and the MX module
+    the check runs with: from --config.file, else from the command line."""
+    if args.check_config_file:
+        config = load_config(args.check_config_file)
+        return config, config.modules[config.domain_checks.mx_module]
+    config = Config(dns=DNSSettings(nameservers=tuple(parse_nameserver(text) for text in args.nameservers)),
+                    domain_checks=DomainCheckSettings(mta_sts_ca_file=args.ca_file))
+    module = Module("smtp", Protocol.SMTP, Protocol.SMTP.default_port, StartTLS.REQUIRED, timeout=10.0,
+                    interval=300.0, tls=TLSSettings(ca_file=args.ca_file))
+    return config, module
+
+
+async def _check_one(domain: Domain, config: Config, module: Module) -> DomainReport:
+    """Probe each MX host first, so that DANE is matched against the chain it presents."""
+    probes = Probes()
+    dns = DNSClient(config.dns)
+    mx = await check_mx(domain.name, LookupCache(dns))
+    targets = [Target(host.name, module.port, module.name) for host in mx.hosts if not host.is_ip_literal]
+    results = await asyncio.gather(*(guarded_probe(probes.endpoint, target, module, dns) for target in targets))
+    chains = {target.host: tuple(cert.der for cert in result.tls.chain)
+              for target, result in zip(targets, results) if result.tls is not None}
+    result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
+    return DomainReport(result, tuple(zip(targets, results)))
+
+
+def check_command(args: argparse.Namespace) -> int:
+    try:
+        config, module = _check_settings(args)
+        names = [parse_host(name) for name in args.domains]
+    except (ConfigError, ValueError) as exc:
+        print(f"mailsec-exporter check: {exc}", file=sys.stderr)
+        return 2
+    listed = {domain.name: domain for domain in config.domains}
+    domains = [
+        Domain(name, tuple(dict.fromkeys((*listed[name].dkim_selectors, *args.selectors))) if name in listed
+               else tuple(args.selectors))
+        for name in names
+    ]
+
+    async def run_all() -> list[DomainReport]:
+        return list(await asyncio.gather(*(_check_one(d, config, module) for d in domains)))
+
+    reports = asyncio.run(run_all())
+    now = time.time()
+    print(json.dumps(report_json(reports, now), indent=2) if args.json else render_text(reports, now))
+    return exit_status(reports, now)

@@ -1,0 +1,76 @@
+"""The results part of /metrics, rendered once per result.
+
+Results are immutable, so each one's samples are turned into exposition text once, when it
+is stored, and kept with it until it is replaced or its subject removed. A scrape then only
+joins bytes: for 10,000 domains, tens of milliseconds instead of seconds, and no burst of
+per-scrape sample objects. The text is the Prometheus text format 0.0.4, as
+prometheus_client writes it (labels sorted, values as Go formats floats).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterable, Iterator, Mapping
+
+from prometheus_client.utils import floatToGoString
+
+from .endpoint import ENDPOINT_METRICS, add_endpoint_samples
+from .domain import DOMAIN_METRICS, add_domain_samples
+from .specs import Families, MetricSpec
+from ..results import JobKind
+from .tlsscan import TLSSCAN_METRICS, add_scan_samples
+
+AddSamples = Callable[[Families, object, object], None]
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def sample_line(name: str, labels: dict[str, str], value: float) -> str:
+    if labels:
+        label_text = ",".join(f'{key}="{_escape_label_value(labels[key])}"' for key in sorted(labels))
+        return f"{name}{{{label_text}}} {floatToGoString(value)}\n"
+    return f"{name} {floatToGoString(value)}\n"
+
+
+def family_header(spec: MetricSpec) -> bytes:
+    help_text = spec.help.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {spec.name} {help_text}\n# TYPE {spec.name} {spec.type}\n".encode()
+
+
+def render_result(specs: Iterable[MetricSpec], add: AddSamples, subject: object, result: object) -> dict[str, bytes]:
+    """The sample lines of one result, by family name (families without samples left out)."""
+    families = Families(specs)
+    add(families, subject, result)
+    return {
+        family.name: "".join(sample_line(s.name, s.labels, s.value) for s in family.samples).encode()
+        for family in families
+    }
+
+
+# The families of each kind of stored result, and how one result's samples are added.
+RESULT_FAMILIES: dict[JobKind, tuple[tuple[MetricSpec, ...], AddSamples]] = {
+    JobKind.ENDPOINT: (ENDPOINT_METRICS, add_endpoint_samples),
+    JobKind.DOMAIN: (DOMAIN_METRICS, add_domain_samples),
+    JobKind.DEEP_SCAN: (TLSSCAN_METRICS, add_scan_samples),
+}
+_HEADERS = {spec.name: family_header(spec) for specs, _ in RESULT_FAMILIES.values() for spec in specs}
+
+
+def renderer(kind: JobKind) -> Callable[[object, object], dict[str, bytes]]:
+    """What a result store calls once per stored result of `kind` (on the event loop, ~1 ms)."""
+    specs, add = RESULT_FAMILIES[kind]
+    return functools.partial(render_result, specs, add)
+
+
+def exposition_chunks(rendered: Iterable[Mapping[str, bytes]]) -> Iterator[bytes]:
+    """The stored results' text (what `renderer` made of each), one chunk per family with
+    its header: a scrape streams them rather than holding a second copy of every result's text."""
+    parts: dict[str, list[bytes]] = {name: [] for name in _HEADERS}
+    for families in rendered:
+        for name, text in families.items():
+            parts[name].append(text)
+    for name, texts in parts.items():
+        if texts:
+            yield _HEADERS[name] + b"".join(texts)

@@ -1,0 +1,80 @@
+"""An endpoint probe's result for people (the /probe?debug=true report) and for programs
+(the JSON of the status page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Module, Target
+from ..presentation import days_until, utc_time, yes_no
+from ..results import EndpointResult, outcome_fields
+
+
+def debug_report(target: Target, module: Module, result: EndpointResult) -> str:
+    """A readable account of one probe: outcome, facts, and the dialogue as it happened."""
+    lines = [
+        f"Probe of {target.address} with module {module.name} "
+        f"(protocol {module.protocol}, STARTTLS {module.starttls}, timeout {module.timeout:.3g}s)",
+        f"Started: {utc_time(result.observed_at)}, took {result.duration_seconds:.3f}s",
+        "Result: success" if result.success else f"Result: failure: {result.failure} ({result.failure_detail})",
+        f"Address: {result.address or 'none'}",
+    ]
+    if not module.protocol.implicit_tls:
+        lines.append(f"STARTTLS offered: {yes_no(result.starttls_offered)}")
+        lines.append(f"Password authentication offered before TLS: {yes_no(result.plaintext_auth_exposed)}")
+    lines.append(f"Capabilities before TLS: {' '.join(result.capabilities_before_tls) or 'none'}")
+    lines.append(f"Capabilities after TLS: {' '.join(result.capabilities_after_tls) or 'none'}")
+    lines.extend(_tls_lines(result))
+    lines.append("")
+    lines.append("Dialogue (C: client, S: server, TLS: handshake, *: events):")
+    lines.extend(result.transcript or ("(nothing was exchanged)",))
+    return "\n".join(lines) + "\n"
+
+
+def _tls_lines(result: EndpointResult) -> list[str]:
+    tls = result.tls
+    if tls is None:
+        return ["TLS: no handshake completed"]
+    lines = [
+        f"TLS: {tls.version}, cipher {tls.cipher}",
+        "Chain valid: yes" if tls.chain_valid else f"Chain valid: no ({tls.chain_error})",
+        f"Certificate valid for {tls.verified_name}: {yes_no(tls.hostname_valid)}",
+    ]
+    for position, cert in enumerate(tls.chain):
+        lines.append(
+            f"Certificate {position}: subject {cert.subject}; issuer {cert.issuer}; "
+            f"valid {utc_time(cert.not_before)} to {utc_time(cert.not_after)}; "
+            f"{cert.key_type} {cert.key_bits} bits; SANs {', '.join(cert.sans) or 'none'}"
+        )
+    return lines
+
+
+def _tls_json(result: EndpointResult, now: float) -> dict[str, Any] | None:
+    tls = result.tls
+    if tls is None or not tls.chain:
+        return None
+    leaf = tls.leaf
+    return {
+        "version": tls.version,
+        "cipher": tls.cipher,
+        "chain_valid": tls.chain_valid,
+        "chain_error": tls.chain_error,
+        "hostname_valid": tls.hostname_valid,
+        "verified_name": tls.verified_name,
+        "cert_subject": leaf.subject,
+        "cert_issuer": leaf.issuer,
+        "cert_not_after": leaf.not_after,
+        "cert_expires_in_days": round(days_until(leaf.not_after, now), 1),
+        "chain_earliest_not_after": tls.chain_earliest_not_after,
+        "self_signed": leaf.self_signed,
+    }
+
+
+def to_json(result: EndpointResult, now: float) -> dict[str, Any]:
+    return {
+        **outcome_fields(result),
+        "address": result.address,
+        "starttls_offered": result.starttls_offered,
+        "plaintext_auth_exposed": result.plaintext_auth_exposed,
+        "tls": _tls_json(result, now),
+    }

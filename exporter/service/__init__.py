@@ -1,0 +1,1 @@
+"""The running exporter: the scheduler, its limits and result stores, the guard of on-demand requests, sharding."""

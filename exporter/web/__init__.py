@@ -1,0 +1,1 @@
+"""The HTTP side: routes, /probe, the status page, authentication."""
