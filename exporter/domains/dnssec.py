@@ -24,13 +24,6 @@ class DNSSECStatus(enum.StrEnum):
     SECURE = "secure"
     BOGUS = "bogus"
 
-    @property
-    def metric_value(self) -> float:
-        return _METRIC_VALUES[self]
-
-
-_METRIC_VALUES = {DNSSECStatus.BOGUS: -1.0, DNSSECStatus.INSECURE: 0.0, DNSSECStatus.SECURE: 1.0}
-
 
 @dataclass(frozen=True)
 class NameDNSSEC:

@@ -18,7 +18,6 @@ from .policy_fetch import PolicyFetchError, fetch_policy, policy_url
 
 SHORT_MAX_AGE_SECONDS = 86400   # below a day, a policy barely outlives an attacker's DNS spoofing
 
-MODE_VALUES = {STSMode.NONE: 0.0, STSMode.TESTING: 1.0, STSMode.ENFORCE: 2.0}
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from ..domains.check import DomainResult
 from ..domains.bimi import BIMIStatus
 from ..domains.dane import DANEStatus, MXDANE
 from ..domains.dmarc import DMARCResult
-from ..domains.mtasts import MODE_VALUES, MTASTSResult
+from ..domains.mtasts import MTASTSResult
 from ..domains.spf import QUALIFIER_NAMES, SPFOutcome
-from ..records.dmarc import Policy
+from .encodings import DNSSEC_VALUES, MODE_VALUES, POLICY_VALUES
 
 DOMAIN_METRICS = (
     MetricSpec("mailsec_domain_check_success", "1 if the check could run (its DNS lookups were answered), else 0.", ("check",)),
@@ -54,9 +54,6 @@ DOMAIN_METRICS = (
     MetricSpec("mailsec_dane_dnssec_status", "DNSSEC status of the MX host's TLSA records, as DANE senders see it: -1 bogus, 0 insecure, 1 secure.", ("mx",)),
     MetricSpec("mailsec_dane_valid", "1 if the TLSA records authenticate the chain the MX presents on port 25 (DANE in effect).", ("mx",)),
 )
-
-POLICY_VALUES = {Policy.NONE: 0.0, Policy.QUARANTINE: 1.0, Policy.REJECT: 2.0}
-
 
 def add_domain_samples(families: Families, domain: Domain, result: DomainResult) -> None:
     """Add the samples of one domain's latest result."""
@@ -95,7 +92,7 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
         add("mailsec_bimi_present", float(result.bimi.status is BIMIStatus.VALID))
     for name in result.dnssec:
         if name.status is not None:
-            add("mailsec_dnssec_status", name.status.metric_value, zone=name.name)
+            add("mailsec_dnssec_status", DNSSEC_VALUES[name.status], zone=name.name)
     for reverse in result.reverse_dns:
         if reverse.failure is None:
             add("mailsec_fcrdns_valid", float(reverse.forward_confirmed), mx=reverse.mx, address=reverse.address)
@@ -117,7 +114,7 @@ def _add_dane(add: Callable[..., None], host: MXDANE) -> None:
     if host.failure is not None:
         return
     add("mailsec_dane_tlsa_records", float(host.tlsa_records), mx=host.mx)
-    add("mailsec_dane_dnssec_status", host.dnssec.metric_value, mx=host.mx)
+    add("mailsec_dane_dnssec_status", DNSSEC_VALUES[host.dnssec], mx=host.mx)
     # Not evaluated (no chain seen yet) or DANE not in use: no value rather than a made-up 0.
     if host.evaluation is not None and host.evaluation.status is not DANEStatus.NO_RECORDS:
         add("mailsec_dane_valid", float(host.evaluation.authenticated), mx=host.mx)

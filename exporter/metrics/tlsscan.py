@@ -12,6 +12,7 @@ from .specs import Families, MetricSpec, subject_labels
 from ..config import Target
 from ..tlsscan.results import TLSScanResult
 from ..tlswire.grading import Class
+from .encodings import GRADE_VALUES
 
 TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_scan_success", "1 if the last deep TLS scan of the endpoint completed, else 0."),
@@ -31,9 +32,6 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples an OCSP response when asked (TLS <= 1.2)."),
 )
-
-# mailsec_tls_grade: higher is better, so that "< 2" reads "worse than sufficient".
-GRADE_VALUES = {Class.GOOD: 3.0, Class.SUFFICIENT: 2.0, Class.PHASE_OUT: 1.0, Class.INSUFFICIENT: 0.0}
 
 
 def add_scan_samples(families: Families, target: Target, result: TLSScanResult) -> None:

@@ -16,7 +16,7 @@ from ..domains.check import DomainResult, check_domain
 from ..domains.dane import ChainFor
 from ..logfmt import with_fields
 from ..probes.endpoint import probe_endpoint
-from ..results import EndpointResult, FailureReason, JobKind
+from ..results import EndpointResult, FailureReason
 from ..tlsscan.results import TLSScanResult
 from ..tlsscan.scanner import scan_endpoint
 
