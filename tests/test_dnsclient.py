@@ -14,6 +14,9 @@ from exporter.dnsclient import (
 from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import BIG_TXT_STRINGS, MX1_GOOD, MX1_GOOD_V6, MX2_GOOD
 
+# Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="session")
 def lab():

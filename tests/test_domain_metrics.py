@@ -30,6 +30,9 @@ DOMAINS = (
     Domain("dmarc-ext.test"), Domain("unsigned.test"), Domain("sub.good.test"), Domain("sts-uncovered.test"),
     Domain("sts-404.test"), Domain("signed.test"),
 )
+
+# Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
+pytestmark = pytest.mark.integration
 PROBED_MX = {"mx1.good.test", "mx2.good.test"}   # the hosts the "TLS probe" has seen
 
 

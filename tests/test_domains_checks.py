@@ -20,6 +20,9 @@ from exporter.records.spf import Qualifier
 from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import MX1_GOOD, MX1_GOOD_V6, MX2_GOOD
 
+# Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="session")
 def lab():

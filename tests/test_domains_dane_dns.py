@@ -16,6 +16,9 @@ from exporter.records.tlsa import Usage
 from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import dane_chain, make_chain
 
+# Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def lab():

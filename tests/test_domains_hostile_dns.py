@@ -17,6 +17,9 @@ from exporter.domains.common import CheckFailureReason
 from exporter.domains.spf import SPFOutcome
 from tests.dnsfixtures.hostile import HOSTILE_ADDRESS, PORT, HostileDNS, huge_spf_record
 
+# Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
+pytestmark = pytest.mark.integration
+
 DNS_TIMEOUT = 1.0
 # The checks run in three rounds (records, MX hosts, DANE): each round's lookups are
 # concurrent, but an SPF evaluation is a chain of lookups. A run may take a few timeouts.

@@ -18,6 +18,9 @@ from tests.dnsfixtures import running_dns_lab
 from tests.dnsfixtures.zones import SILENT_HTTPS_ADDRESS
 from tests.httpsfixtures import GOOD_POLICY, running_https_lab
 
+# Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def labs():
