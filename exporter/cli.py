@@ -12,10 +12,11 @@ from aiohttp import web
 
 from . import __version__
 from .config import ConfigError, load_config
+from .config.web import WebConfig, WebConfigError, load_web_config
 from .logfmt import setup_logging, with_fields
 from .oneshot import add_check_parser, add_scan_parser, check_command, scan_command
 from .sharding import Shard
-from .webconfig import WebConfig, WebConfigError, load_web_config, ssl_context
+from .webconfig import ssl_context
 
 log = logging.getLogger("exporter")
 

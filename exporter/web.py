@@ -10,9 +10,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from .app import Exporter
 from .config import ConfigError
+from .config.web import WebConfig
 from .probe_http import answer_probe
 from .status import render_status_html, status_document
-from .webconfig import WebConfig, auth_middleware
+from .webconfig import auth_middleware
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 

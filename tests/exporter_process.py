@@ -22,7 +22,7 @@ from exporter.app import Exporter
 from exporter.scheduler import Probes
 from exporter.probes.endpoint import probe_endpoint
 from exporter.web import build_app
-from exporter.webconfig import WebConfig
+from exporter.config.web import WebConfig
 from tests.realservers import stop_process
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")

@@ -19,7 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from exporter.webconfig import BasicAuth, WebConfigError, load_web_config, parse_web_config
+from exporter.config.web import WebConfig, WebConfigError, load_web_config
+from exporter.webconfig import BasicAuth
 
 from exporter_process import ExporterProcess
 from hostile import issue, write_pem
@@ -74,40 +75,56 @@ def test_a_full_file_loads_with_paths_relative_to_it(pki):
     assert config.tls.min_version == "TLS13" and config.tls.max_version == "TLS13"
     assert dict(config.basic_auth_users) == {"prometheus": HASH.encode()}
     assert config.public_paths == {"/-/healthy"}
-    assert parse_web_config(None, str(pki)).tls is None        # an empty file: plain HTTP, no auth
 
 
-@pytest.mark.parametrize(
-    "text, reason",
-    [
-        ("tls_server_config: {cert_file: server.pem}", "tls_server_config: 'key_file' is required"),
-        ("tls_server_config: {cert_file: nosuch.pem, key_file: server.key}", "cert_file: cannot read"),
-        ("tls_server_config: {cert_file: server.pem, key_file: server.key, min_version: TLS14}",
-         "min_version: must be one of TLS10, TLS11, TLS12, TLS13; got 'TLS14'"),
-        ("tls_server_config: {cert_file: server.pem, key_file: server.key, min_version: TLS13, max_version: TLS12}",
-         "min_version TLS13 is above max_version TLS12"),
-        ("tls_server_config: {cert_file: server.pem, key_file: client.key}", "cannot use the certificate, key"),
-        ("tls_server_config: {cert_file: server.pem, key_file: server.key, client_ca_file: ca.pem}",
-         "client_ca_file is set but client_auth_type is NoClientCert"),
-        ("tls_server_config: {cert_file: server.pem, key_file: server.key, client_auth_type: VerifyClientCertIfGiven}",
-         "VerifyClientCertIfGiven needs client_ca_file"),
-        ("tls_server_config: {cert_file: server.pem, key_file: server.key, client_auth_type: RequireAnyClientCert}",
-         "RequireAnyClientCert (a client certificate that is not verified) is not supported"),
-        ("tls_server_config: {cert_file: server.pem, key_file: server.key, cipher_suites: [TLS_AES_128_GCM_SHA256]}",
-         "tls_server_config.cipher_suites: exporter-toolkit's key 'cipher_suites' is not supported"),
-        ("http_server_config: {http2: false}", "http_server_config: exporter-toolkit's key"),
-        ("basic_auth_user: {}", "basic_auth_user: unknown key; allowed here"),
-        ("basic_auth_users: {prometheus: secret}", "basic_auth_users.prometheus: must be a bcrypt hash"),
-        ("mailsec_public_paths: [/metrics]", "mailsec_public_paths[]: must be one of /-/healthy, /-/ready"),
-        ("tls_server_config: [\n", "invalid YAML"),
-    ],
-)
-def test_bad_files_are_refused_with_the_key_and_reason(pki, text, reason):
-    path = write(pki, text + "\n", "bad.yml")
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "~\n", "tls_server_config:\nbasic_auth_users: {}\n"])
+def test_an_empty_file_means_plain_http_without_auth(pki, text):
+    assert load_web_config(write(pki, text, "empty.yml")) == WebConfig()
+
+
+TLS = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"   # lines 1 to 3
+BAD_FILES = [
+    ("no key", "tls_server_config:\n  cert_file: server.pem\n", 2, "tls_server_config: 'key_file' is required"),
+    ("missing cert", "tls_server_config:\n  cert_file: nosuch.pem\n  key_file: server.key\n", 2,
+     "tls_server_config.cert_file: cannot read {dir}/nosuch.pem"),
+    ("unknown version", TLS + "  min_version: TLS14\n", 4,
+     "tls_server_config.min_version: must be one of TLS10, TLS11, TLS12, TLS13; got 'TLS14'"),
+    ("min above max", TLS + "  min_version: TLS13\n  max_version: TLS12\n", 5,
+     "tls_server_config: min_version TLS13 is above max_version TLS12"),
+    ("key of another certificate", "tls_server_config:\n  cert_file: server.pem\n  key_file: client.key\n", 3,
+     "tls_server_config: cannot use the certificate and key: KEY_VALUES_MISMATCH"),
+    ("client CA without client auth", TLS + "  client_ca_file: ca.pem\n", 4,
+     "tls_server_config: client_ca_file is set but client_auth_type is NoClientCert: set "
+     "client_auth_type to VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
+    ("client auth without client CA", TLS + "  client_auth_type: VerifyClientCertIfGiven\n", 4,
+     "tls_server_config.client_auth_type: VerifyClientCertIfGiven needs client_ca_file, "
+     "the CAs to verify clients against"),
+    ("unverified client certificates", TLS + "  client_auth_type: RequireAnyClientCert\n", 4,
+     "tls_server_config.client_auth_type: RequireAnyClientCert (a client certificate that is not verified) is not "
+     "supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"),
+    ("toolkit TLS key", TLS + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", 4,
+     "tls_server_config.cipher_suites: exporter-toolkit's key 'cipher_suites' is not supported by mailsec-exporter"),
+    ("toolkit top-level key", "# HTTP/2\nhttp_server_config: {http2: false}\n", 2,
+     "http_server_config: exporter-toolkit's key 'http_server_config' is not supported by mailsec-exporter"),
+    ("unknown key", "basic_auth_user: {}\n", 1,
+     "basic_auth_user: unknown key (did you mean 'basic_auth_users'?); "
+     "allowed here: tls_server_config, basic_auth_users, mailsec_public_paths"),
+    ("password instead of hash", "basic_auth_users:\n  prometheus: secret\n", 2,
+     "basic_auth_users.prometheus: must be a bcrypt hash ($2y$10$... ; make one with "
+     "`htpasswd -nBC 10 \"\" | tr -d ':\\n'`), not the password itself"),
+    ("path not exemptible", "mailsec_public_paths:\n  - /-/healthy\n  - /metrics\n", 3,
+     "mailsec_public_paths[1]: must be one of /-/healthy, /-/ready; got '/metrics'"),
+    ("invalid YAML", "tls_server_config: [\n", 2,
+     "invalid YAML: while parsing a flow node, expected the node content, but found '<stream end>'"),
+]
+
+
+@pytest.mark.parametrize("text, line, reason", [case[1:] for case in BAD_FILES], ids=[case[0] for case in BAD_FILES])
+def test_bad_files_are_refused_with_line_key_and_reason(pki, text, line, reason):
+    path = write(pki, text, "bad.yml")
     with pytest.raises(WebConfigError) as caught:
         load_web_config(path)
-    assert str(caught.value).startswith(f"{path}: ")
-    assert reason in str(caught.value)
+    assert str(caught.value) == f"{path}:{line}: {reason.format(dir=pki)}"
 
 
 # --------------------------------------------------------------------------------------
@@ -214,4 +231,4 @@ def test_an_invalid_web_config_stops_the_start(pki, tmp_path):
     run = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), "--web.config.file", web,
                           "--web.listen-address", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
-    assert f"web config error: {web}: basic_auth_users.prometheus: must be a bcrypt hash" in run.stderr
+    assert f"web config error: {web}:1: basic_auth_users.prometheus: must be a bcrypt hash" in run.stderr

@@ -18,6 +18,7 @@ from . import yamlnodes as nodes
 from .model import (
     TLS_VERSIONS,
     Config,
+    ConfigError,
     DeepScanSettings,
     DNSSettings,
     Domain,
@@ -47,7 +48,7 @@ from .values import (
 
 def load_config(path: str) -> Config:
     """Read and strictly validate a YAML config file; raise ConfigError on any problem."""
-    return nodes.load_yaml_file(path, functools.partial(_parse_config, source=path))
+    return nodes.load_yaml_file(path, functools.partial(_parse_config, source=path), ConfigError)
 
 
 def _check_timeout_fits(fields: nodes.Fields, timeout: float, interval: float) -> None:

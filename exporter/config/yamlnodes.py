@@ -38,7 +38,7 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 class Invalid(Exception):
-    """A problem with one node; load_yaml_file turns it into a ConfigError with the node's line."""
+    """A problem with one node; load_yaml_file turns it into an error with the node's line."""
 
     def __init__(self, node: yaml.Node, reason: str):
         super().__init__(reason)
@@ -46,39 +46,39 @@ class Invalid(Exception):
         self.reason = reason
 
 
-def load_yaml_file(path: str, parse: Callable[[yaml.Node | None], T]) -> T:
+def load_yaml_file(path: str, parse: Callable[[yaml.Node | None], T], error: type[ConfigError]) -> T:
     """`parse` run on the YAML node tree of the file at `path` (None for a file with no
-    content); every problem, with the file or in it, raised as a ConfigError."""
+    content); every problem, with the file or in it, raised as an `error`."""
     try:
         with open(path, "rb") as config_file:
             data = config_file.read()
     except OSError as exc:
-        raise ConfigError(path, None, f"cannot read the file: {exc.strerror}") from None
+        raise error(path, None, f"cannot read the file: {exc.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(path, line, "the file is not valid UTF-8") from None
-    root = _compose_yaml(text, path)
+        raise error(path, line, "the file is not valid UTF-8") from None
+    root = _compose_yaml(text, path, error)
     try:
         return parse(root)
     except Invalid as exc:
-        raise ConfigError(path, exc.node.start_mark.line + 1, exc.reason) from None
+        raise error(path, exc.node.start_mark.line + 1, exc.reason) from None
 
 
-def _compose_yaml(text: str, path: str) -> yaml.Node | None:
+def _compose_yaml(text: str, path: str, error: type[ConfigError]) -> yaml.Node | None:
     """The YAML node tree of `text`, or None for a document with no content."""
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise ConfigError(path, mark.line + 1 if mark else None, f"invalid YAML: {problem}") from None
+        raise error(path, mark.line + 1 if mark else None, f"invalid YAML: {problem}") from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
-        raise ConfigError(path, line, f"invalid YAML: character U+{exc.character:04X} is not allowed") from None
+        raise error(path, line, f"invalid YAML: character U+{exc.character:04X} is not allowed") from None
     except RecursionError:
-        raise ConfigError(path, None, "invalid YAML: nested too deeply") from None
+        raise error(path, None, "invalid YAML: nested too deeply") from None
 
 
 def is_null(node: yaml.Node) -> bool:
@@ -155,11 +155,20 @@ class Fields:
         return node
 
 
-def fields(node: yaml.Node | None, path: str, allowed: tuple[str, ...]) -> Fields:
+_NOTHING_REFUSED: Mapping[str, str] = MappingProxyType({})
+
+
+def fields(
+    node: yaml.Node | None, path: str, allowed: tuple[str, ...], refused: Mapping[str, str] = _NOTHING_REFUSED
+) -> Fields:
+    """The keys of a mapping, each in `allowed`. A key of `refused` is refused with its own
+    reason (a known key that is not implemented, say) rather than as an unknown one."""
     values = {}
     for key, key_node, value_node in entries(node, path):
+        key_path = f"{path}.{key}" if path else key
+        if key in refused:
+            raise Invalid(key_node, f"{key_path}: {refused[key]}")
         if key not in allowed:
-            key_path = f"{path}.{key}" if path else key
             raise Invalid(
                 key_node,
                 f"{key_path}: unknown key{did_you_mean(key, list(allowed))}; allowed here: {', '.join(allowed)}",
@@ -266,11 +275,13 @@ def boolean(node: yaml.Node, path: str) -> bool:
     return bool(_CONSTRUCTOR.construct_yaml_bool(node))
 
 
-def top_level(root: yaml.Node | None, allowed: tuple[str, ...]) -> Fields:
+def top_level(
+    root: yaml.Node | None, allowed: tuple[str, ...], refused: Mapping[str, str] = _NOTHING_REFUSED
+) -> Fields:
     """The keys of a file's top level, which may also be empty or null (nothing set)."""
     if root is not None and is_null(root):
         root = None
     if root is not None and (not isinstance(root, yaml.MappingNode) or root.tag != _MAP):
         raise Invalid(root, f"the top level must be a mapping with keys {', '.join(allowed)}; got {describe(root)}")
-    return fields(root, "", allowed)
+    return fields(root, "", allowed, refused)
 
