@@ -39,6 +39,8 @@ from exporter.config import (
     parse_target_pattern,
 )
 
+from unreadable_files import UNREADABLE_FILES
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -649,6 +651,14 @@ def test_missing_file(tmp_path):
     assert str(caught.value) == f"{path}: cannot read the file: No such file or directory"
 
 
+@pytest.mark.parametrize("make, reason", [case[1:] for case in UNREADABLE_FILES], ids=[case[0] for case in UNREADABLE_FILES])
+def test_only_a_regular_file_of_sane_size_is_read(tmp_path, make, reason):
+    path = make(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {reason}"
+
+
 def test_file_not_utf8(tmp_path):
     path = tmp_path / "latin1.yml"
     path.write_bytes(b"targets:\n  - {host: a.example, module: smtp, labels: {city: M\xfcnchen}}\n")
@@ -669,6 +679,7 @@ def test_ca_file_must_be_readable_pem(tmp_path):
     cases = [
         ("missing.pem", f"cannot read {tmp_path / 'missing.pem'}: No such file or directory"),
         (".", f"cannot read {tmp_path}: Is a directory"),
+        ("/dev/zero", "cannot read /dev/zero: it is not a regular file (a device, FIFO or socket)"),
         ("not-pem.txt", f"{tmp_path / 'not-pem.txt'} holds no PEM certificate (NO_CERTIFICATE_OR_CRL_FOUND)"),
     ]
     for ca_file, problem in cases:

@@ -24,6 +24,7 @@ from exporter.webconfig import BasicAuth
 
 from exporter_process import ExporterProcess
 from hostile import issue, write_pem
+from unreadable_files import UNREADABLE_FILES
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -125,6 +126,14 @@ def test_bad_files_are_refused_with_line_key_and_reason(pki, text, line, reason)
     with pytest.raises(WebConfigError) as caught:
         load_web_config(path)
     assert str(caught.value) == f"{path}:{line}: {reason.format(dir=pki)}"
+
+
+@pytest.mark.parametrize("make, reason", [case[1:] for case in UNREADABLE_FILES], ids=[case[0] for case in UNREADABLE_FILES])
+def test_only_a_regular_file_of_sane_size_is_read(tmp_path, make, reason):
+    path = make(tmp_path)
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    assert str(caught.value) == f"{path}: {reason}"
 
 
 # --------------------------------------------------------------------------------------

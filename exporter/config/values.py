@@ -7,10 +7,13 @@ that come from requests and command lines rather than from the file.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import math
+import os
 import re
 import ssl
+import stat
 
 from .model import IPNetwork, Nameserver, TargetPattern
 
@@ -229,8 +232,48 @@ def _looks_like_ipv4(text: str) -> bool:
     return bool(re.fullmatch(r"[0-9.]+", text))
 
 
+# Config, certificate and key files are kilobytes: a file this large is a mistake.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def read_regular_file(path: str) -> bytes:
+    """The content of the regular file at `path`, or a ValueError whose reason reads well
+    after "cannot read FILE: ". A device such as /dev/zero would be read forever and a FIFO
+    would block until a writer comes, so they are refused."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ValueError(exc.strerror) from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise ValueError(os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise ValueError("it is not a regular file (a device, FIFO or socket)")
+        with open(descriptor, "rb", closefd=False) as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(exc.strerror) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
+def check_readable_file(path: str) -> str:
+    """`path`, if it names a regular file that can be read."""
+    try:
+        read_regular_file(path)
+    except ValueError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    return path
+
+
 def check_ca_file(path: str) -> str:
     """Check that `path` is a readable PEM file with at least one CA certificate."""
+    check_readable_file(path)   # before OpenSSL, which would read /dev/zero forever
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_verify_locations(cafile=path)

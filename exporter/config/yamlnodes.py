@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import yaml
 
 from .model import RESERVED_LABELS, ConfigError
-from .values import DURATION_HELP, parse_duration
+from .values import DURATION_HELP, parse_duration, read_regular_file
 
 T = TypeVar("T")
 
@@ -50,10 +50,9 @@ def load_yaml_file(path: str, parse: Callable[[yaml.Node | None], T], error: typ
     """`parse` run on the YAML node tree of the file at `path` (None for a file with no
     content); every problem, with the file or in it, raised as an `error`."""
     try:
-        with open(path, "rb") as config_file:
-            data = config_file.read()
-    except OSError as exc:
-        raise error(path, None, f"cannot read the file: {exc.strerror}") from None
+        data = read_regular_file(path)
+    except ValueError as exc:
+        raise error(path, None, f"cannot read the file: {exc}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
