@@ -87,13 +87,24 @@ TLS = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"   
 BAD_FILES = [
     ("no key", "tls_server_config:\n  cert_file: server.pem\n", 2, "tls_server_config: 'key_file' is required"),
     ("missing cert", "tls_server_config:\n  cert_file: nosuch.pem\n  key_file: server.key\n", 2,
-     "tls_server_config.cert_file: cannot read {dir}/nosuch.pem"),
+     "tls_server_config.cert_file: cannot read {dir}/nosuch.pem: No such file or directory"),
+    ("cert is a directory", "tls_server_config:\n  cert_file: .\n  key_file: server.key\n", 2,
+     "tls_server_config.cert_file: cannot read {dir}: Is a directory"),
+    ("key as cert", "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n", 2,
+     "tls_server_config.cert_file: {dir}/server.key holds no PEM certificate (NO_CERTIFICATE_OR_CRL_FOUND)"),
+    ("cert as key", "tls_server_config:\n  cert_file: server.pem\n  key_file: server.pem\n", 3,
+     "tls_server_config.key_file: {dir}/server.pem holds no PEM private key "
+     "(or an encrypted one, which is not supported)"),
+    ("endless key", "tls_server_config:\n  cert_file: server.pem\n  key_file: /dev/zero\n", 3,
+     "tls_server_config.key_file: cannot read /dev/zero: it is not a regular file (a device, FIFO or socket)"),
+    ("client CA not PEM", TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.key\n", 5,
+     "tls_server_config.client_ca_file: {dir}/server.key holds no PEM certificate (NO_CERTIFICATE_OR_CRL_FOUND)"),
     ("unknown version", TLS + "  min_version: TLS14\n", 4,
      "tls_server_config.min_version: must be one of TLS10, TLS11, TLS12, TLS13; got 'TLS14'"),
     ("min above max", TLS + "  min_version: TLS13\n  max_version: TLS12\n", 5,
      "tls_server_config: min_version TLS13 is above max_version TLS12"),
     ("key of another certificate", "tls_server_config:\n  cert_file: server.pem\n  key_file: client.key\n", 3,
-     "tls_server_config: cannot use the certificate and key: KEY_VALUES_MISMATCH"),
+     "tls_server_config.key_file: {dir}/client.key is not the private key of the certificate in {dir}/server.pem"),
     ("client CA without client auth", TLS + "  client_ca_file: ca.pem\n", 4,
      "tls_server_config: client_ca_file is set but client_auth_type is NoClientCert: set "
      "client_auth_type to VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
@@ -233,11 +244,19 @@ def test_client_certificates_are_required_when_configured(pki, tmp_path):
         process.stop()
 
 
-def test_an_invalid_web_config_stops_the_start(pki, tmp_path):
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("basic_auth_users: {prometheus: plaintext}\n", "1: basic_auth_users.prometheus: must be a bcrypt hash"),
+        ("tls_server_config: {cert_file: ., key_file: server.key}\n",   # was a traceback
+         "1: tls_server_config.cert_file: cannot read {dir}: Is a directory"),
+    ],
+)
+def test_an_invalid_web_config_stops_the_start(pki, tmp_path, text, error):
     config = tmp_path / "config.yml"
     config.write_text("targets: []\n")
-    web = write(pki, "basic_auth_users: {prometheus: plaintext}\n", "broken.yml")
+    web = write(pki, text, "broken.yml")
     run = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), "--web.config.file", web,
                           "--web.listen-address", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
-    assert f"web config error: {web}:1: basic_auth_users.prometheus: must be a bcrypt hash" in run.stderr
+    assert run.stderr.startswith(f"web config error: {web}:{error.format(dir=pki)}")

@@ -15,13 +15,13 @@ import re
 import ssl
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 import yaml
 
 from . import yamlnodes as nodes
 from .model import ConfigError
-from .values import check_ca_file
+from .values import check_ca_file, check_readable_file
 
 # The paths that may be exempted from basic authentication by mailsec_public_paths.
 EXEMPTIBLE_PATHS = ("/-/healthy", "/-/ready")
@@ -102,8 +102,9 @@ def _parse_tls(node: yaml.Node | None, path: str, directory: str) -> TLSServerCo
     tls = nodes.fields(node, path, _TLS_KEYS, _TLS_NOT_SUPPORTED)
     if not tls.values:
         return None
-    cert_file = _readable_file(tls, "cert_file", directory)
-    key_file = _readable_file(tls, "key_file", directory)
+    # A certificate file holds PEM certificates, as a CA file does.
+    cert_file = _file_of(tls, "cert_file", directory, check_ca_file)
+    key_file = _file_of(tls, "key_file", directory, check_readable_file)
     _check_key_pair(tls, cert_file, key_file)
     client_auth_type, client_ca_file = _parse_client_auth(tls, directory)
     config = TLSServerConfig(
@@ -121,22 +122,24 @@ def _parse_tls(node: yaml.Node | None, path: str, directory: str) -> TLSServerCo
     return config
 
 
-def _readable_file(tls: nodes.Fields, key: str, directory: str) -> str:
-    node, path = tls.require(key), tls.path_of(key)
-    file = os.path.join(directory, nodes.string(node, path))
-    if not node.value or not os.access(file, os.R_OK):
-        raise nodes.Invalid(node, f"{path}: cannot read {file}")
-    return file
+def _file_of(tls: nodes.Fields, key: str, directory: str, check: Callable[[str], str]) -> str:
+    """The required file named at `key`, relative to the web config file, checked."""
+    return nodes.checked_string(
+        lambda name: check(os.path.normpath(os.path.join(directory, name))), tls.require(key), tls.path_of(key)
+    )
 
 
 def _check_key_pair(tls: nodes.Fields, cert_file: str, key_file: str) -> None:
     """A wrong certificate or key must stop the start, not fail every TLS handshake."""
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        # An empty password, so that OpenSSL never prompts for the passphrase of an encrypted key.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file, password=b"")
     except ssl.SSLError as exc:
-        raise nodes.Invalid(
-            tls.require("key_file"), f"{tls.path}: cannot use the certificate and key: {exc.reason}"
-        ) from None
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            problem = f"{key_file} is not the private key of the certificate in {cert_file}"
+        else:  # OpenSSL says no more than "PEM lib"
+            problem = f"{key_file} holds no PEM private key (or an encrypted one, which is not supported)"
+        raise nodes.Invalid(tls.require("key_file"), f"{tls.path_of('key_file')}: {problem}") from None
 
 
 def _parse_client_auth(tls: nodes.Fields, directory: str) -> tuple[str, str | None]:
@@ -162,10 +165,7 @@ def _parse_client_auth(tls: nodes.Fields, directory: str) -> tuple[str, str | No
             f"{tls.path}: client_ca_file is set but client_auth_type is NoClientCert: set "
             "client_auth_type to VerifyClientCertIfGiven or RequireAndVerifyClientCert",
         )
-    ca_file = nodes.checked_string(
-        lambda name: check_ca_file(os.path.join(directory, name)), ca_node, tls.path_of("client_ca_file")
-    )
-    return auth, ca_file
+    return auth, _file_of(tls, "client_ca_file", directory, check_ca_file)
 
 
 def _parse_users(node: yaml.Node | None, path: str) -> Mapping[str, bytes]:
