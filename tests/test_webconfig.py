@@ -30,6 +30,11 @@ PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
+def with_cost(cost: str) -> str:
+    """HASH with another cost: "$2b$04$..." -> "$2b$<cost>$..." (not a hash of anything)."""
+    return f"{HASH[:4]}{cost}{HASH[6:]}"
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
@@ -124,6 +129,10 @@ BAD_FILES = [
     ("password instead of hash", "basic_auth_users:\n  prometheus: secret\n", 2,
      "basic_auth_users.prometheus: must be a bcrypt hash ($2y$10$... ; make one with "
      "`htpasswd -nBC 10 \"\" | tr -d ':\\n'`), not the password itself"),
+    *[(f"bcrypt cost {cost}", f"basic_auth_users:\n  prometheus: '{with_cost(cost)}'\n", 2,
+        f"basic_auth_users.prometheus: bcrypt cost {cost} is unusable: bcrypt refuses costs below 4, and each step "
+        "up doubles the time of a check (seconds at 16, more than a day at 31); make the hash with a cost from 4 "
+        "to 16 (10 is usual)") for cost in ("00", "03", "17", "31", "32", "99")],
     ("path not exemptible", "mailsec_public_paths:\n  - /-/healthy\n  - /metrics\n", 3,
      "mailsec_public_paths[1]: must be one of /-/healthy, /-/ready; got '/metrics'"),
     ("invalid YAML", "tls_server_config: [\n", 2,
@@ -137,6 +146,12 @@ def test_bad_files_are_refused_with_line_key_and_reason(pki, text, line, reason)
     with pytest.raises(WebConfigError) as caught:
         load_web_config(path)
     assert str(caught.value) == f"{path}:{line}: {reason.format(dir=pki)}"
+
+
+@pytest.mark.parametrize("cost", ["04", "10", "16"])
+def test_bcrypt_costs_from_4_to_16_are_accepted(pki, cost):
+    config = load_web_config(write(pki, f"basic_auth_users:\n  prometheus: '{with_cost(cost)}'\n", "cost.yml"))
+    assert config.basic_auth_users["prometheus"] == with_cost(cost).encode()
 
 
 @pytest.mark.parametrize("make, reason", [case[1:] for case in UNREADABLE_FILES], ids=[case[0] for case in UNREADABLE_FILES])

@@ -44,7 +44,10 @@ CLIENT_AUTH_TYPES = {
 _UNSUPPORTED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
 _VERSION_PARSERS = {key: functools.partial(nodes.choice, tuple(TLS_VERSIONS)) for key in ("min_version", "max_version")}
 
-BCRYPT_HASH_RE = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+BCRYPT_HASH_RE = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")    # group 1: the cost
+# bcrypt refuses costs below 4, and each step up doubles the time of a check: about 5 s of
+# CPU at 16, a day and a half at 31, which hung the start (the dummy hash has that cost).
+BCRYPT_COSTS = range(4, 17)
 
 
 def _not_supported(*keys: str) -> Mapping[str, str]:
@@ -175,11 +178,19 @@ def _parse_users(node: yaml.Node | None, path: str) -> Mapping[str, bytes]:
         if not user or ":" in user:
             raise nodes.Invalid(key_node, f"{user_path}: a user name must be a non-empty string without ':'")
         hashed = nodes.string(value_node, user_path)
-        if not BCRYPT_HASH_RE.fullmatch(hashed):
+        match = BCRYPT_HASH_RE.fullmatch(hashed)
+        if not match:
             raise nodes.Invalid(
                 value_node,
                 f"{user_path}: must be a bcrypt hash ($2y$10$... ; make one with "
                 "`htpasswd -nBC 10 \"\" | tr -d ':\\n'`), not the password itself",
+            )
+        if int(match.group(1)) not in BCRYPT_COSTS:
+            raise nodes.Invalid(
+                value_node,
+                f"{user_path}: bcrypt cost {match.group(1)} is unusable: bcrypt refuses costs below 4, and each "
+                "step up doubles the time of a check (seconds at 16, more than a day at 31); make the hash "
+                f"with a cost from {BCRYPT_COSTS.start} to {BCRYPT_COSTS.stop - 1} (10 is usual)",
             )
         users[user] = hashed.encode()
     return MappingProxyType(users)
