@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import textwrap
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -38,7 +40,10 @@ from exporter.config import (
     parse_server_name,
     parse_target_pattern,
 )
+from exporter.results import FailureReason
 
+from exporter_process import running_app
+from results_factory import failed_result
 from unreadable_files import UNREADABLE_FILES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -386,6 +391,54 @@ def test_durations_in_a_file(tmp_path, written, seconds):
     config = load_config(write(tmp_path, f"global: {{interval: 1y, timeout: {written}, jitter: {written}}}\n"))
     assert config.global_.timeout == seconds
     assert config.global_.jitter == seconds
+
+
+# (file with VALUE for the duration, its path, its maximum). The other settings let the
+# maximum itself pass the checks of timeout against interval.
+DURATION_MAXIMA = [
+    ("global: {interval: VALUE}", "global.interval", "365d"),
+    ("global: {interval: 1y, timeout: VALUE}", "global.timeout", "1d"),
+    ("global: {jitter: VALUE}", "global.jitter", "365d"),
+    ("global: {backoff_max: VALUE}", "global.backoff_max", "365d"),
+    ("dns: {timeout: VALUE}", "dns.timeout", "1h"),
+    ("probe: {timeout_offset: VALUE}", "probe.timeout_offset", "1h"),
+    ("domain_checks: {interval: VALUE}", "domain_checks.interval", "365d"),
+    ("domain_checks: {https_timeout: VALUE}", "domain_checks.https_timeout", "1h"),
+    ("modules: {m: {protocol: smtp, interval: VALUE}}", "modules.m.interval", "365d"),
+    ("modules: {m: {protocol: smtp, interval: 1y, timeout: VALUE}}", "modules.m.timeout", "1d"),
+    ("modules: {m: {protocol: smtp, deep_scan: {interval: VALUE}}}", "modules.m.deep_scan.interval", "365d"),
+    ("modules: {m: {protocol: smtp, deep_scan: {min_delay: VALUE}}}", "modules.m.deep_scan.min_delay", "1h"),
+    ("modules: {m: {protocol: smtp, deep_scan: {interval: 1y, budget: VALUE}}}", "modules.m.deep_scan.budget", "1d"),
+]
+
+
+@pytest.mark.parametrize("text, path, maximum", DURATION_MAXIMA, ids=[case[1] for case in DURATION_MAXIMA])
+def test_each_duration_has_a_maximum(tmp_path, text, path, maximum):
+    load_config(write(tmp_path, text.replace("VALUE", maximum)))
+    for too_long, shown in ((f"{maximum}1ms", repr(f"{maximum}1ms")), ("10000y", "'10000y'"), ("1.0e+20", "1.0e+20")):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, text.replace("VALUE", too_long)))
+        assert (caught.value.line, caught.value.reason) == (1, f"{path}: must be at most {maximum}, got {shown}")
+
+
+async def test_the_longest_interval_and_backoff_fit_on_the_status_page(tmp_path):
+    """10000y passed the check, then the status page answered 500 (OverflowError) for the next run."""
+    path = write(tmp_path, """
+        global: {interval: 1y, jitter: 0, backoff_max: 1y}
+        targets: [{host: 192.0.2.1, module: smtp}]
+    """)
+    probed = asyncio.Event()
+
+    async def refused(target, module, dns):
+        probed.set()
+        return failed_result(FailureReason.CONNECTION_REFUSED)    # backs off: interval + backoff_max
+
+    async with running_app(Path(path), probe=refused) as (exporter, client):
+        await asyncio.wait_for(probed.wait(), 10)
+        await asyncio.sleep(0.1)     # the target's loop records its next run
+        [next_run] = exporter.scheduler.next_run.values()
+        assert next_run > time.time() + 2 * 365 * 86400 - 60
+        assert (await client.get("/")).status == 200
 
 
 def test_null_values_mean_not_set(tmp_path):

@@ -63,6 +63,13 @@ def _check_timeout_fits(fields: nodes.Fields, timeout: float, interval: float) -
         )
 
 
+# The longest durations that make sense: beyond them a value is a mistake (an interval of
+# 10000y passed the check, then overflowed the status page's clock).
+_YEAR, _DAY, _HOUR = 365 * 86400.0, 86400.0, 3600.0
+_interval = functools.partial(nodes.duration, maximum=_YEAR)    # between two runs of a job
+_timeout = functools.partial(nodes.duration, maximum=_DAY)      # of a probe or a deep scan
+_wait = functools.partial(nodes.duration, maximum=_HOUR)        # of one lookup or fetch
+
 _TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains")
 
 
@@ -84,12 +91,12 @@ def _parse_config(root: yaml.Node | None, source: str) -> Config:
 
 
 _GLOBAL_PARSERS = {
-    "interval": nodes.duration,
-    "timeout": nodes.duration,
+    "interval": _interval,
+    "timeout": _timeout,
     "concurrency": functools.partial(nodes.integer, low=1),
     "per_host_concurrency": functools.partial(nodes.integer, low=1),
-    "jitter": nodes.non_negative_duration,
-    "backoff_max": nodes.non_negative_duration,
+    "jitter": functools.partial(nodes.duration, maximum=_YEAR, allow_zero=True),
+    "backoff_max": functools.partial(nodes.duration, maximum=_YEAR, allow_zero=True),
 }
 
 
@@ -113,7 +120,7 @@ def _parse_nameservers(node: yaml.Node, path: str) -> tuple[Nameserver, ...]:
 
 _DNS_PARSERS = {
     "nameservers": _parse_nameservers,
-    "timeout": nodes.duration,
+    "timeout": _wait,
     "retries": functools.partial(nodes.integer, low=0),
 }
 
@@ -140,7 +147,7 @@ def _parse_patterns(parse: Callable[[str], Any], node: yaml.Node, path: str) -> 
 _PROBE_PARSERS = {
     "allowed_targets": functools.partial(_parse_patterns, parse_target_pattern),
     "allowed_domains": functools.partial(_parse_patterns, parse_domain_pattern),
-    "timeout_offset": nodes.non_negative_duration,
+    "timeout_offset": functools.partial(nodes.duration, maximum=_HOUR, allow_zero=True),
 }
 
 
@@ -154,11 +161,11 @@ def _parse_domain_checks(
     node: yaml.Node | None, path: str, modules: Mapping[str, Module], config_dir: str
 ) -> DomainCheckSettings:
     parsers = {
-        "interval": nodes.duration,
+        "interval": _interval,
         "mta_sts_ca_file": functools.partial(
             nodes.checked_string, lambda name: check_ca_file(os.path.normpath(os.path.join(config_dir, name)))
         ),
-        "https_timeout": nodes.duration,
+        "https_timeout": _wait,
         "probe_mx": nodes.boolean,
         "mx_module": nodes.string,
     }
@@ -233,9 +240,9 @@ def _parse_module(name: str, node: yaml.Node, path: str, global_: GlobalSettings
         protocol=protocol,
         port=protocol.default_port if port_node is None else nodes.port(port_node, fields.path_of("port")),
         starttls=starttls,
-        timeout=global_.timeout if timeout_node is None else nodes.duration(timeout_node, fields.path_of("timeout")),
+        timeout=global_.timeout if timeout_node is None else _timeout(timeout_node, fields.path_of("timeout")),
         interval=(
-            global_.interval if interval_node is None else nodes.duration(interval_node, fields.path_of("interval"))
+            global_.interval if interval_node is None else _interval(interval_node, fields.path_of("interval"))
         ),
         tls=_parse_tls(fields.get("tls"), fields.path_of("tls"), config_dir),
         ehlo=ehlo,
@@ -273,7 +280,11 @@ def _parse_deep_scan(node: yaml.Node | None, path: str) -> DeepScanSettings | No
     """Absent: no deep scan. Present (even empty or null): scans with these settings."""
     if node is None:
         return None
-    parsers = {"interval": nodes.duration, "min_delay": nodes.non_negative_duration, "budget": nodes.duration}
+    parsers = {
+        "interval": _interval,
+        "min_delay": functools.partial(nodes.duration, maximum=_HOUR, allow_zero=True),
+        "budget": _timeout,
+    }
     fields = nodes.fields(None if nodes.is_null(node) else node, path, tuple(parsers))
     settings = DeepScanSettings(**nodes.given(fields, parsers))
     if settings.budget > settings.interval:

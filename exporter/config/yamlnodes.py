@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import yaml
 
 from .model import RESERVED_LABELS, ConfigError
-from .values import DURATION_HELP, parse_duration, read_regular_file
+from .values import DURATION_HELP, format_duration, parse_duration, read_regular_file
 
 T = TypeVar("T")
 
@@ -216,7 +216,7 @@ def choice(choices: tuple[str, ...], node: yaml.Node, path: str) -> str:
     return node.value
 
 
-def duration(node: yaml.Node, path: str, allow_zero: bool = False) -> float:
+def duration(node: yaml.Node, path: str, *, maximum: float, allow_zero: bool = False) -> float:
     if node.tag in (_INT, _FLOAT):
         construct = _CONSTRUCTOR.construct_yaml_int if node.tag == _INT else _CONSTRUCTOR.construct_yaml_float
         seconds = float(construct(node))
@@ -229,10 +229,9 @@ def duration(node: yaml.Node, path: str, allow_zero: bool = False) -> float:
     if seconds < 0 or (seconds == 0 and not allow_zero):
         expected = "must not be negative" if allow_zero else "must be greater than 0"
         raise Invalid(node, f"{path}: {expected}, got {describe(node)}")
+    if seconds > maximum:
+        raise Invalid(node, f"{path}: must be at most {format_duration(maximum)}, got {describe(node)}")
     return seconds
-
-
-non_negative_duration = functools.partial(duration, allow_zero=True)
 
 
 def labels(node: yaml.Node | None, path: str) -> Mapping[str, str]:
