@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
+import concurrent.futures
+import hashlib
 import os
 import ssl
 from typing import Awaitable, Callable, Mapping
@@ -30,28 +33,57 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
     return context
 
 
+# bcrypt is slow on purpose, so it runs off the event loop, on threads of its own: the
+# loop's default executor also resolves the probes' host names (getaddrinfo), and a flood
+# of wrong passwords must queue here instead of starving it. Two threads bound the CPU
+# such a flood takes.
+_BCRYPT_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+
+VERIFIED_CACHE_SIZE = 1000
+
+
 class BasicAuth:
     """Checks `Authorization: Basic` credentials against bcrypt hashes.
 
     An unknown user costs the same bcrypt check as a known one (against a dummy hash of
     the same cost), and both get the same answer, so that neither the answer nor its
     timing tells whether a user exists.
+
+    As in exporter-toolkit, credentials that passed are remembered, so that Prometheus's
+    scrapes, which send the same ones every time, cost no bcrypt work after the first.
+    Only a salted SHA-256 of them is kept, not the password; only the most recent
+    `cache_size` are kept. Credentials that failed are not remembered: a wrong password
+    pays the full bcrypt check every time.
     """
 
-    def __init__(self, users: Mapping[str, bytes]):
+    def __init__(self, users: Mapping[str, bytes], cache_size: int = VERIFIED_CACHE_SIZE):
         self._users = users
         cost = max(int(BCRYPT_HASH_RE.fullmatch(h.decode()).group(1)) for h in users.values())
         self._dummy_hash = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=cost))
+        self._salt = os.urandom(16)
+        self._verified: collections.OrderedDict[bytes, None] = collections.OrderedDict()   # least recent first
+        self._cache_size = cache_size
 
     async def check(self, authorization: str | None) -> bool:
         credentials = _basic_credentials(authorization)
         if credentials is None:
             return False
         user, password = credentials
+        # User names have no ':' (the loader refuses them), so "user:password" is unambiguous.
+        key = hashlib.sha256(self._salt + f"{user}:{password}".encode()).digest()
+        if key in self._verified:
+            self._verified.move_to_end(key)
+            return True
         hashed = self._users.get(user)
-        # bcrypt is slow on purpose: keep the event loop (probes, other scrapes) running.
-        matches = await asyncio.to_thread(_bcrypt_matches, password.encode(), hashed or self._dummy_hash)
-        return hashed is not None and matches
+        matches = await asyncio.get_running_loop().run_in_executor(
+            _BCRYPT_THREADS, _bcrypt_matches, password.encode(), hashed or self._dummy_hash
+        )
+        if hashed is None or not matches:
+            return False
+        self._verified[key] = None
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return True
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:

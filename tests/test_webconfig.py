@@ -3,12 +3,15 @@ certificates, and basic authentication that does not tell which users exist."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import http.client
 import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -196,6 +199,67 @@ async def test_an_unknown_user_costs_a_bcrypt_check_like_a_known_one():
     known = min([await seconds("prometheus") for _ in range(3)])
     unknown = min([await seconds("nobody") for _ in range(3)])
     assert unknown > 0.5 * known and known > 0.5 * unknown
+
+
+@pytest.fixture
+def bcrypt_checks(monkeypatch):
+    """The passwords bcrypt.checkpw is called with, and the most checks seen running at once."""
+    checkpw, lock = bcrypt.checkpw, threading.Lock()
+    seen = {"passwords": [], "running": 0, "most_at_once": 0}
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        with lock:
+            seen["passwords"].append(password)
+            seen["running"] += 1
+            seen["most_at_once"] = max(seen["most_at_once"], seen["running"])
+        try:
+            time.sleep(0.01)     # long enough for concurrent checks to overlap
+            return checkpw(password, hashed)
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    return seen
+
+
+async def test_verified_credentials_are_remembered_and_wrong_ones_are_not(bcrypt_checks):
+    auth = BasicAuth({"prometheus": HASH.encode()})
+    assert await auth.check(basic("prometheus", PASSWORD))
+    assert all(await asyncio.gather(*(auth.check(basic("prometheus", PASSWORD)) for _ in range(20))))
+    assert len(bcrypt_checks["passwords"]) == 1          # the 20 scrapes after the first paid no bcrypt
+    for _ in range(2):
+        assert not await auth.check(basic("prometheus", "wrong"))
+        assert not await auth.check(basic("nobody", PASSWORD))
+    assert len(bcrypt_checks["passwords"]) == 5          # each refusal paid its bcrypt check
+
+
+async def test_the_remembered_credentials_are_the_most_recent_few(bcrypt_checks):
+    users = {name: bcrypt.hashpw(name.encode(), bcrypt.gensalt(rounds=4)) for name in ("a", "b", "c")}
+    auth = BasicAuth(users, cache_size=2)
+    for name in ("a", "b", "c", "b", "c"):
+        assert await auth.check(basic(name, name))
+    assert bcrypt_checks["passwords"] == [b"a", b"b", b"c"]
+    assert await auth.check(basic("a", "a"))             # forgotten for b and c: bcrypt again
+    assert bcrypt_checks["passwords"] == [b"a", b"b", b"c", b"a"]
+
+
+async def test_a_flood_of_wrong_passwords_runs_two_bcrypt_checks_at_most_and_not_on_the_default_executor(
+    bcrypt_checks,
+):
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+    release = threading.Event()
+    busy = loop.run_in_executor(None, release.wait)     # the default executor's only thread, as in a slow lookup
+    try:
+        auth = BasicAuth({"prometheus": HASH.encode()})
+        flood = [auth.check(basic("prometheus", f"guess {index}")) for index in range(10)]
+        assert not any(await asyncio.wait_for(asyncio.gather(*flood), 10))
+        assert await asyncio.wait_for(auth.check(basic("prometheus", PASSWORD)), 10)
+    finally:
+        release.set()
+        await busy
+    assert len(bcrypt_checks["passwords"]) == 11 and bcrypt_checks["most_at_once"] == 2
 
 
 # --------------------------------------------------------------------------------------
