@@ -40,11 +40,11 @@ from exporter.config import (
     parse_server_name,
     parse_target_pattern,
 )
+from exporter.config.web import load_web_config
 from exporter.results import FailureReason
 
 from exporter_process import running_app
 from results_factory import failed_result
-from unreadable_files import UNREADABLE_FILES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -704,11 +704,35 @@ def test_missing_file(tmp_path):
     assert str(caught.value) == f"{path}: cannot read the file: No such file or directory"
 
 
+def make_fifo(tmp_path: Path) -> str:
+    path = tmp_path / "fifo.yml"
+    os.mkfifo(path)
+    return str(path)
+
+
+def make_too_large(tmp_path: Path) -> str:
+    path = tmp_path / "huge.yml"
+    with open(path, "wb") as file:
+        file.truncate(16 * 1024 * 1024 + 1)    # sparse: it takes no disk space
+    return str(path)
+
+
+NOT_REGULAR = "cannot read the file: it is not a regular file (a device, FIFO or socket)"
+UNREADABLE_FILES = [
+    ("endless device", lambda tmp_path: "/dev/zero", NOT_REGULAR),    # was read forever
+    ("fifo", make_fifo, NOT_REGULAR),                                 # blocked until a writer came
+    ("directory", lambda tmp_path: str(tmp_path), "cannot read the file: Is a directory"),
+    ("over 16 MiB", make_too_large, "cannot read the file: it is larger than 16 MiB"),
+]
+
+
+@pytest.mark.parametrize("load", [load_config, load_web_config])
 @pytest.mark.parametrize("make, reason", [case[1:] for case in UNREADABLE_FILES], ids=[case[0] for case in UNREADABLE_FILES])
-def test_only_a_regular_file_of_sane_size_is_read(tmp_path, make, reason):
+def test_only_a_regular_file_of_sane_size_is_read(tmp_path, load, make, reason):
+    """By the loaders of the config file and of the web config file alike."""
     path = make(tmp_path)
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load(path)
     assert str(caught.value) == f"{path}: {reason}"
 
 

@@ -27,7 +27,6 @@ from exporter.webconfig import BasicAuth
 
 from exporter_process import ExporterProcess
 from hostile import issue, write_pem
-from unreadable_files import UNREADABLE_FILES
 
 PASSWORD = "correct horse battery staple"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -155,14 +154,6 @@ def test_bad_files_are_refused_with_line_key_and_reason(pki, text, line, reason)
 def test_bcrypt_costs_from_4_to_16_are_accepted(pki, cost):
     config = load_web_config(write(pki, f"basic_auth_users:\n  prometheus: '{with_cost(cost)}'\n", "cost.yml"))
     assert config.basic_auth_users["prometheus"] == with_cost(cost).encode()
-
-
-@pytest.mark.parametrize("make, reason", [case[1:] for case in UNREADABLE_FILES], ids=[case[0] for case in UNREADABLE_FILES])
-def test_only_a_regular_file_of_sane_size_is_read(tmp_path, make, reason):
-    path = make(tmp_path)
-    with pytest.raises(WebConfigError) as caught:
-        load_web_config(path)
-    assert str(caught.value) == f"{path}: {reason}"
 
 
 # --------------------------------------------------------------------------------------
