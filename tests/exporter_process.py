@@ -22,7 +22,7 @@ from exporter.service.exporter import Exporter
 from exporter.service.runs import Probes
 from exporter.probes.endpoint import probe_endpoint
 from exporter.web.app import build_app
-from exporter.webconfig import WebConfig
+from exporter.config.web import WebConfig
 from tests.realservers import stop_process
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")

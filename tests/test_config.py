@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import textwrap
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -17,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.results import JobKind
 from exporter.config import (
     Config,
     ConfigError,
@@ -38,6 +41,11 @@ from exporter.config import (
     parse_server_name,
     parse_target_pattern,
 )
+from exporter.config.web import load_web_config
+from exporter.results import FailureReason
+
+from exporter_process import running_app
+from results_factory import failed_result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -386,6 +394,55 @@ def test_durations_in_a_file(tmp_path, written, seconds):
     assert config.global_.jitter == seconds
 
 
+# (file with VALUE for the duration, its path, its maximum). The other settings let the
+# maximum itself pass the checks of timeout against interval.
+DURATION_MAXIMA = [
+    ("global: {interval: VALUE}", "global.interval", "365d"),
+    ("global: {interval: 1y, timeout: VALUE}", "global.timeout", "1d"),
+    ("global: {jitter: VALUE}", "global.jitter", "365d"),
+    ("global: {backoff_max: VALUE}", "global.backoff_max", "365d"),
+    ("dns: {timeout: VALUE}", "dns.timeout", "1h"),
+    ("probe: {timeout_offset: VALUE}", "probe.timeout_offset", "1h"),
+    ("domain_checks: {interval: VALUE}", "domain_checks.interval", "365d"),
+    ("domain_checks: {https_timeout: VALUE}", "domain_checks.https_timeout", "1h"),
+    ("modules: {m: {protocol: smtp, interval: VALUE}}", "modules.m.interval", "365d"),
+    ("modules: {m: {protocol: smtp, interval: 1y, timeout: VALUE}}", "modules.m.timeout", "1d"),
+    ("modules: {m: {protocol: smtp, deep_scan: {interval: VALUE}}}", "modules.m.deep_scan.interval", "365d"),
+    ("modules: {m: {protocol: smtp, deep_scan: {min_delay: VALUE}}}", "modules.m.deep_scan.min_delay", "1h"),
+    ("modules: {m: {protocol: smtp, deep_scan: {interval: 1y, budget: VALUE}}}", "modules.m.deep_scan.budget", "1d"),
+]
+
+
+@pytest.mark.parametrize("text, path, maximum", DURATION_MAXIMA, ids=[case[1] for case in DURATION_MAXIMA])
+def test_each_duration_has_a_maximum(tmp_path, text, path, maximum):
+    load_config(write(tmp_path, text.replace("VALUE", maximum)))
+    for too_long, shown in ((f"{maximum}1ms", repr(f"{maximum}1ms")), ("10000y", "'10000y'"), ("1.0e+20", "1.0e+20")):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, text.replace("VALUE", too_long)))
+        assert (caught.value.line, caught.value.reason) == (1, f"{path}: must be at most {maximum}, got {shown}")
+
+
+async def test_the_longest_interval_and_backoff_fit_on_the_status_page(tmp_path):
+    """10000y passed the check, then the status page answered 500 (OverflowError) for the next run."""
+    path = write(tmp_path, """
+        global: {interval: 1y, jitter: 0, backoff_max: 1y}
+        targets: [{host: 192.0.2.1, module: smtp}]
+    """)
+    probed = asyncio.Event()
+
+    async def refused(target, module, dns):
+        probed.set()
+        return failed_result(FailureReason.CONNECTION_REFUSED)    # backs off: interval + backoff_max
+
+    async with running_app(Path(path), probe=refused) as (exporter, client):
+        await asyncio.wait_for(probed.wait(), 10)
+        await asyncio.sleep(0.1)     # the target's loop records its next run
+        [target] = exporter.config.targets
+        next_run = exporter.scheduler.next_run(JobKind.ENDPOINT, target.key)
+        assert next_run > time.time() + 2 * 365 * 86400 - 60
+        assert (await client.get("/")).status == 200
+
+
 def test_null_values_mean_not_set(tmp_path):
     config = load_config(write(tmp_path, """
         global:
@@ -649,6 +706,38 @@ def test_missing_file(tmp_path):
     assert str(caught.value) == f"{path}: cannot read the file: No such file or directory"
 
 
+def make_fifo(tmp_path: Path) -> str:
+    path = tmp_path / "fifo.yml"
+    os.mkfifo(path)
+    return str(path)
+
+
+def make_too_large(tmp_path: Path) -> str:
+    path = tmp_path / "huge.yml"
+    with open(path, "wb") as file:
+        file.truncate(16 * 1024 * 1024 + 1)    # sparse: it takes no disk space
+    return str(path)
+
+
+NOT_REGULAR = "cannot read the file: it is not a regular file (a device, FIFO or socket)"
+UNREADABLE_FILES = [
+    ("endless device", lambda tmp_path: "/dev/zero", NOT_REGULAR),    # was read forever
+    ("fifo", make_fifo, NOT_REGULAR),                                 # blocked until a writer came
+    ("directory", lambda tmp_path: str(tmp_path), "cannot read the file: Is a directory"),
+    ("over 16 MiB", make_too_large, "cannot read the file: it is larger than 16 MiB"),
+]
+
+
+@pytest.mark.parametrize("load", [load_config, load_web_config])
+@pytest.mark.parametrize("make, reason", [case[1:] for case in UNREADABLE_FILES], ids=[case[0] for case in UNREADABLE_FILES])
+def test_only_a_regular_file_of_sane_size_is_read(tmp_path, load, make, reason):
+    """By the loaders of the config file and of the web config file alike."""
+    path = make(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}: {reason}"
+
+
 def test_file_not_utf8(tmp_path):
     path = tmp_path / "latin1.yml"
     path.write_bytes(b"targets:\n  - {host: a.example, module: smtp, labels: {city: M\xfcnchen}}\n")
@@ -669,6 +758,7 @@ def test_ca_file_must_be_readable_pem(tmp_path):
     cases = [
         ("missing.pem", f"cannot read {tmp_path / 'missing.pem'}: No such file or directory"),
         (".", f"cannot read {tmp_path}: Is a directory"),
+        ("/dev/zero", "cannot read /dev/zero: it is not a regular file (a device, FIFO or socket)"),
         ("not-pem.txt", f"{tmp_path / 'not-pem.txt'} holds no PEM certificate (NO_CERTIFICATE_OR_CRL_FOUND)"),
     ]
     for ca_file, problem in cases:

@@ -16,7 +16,8 @@ from ..logfmt import with_fields
 from ..service.exporter import Exporter
 from ..service.sharding import Shard
 from ..web.app import build_app
-from ..webconfig import WebConfig, WebConfigError, load_web_config, ssl_context
+from ..config.web import WebConfig, WebConfigError, load_web_config
+from ..web.auth import ssl_context
 
 log = logging.getLogger("exporter")
 

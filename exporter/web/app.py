@@ -8,11 +8,12 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from ..service.exporter import Exporter
 from ..config import ConfigError
+from ..config.web import WebConfig
+from ..service.exporter import Exporter
+from .auth import auth_middleware
 from .probe import answer_probe
 from .status import render_status_html, status_document
-from ..webconfig import WebConfig, auth_middleware
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 

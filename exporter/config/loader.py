@@ -1,0 +1,374 @@
+"""The strict loader of the config file: its sections, each parsed into the model.
+
+`load_config` refuses anything it does not understand with a `ConfigError` that names
+the file, the line and the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from . import yamlnodes as nodes
+from .model import (
+    TLS_VERSIONS,
+    Config,
+    ConfigError,
+    DeepScanSettings,
+    DNSSettings,
+    Domain,
+    DomainCheckSettings,
+    GlobalSettings,
+    Module,
+    Nameserver,
+    ProbeSettings,
+    Protocol,
+    StartTLS,
+    Target,
+    TLSSettings,
+)
+from .values import (
+    check_ca_file,
+    check_dkim_selector,
+    check_ehlo_name,
+    format_duration,
+    normalize_dns_name,
+    parse_domain_pattern,
+    parse_host,
+    parse_nameserver,
+    parse_server_name,
+    parse_target_pattern,
+)
+
+
+def load_config(path: str) -> Config:
+    """Read and strictly validate a YAML config file; raise ConfigError on any problem."""
+    return nodes.load_yaml_file(path, functools.partial(_parse_config, source=path), ConfigError)
+
+
+def _check_timeout_fits(fields: nodes.Fields, timeout: float, interval: float) -> None:
+    """A probe must end before the next run of the same target begins."""
+    if timeout > interval:
+        # At least one of the two is set here: the global defaults passed this same check.
+        culprit = fields.get("timeout") or fields.get("interval")
+        raise nodes.Invalid(
+            culprit,
+            f"{fields.path}: timeout ({format_duration(timeout)}) must not exceed "
+            f"interval ({format_duration(interval)})",
+        )
+
+
+# The longest durations that make sense: beyond them a value is a mistake (an interval of
+# 10000y passed the check, then overflowed the status page's clock).
+_YEAR, _DAY, _HOUR = 365 * 86400.0, 86400.0, 3600.0
+_interval = functools.partial(nodes.duration, maximum=_YEAR)    # between two runs of a job
+_timeout = functools.partial(nodes.duration, maximum=_DAY)      # of a probe or a deep scan
+_wait = functools.partial(nodes.duration, maximum=_HOUR)        # of one lookup or fetch
+
+_TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains")
+
+
+def _parse_config(root: yaml.Node | None, source: str) -> Config:
+    top = nodes.top_level(root, _TOP_LEVEL_KEYS)
+    global_ = _parse_global(top.get("global"), "global")
+    config_dir = os.path.dirname(os.path.abspath(source))
+    modules = _parse_modules(top.get("modules"), "modules", global_, config_dir)
+    return Config(
+        global_=global_,
+        dns=_parse_dns(top.get("dns"), "dns"),
+        probe=_parse_probe(top.get("probe"), "probe"),
+        domain_checks=_parse_domain_checks(top.get("domain_checks"), "domain_checks", modules, config_dir),
+        modules=MappingProxyType(modules),
+        targets=_parse_targets(top.get("targets"), "targets", modules),
+        domains=_parse_domains(top.get("domains"), "domains"),
+        source=source,
+    )
+
+
+_GLOBAL_PARSERS = {
+    "interval": _interval,
+    "timeout": _timeout,
+    "concurrency": functools.partial(nodes.integer, low=1),
+    "per_host_concurrency": functools.partial(nodes.integer, low=1),
+    "jitter": functools.partial(nodes.duration, maximum=_YEAR, allow_zero=True),
+    "backoff_max": functools.partial(nodes.duration, maximum=_YEAR, allow_zero=True),
+}
+
+
+def _parse_global(node: yaml.Node | None, path: str) -> GlobalSettings:
+    fields = nodes.fields(node, path, tuple(_GLOBAL_PARSERS))
+    settings = GlobalSettings(**nodes.given(fields, _GLOBAL_PARSERS))
+    _check_timeout_fits(fields, settings.timeout, settings.interval)
+    return settings
+
+
+def _parse_nameservers(node: yaml.Node, path: str) -> tuple[Nameserver, ...]:
+    nameservers: dict[Nameserver, int] = {}     # -> line, to name the first of two duplicates
+    for index, item in enumerate(nodes.items(node, path)):
+        item_path = f"{path}[{index}]"
+        nameserver = nodes.checked_string(parse_nameserver, item, item_path)
+        if nameserver in nameservers:
+            raise nodes.Invalid(item, f"{item_path}: duplicate name server (first on line {nameservers[nameserver]})")
+        nameservers[nameserver] = item.start_mark.line + 1
+    return tuple(nameservers)
+
+
+_DNS_PARSERS = {
+    "nameservers": _parse_nameservers,
+    "timeout": _wait,
+    "retries": functools.partial(nodes.integer, low=0),
+}
+
+
+def _parse_dns(node: yaml.Node | None, path: str) -> DNSSettings:
+    fields = nodes.fields(node, path, tuple(_DNS_PARSERS))
+    return DNSSettings(**nodes.given(fields, _DNS_PARSERS))
+
+
+def _parse_patterns(parse: Callable[[str], Any], node: yaml.Node, path: str) -> tuple[Any, ...]:
+    patterns: dict[str, int] = {}      # text -> line, to name the first of two duplicates
+    parsed: list[Any] = []
+    for index, item in enumerate(nodes.items(node, path)):
+        item_path = f"{path}[{index}]"
+        pattern = nodes.checked_string(parse, item, item_path)
+        text = getattr(pattern, "text", pattern)
+        if text in patterns:
+            raise nodes.Invalid(item, f"{item_path}: duplicate pattern (first on line {patterns[text]})")
+        patterns[text] = item.start_mark.line + 1
+        parsed.append(pattern)
+    return tuple(parsed)
+
+
+_PROBE_PARSERS = {
+    "allowed_targets": functools.partial(_parse_patterns, parse_target_pattern),
+    "allowed_domains": functools.partial(_parse_patterns, parse_domain_pattern),
+    "timeout_offset": functools.partial(nodes.duration, maximum=_HOUR, allow_zero=True),
+}
+
+
+def _parse_probe(node: yaml.Node | None, path: str) -> ProbeSettings:
+    fields = nodes.fields(node, path, tuple(_PROBE_PARSERS))
+    return ProbeSettings(**nodes.given(fields, _PROBE_PARSERS))
+
+
+
+def _parse_domain_checks(
+    node: yaml.Node | None, path: str, modules: Mapping[str, Module], config_dir: str
+) -> DomainCheckSettings:
+    parsers = {
+        "interval": _interval,
+        "mta_sts_ca_file": functools.partial(
+            nodes.checked_string, lambda name: check_ca_file(os.path.normpath(os.path.join(config_dir, name)))
+        ),
+        "https_timeout": _wait,
+        "probe_mx": nodes.boolean,
+        "mx_module": nodes.string,
+    }
+    fields = nodes.fields(node, path, tuple(parsers))
+    settings = DomainCheckSettings(**nodes.given(fields, parsers))
+    module = modules.get(settings.mx_module)
+    if module is None or module.protocol.family != "smtp":
+        problem = "no module named" if module is None else "not an SMTP module:"
+        raise nodes.Invalid(
+            fields.get("mx_module"), f"{fields.path_of('mx_module')}: {problem} {settings.mx_module!r}"
+        )
+    return settings
+
+
+def _default_starttls(protocol: Protocol) -> StartTLS:
+    return StartTLS.NONE if protocol.implicit_tls else StartTLS.REQUIRED
+
+
+def _builtin_module(protocol: Protocol, global_: GlobalSettings) -> Module:
+    """The module a target gets by naming a protocol, with every setting at its default."""
+    return Module(
+        name=protocol.value,
+        protocol=protocol,
+        port=protocol.default_port,
+        starttls=_default_starttls(protocol),
+        timeout=global_.timeout,
+        interval=global_.interval,
+    )
+
+
+def _parse_modules(
+    node: yaml.Node | None, path: str, global_: GlobalSettings, config_dir: str
+) -> dict[str, Module]:
+    modules = {protocol.value: _builtin_module(protocol, global_) for protocol in Protocol}
+    for name, key_node, value_node in nodes.entries(node, path):
+        module_path = f"{path}.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise nodes.Invalid(key_node, f"{module_path}: a module name may only have letters, digits, '_', '.' and '-'")
+        modules[name] = _parse_module(name, value_node, module_path, global_, config_dir)
+    return modules
+
+
+_MODULE_KEYS = ("protocol", "port", "starttls", "timeout", "interval", "tls", "ehlo", "deep_scan")
+_PROTOCOLS = tuple(protocol.value for protocol in Protocol)
+
+
+def _parse_module(name: str, node: yaml.Node, path: str, global_: GlobalSettings, config_dir: str) -> Module:
+    fields = nodes.fields(node, path, _MODULE_KEYS)
+    protocol = Protocol(nodes.choice(_PROTOCOLS, fields.require("protocol"), fields.path_of("protocol")))
+
+    starttls = _default_starttls(protocol)
+    if (starttls_node := fields.get("starttls")) is not None:
+        starttls = StartTLS(nodes.choice(tuple(StartTLS), starttls_node, fields.path_of("starttls")))
+        if protocol.implicit_tls and starttls != StartTLS.NONE:
+            raise nodes.Invalid(
+                starttls_node,
+                f"{fields.path_of('starttls')}: {protocol} starts TLS at once, without STARTTLS; "
+                "leave starttls out or set it to none",
+            )
+
+    ehlo = Module.ehlo  # the dataclass default
+    if (ehlo_node := fields.get("ehlo")) is not None:
+        if protocol.family != "smtp":
+            raise nodes.Invalid(
+                ehlo_node, f"{fields.path_of('ehlo')}: only SMTP modules send EHLO, this one is {protocol}"
+            )
+        ehlo = nodes.checked_string(check_ehlo_name, ehlo_node, fields.path_of("ehlo"))
+
+    port_node, timeout_node, interval_node = fields.get("port"), fields.get("timeout"), fields.get("interval")
+    module = Module(
+        name=name,
+        protocol=protocol,
+        port=protocol.default_port if port_node is None else nodes.port(port_node, fields.path_of("port")),
+        starttls=starttls,
+        timeout=global_.timeout if timeout_node is None else _timeout(timeout_node, fields.path_of("timeout")),
+        interval=(
+            global_.interval if interval_node is None else _interval(interval_node, fields.path_of("interval"))
+        ),
+        tls=_parse_tls(fields.get("tls"), fields.path_of("tls"), config_dir),
+        ehlo=ehlo,
+        deep_scan=_parse_deep_scan(fields.values.get("deep_scan"), fields.path_of("deep_scan")),
+    )
+    _check_timeout_fits(fields, module.timeout, module.interval)
+    return module
+
+
+def _parse_tls(node: yaml.Node | None, path: str, config_dir: str) -> TLSSettings:
+    parsers = {
+        # A relative ca_file is relative to the config file, not to the working directory.
+        "ca_file": functools.partial(
+            nodes.checked_string, lambda name: check_ca_file(os.path.normpath(os.path.join(config_dir, name)))
+        ),
+        "server_name": functools.partial(nodes.checked_string, parse_server_name),
+        "min_version": functools.partial(nodes.choice, TLS_VERSIONS),
+        "max_version": functools.partial(nodes.choice, TLS_VERSIONS),
+    }
+    fields = nodes.fields(node, path, tuple(parsers))
+    settings = TLSSettings(**nodes.given(fields, parsers))
+    if (
+        settings.min_version
+        and settings.max_version
+        and TLS_VERSIONS.index(settings.min_version) > TLS_VERSIONS.index(settings.max_version)
+    ):
+        raise nodes.Invalid(
+            fields.get("max_version"),
+            f"{path}: min_version ({settings.min_version}) is above max_version ({settings.max_version})",
+        )
+    return settings
+
+
+def _parse_deep_scan(node: yaml.Node | None, path: str) -> DeepScanSettings | None:
+    """Absent: no deep scan. Present (even empty or null): scans with these settings."""
+    if node is None:
+        return None
+    parsers = {
+        "interval": _interval,
+        "min_delay": functools.partial(nodes.duration, maximum=_HOUR, allow_zero=True),
+        "budget": _timeout,
+    }
+    fields = nodes.fields(None if nodes.is_null(node) else node, path, tuple(parsers))
+    settings = DeepScanSettings(**nodes.given(fields, parsers))
+    if settings.budget > settings.interval:
+        raise nodes.Invalid(
+            fields.get("budget") or fields.get("interval") or node,
+            f"{path}: budget ({format_duration(settings.budget)}) must not exceed "
+            f"interval ({format_duration(settings.interval)})",
+        )
+    return settings
+
+
+_TARGET_KEYS = ("host", "port", "module", "labels")
+
+
+def _parse_targets(node: yaml.Node | None, path: str, modules: Mapping[str, Module]) -> tuple[Target, ...]:
+    targets: list[Target] = []
+    first_seen: dict[str, tuple[str, int]] = {}  # Target.key -> (path, line)
+    for index, item in enumerate(nodes.items(node, path)):
+        item_path = f"{path}[{index}]"
+        fields = nodes.fields(item, item_path, _TARGET_KEYS)
+        host = nodes.checked_string(parse_host, fields.require("host"), fields.path_of("host"))
+        module_node = fields.require("module")
+        module_name = nodes.string(module_node, fields.path_of("module"))
+        if module_name not in modules:
+            raise nodes.Invalid(
+                module_node,
+                f"{fields.path_of('module')}: no module named {module_name!r}"
+                f"{nodes.did_you_mean(module_name, list(modules))}; defined: {', '.join(modules)}",
+            )
+        port_node = fields.get("port")
+        target = Target(
+            host=host,
+            port=modules[module_name].port if port_node is None else nodes.port(port_node, fields.path_of("port")),
+            module=module_name,
+            labels=nodes.labels(fields.get("labels"), fields.path_of("labels")),
+        )
+        if target.key in first_seen:
+            first_path, first_line = first_seen[target.key]
+            raise nodes.Invalid(
+                item,
+                f"{item_path}: duplicate of {first_path} on line {first_line} "
+                f"(same host, port and module: {target.key})",
+            )
+        first_seen[target.key] = (item_path, item.start_mark.line + 1)
+        targets.append(target)
+    return tuple(targets)
+
+
+def _parse_dkim_selectors(node: yaml.Node | None, path: str, domain: str) -> tuple[str, ...]:
+    selectors: list[str] = []
+    first_lines: dict[str, int] = {}  # lower-cased selector -> line (DNS names ignore case)
+    for index, item in enumerate(nodes.items(node, path)):
+        item_path = f"{path}[{index}]"
+        selector = nodes.checked_string(check_dkim_selector, item, item_path)
+        if len(f"{selector}._domainkey.{domain}") > 253:
+            raise nodes.Invalid(item, f"{item_path}: {selector}._domainkey.{domain} is longer than 253 characters")
+        if selector.lower() in first_lines:
+            raise nodes.Invalid(item, f"{item_path}: duplicate selector (first on line {first_lines[selector.lower()]})")
+        first_lines[selector.lower()] = item.start_mark.line + 1
+        selectors.append(selector)
+    return tuple(selectors)
+
+
+_DOMAIN_KEYS = ("name", "dkim_selectors", "labels")
+
+
+def _parse_domains(node: yaml.Node | None, path: str) -> tuple[Domain, ...]:
+    domains: list[Domain] = []
+    first_seen: dict[str, tuple[str, int]] = {}  # name -> (path, line)
+    for index, item in enumerate(nodes.items(node, path)):
+        item_path = f"{path}[{index}]"
+        fields = nodes.fields(item, item_path, _DOMAIN_KEYS)
+        name = nodes.checked_string(normalize_dns_name, fields.require("name"), fields.path_of("name"))
+        if name in first_seen:
+            first_path, first_line = first_seen[name]
+            raise nodes.Invalid(item, f"{item_path}: duplicate of {first_path} on line {first_line} (same name: {name})")
+        first_seen[name] = (item_path, item.start_mark.line + 1)
+        domains.append(
+            Domain(
+                name=name,
+                dkim_selectors=_parse_dkim_selectors(
+                    fields.get("dkim_selectors"), fields.path_of("dkim_selectors"), name
+                ),
+                labels=nodes.labels(fields.get("labels"), fields.path_of("labels")),
+            )
+        )
+    return tuple(domains)

@@ -1,0 +1,238 @@
+"""The configuration as the rest of the exporter sees it: typed, immutable settings.
+
+Everything the exporter reads from the config file is one of the frozen dataclasses
+below; `loader.load_config` builds them.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import ipaddress
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+
+class Protocol(enum.StrEnum):
+    SMTP = "smtp"
+    SUBMISSION = "submission"
+    SMTPS = "smtps"
+    IMAP = "imap"
+    IMAPS = "imaps"
+    POP3 = "pop3"
+    POP3S = "pop3s"
+
+    @property
+    def default_port(self) -> int:
+        return _DEFAULT_PORTS[self]
+
+    @property
+    def implicit_tls(self) -> bool:
+        """True for the protocols that start TLS before the first byte (465, 993, 995)."""
+        return self in (Protocol.SMTPS, Protocol.IMAPS, Protocol.POP3S)
+
+    @property
+    def family(self) -> str:
+        """The dialogue spoken over the connection: "smtp", "imap" or "pop3"."""
+        return _FAMILIES[self]
+
+
+_DEFAULT_PORTS = {
+    Protocol.SMTP: 25,
+    Protocol.SUBMISSION: 587,
+    Protocol.SMTPS: 465,
+    Protocol.IMAP: 143,
+    Protocol.IMAPS: 993,
+    Protocol.POP3: 110,
+    Protocol.POP3S: 995,
+}
+_FAMILIES = {
+    Protocol.SMTP: "smtp",
+    Protocol.SUBMISSION: "smtp",
+    Protocol.SMTPS: "smtp",
+    Protocol.IMAP: "imap",
+    Protocol.IMAPS: "imap",
+    Protocol.POP3: "pop3",
+    Protocol.POP3S: "pop3",
+}
+
+
+class StartTLS(enum.StrEnum):
+    """What the probe does about STARTTLS on a plaintext protocol.
+
+    required: a missing or refused STARTTLS fails the probe.
+    optional: STARTTLS is used when offered; its absence is reported, not a failure.
+    none:     no TLS is attempted (plaintext facts only).
+    Implicit-TLS protocols (smtps, imaps, pop3s) always use `none`: TLS starts at once.
+    """
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    NONE = "none"
+
+
+TLS_VERSIONS = ("TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    ca_file: str | None = None        # PEM bundle; None means the system trust store
+    server_name: str | None = None    # SNI and the name the certificate must match; default: target host
+    min_version: str | None = None    # one of TLS_VERSIONS, None for the library default
+    max_version: str | None = None
+
+
+@dataclass(frozen=True)
+class DeepScanSettings:
+    """The deep TLS scan of a module's targets: every version and cipher suite, graded.
+
+    It costs about one connection per accepted suite, so it runs rarely and one connection
+    at a time; its result stays exported between runs.
+    """
+
+    interval: float = 6 * 3600.0      # seconds between two scans of a target
+    min_delay: float = 0.0            # seconds between two connections of one scan
+    budget: float = 300.0             # seconds one whole scan may take
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    protocol: Protocol
+    port: int                 # the protocol's default unless set
+    starttls: StartTLS        # default: required for smtp/submission/imap/pop3, none otherwise
+    timeout: float            # seconds; default: global timeout
+    interval: float           # seconds; default: global interval
+    tls: TLSSettings = TLSSettings()
+    ehlo: str = "mailsec-exporter.localhost"
+    deep_scan: DeepScanSettings | None = None   # None: no deep TLS scan for this module
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str                 # DNS name or IP literal
+    port: int                 # the module's port unless set
+    module: str               # name of a Module
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def key(self) -> str:
+        """The identity of a target: two targets with the same key are duplicates."""
+        return f"{self.module}/{self.address}"
+
+    @property
+    def address(self) -> str:
+        """host:port, with brackets around an IPv6 literal."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    dkim_selectors: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    address: str              # IPv4 or IPv6 literal
+    port: int = 53
+
+
+@dataclass(frozen=True)
+class DNSSettings:
+    nameservers: tuple[Nameserver, ...] = ()   # empty: the system's (/etc/resolv.conf)
+    timeout: float = 5.0                       # seconds per lookup, all retries included
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    interval: float = 300.0           # seconds between two runs of a target
+    timeout: float = 10.0             # seconds a probe may take
+    concurrency: int = 32             # probes running at once, all hosts together
+    per_host_concurrency: int = 1     # connections at once to one host
+    jitter: float = 30.0              # seconds: each run starts up to this much later, at random
+    backoff_max: float = 3600.0       # seconds a refusing host's runs may be pushed back; 0: no backoff
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class TargetPattern:
+    """One entry of probe.allowed_targets: a host-name glob or an IP network, maybe with a port.
+
+    Exactly one of `host_glob` and `network` is set.
+    """
+
+    text: str                         # as written, for messages
+    host_glob: str | None = None      # lower-case fnmatch pattern, matched against DNS names only
+    network: IPNetwork | None = None  # matched against IP addresses (literals or resolved names)
+    port: int | None = None           # None: any port
+
+    def matches_port(self, port: int) -> bool:
+        return self.port is None or self.port == port
+
+    def matches_name(self, name: str, port: int) -> bool:
+        """`name` is a normalized DNS name (lower case, no final dot)."""
+        return self.host_glob is not None and self.matches_port(port) and fnmatch.fnmatchcase(name, self.host_glob)
+
+    def matches_address(self, address: str, port: int) -> bool:
+        return self.network is not None and self.matches_port(port) and ipaddress.ip_address(address) in self.network
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The /probe HTTP endpoint, which probes a target named in the request."""
+
+    allowed_targets: tuple[TargetPattern, ...] = ()   # empty: /probe refuses every target
+    allowed_domains: tuple[str, ...] = ()   # lower-case globs; empty: /probe refuses every domain
+    timeout_offset: float = 0.5       # seconds kept from Prometheus's scrape timeout for the answer
+
+
+@dataclass(frozen=True)
+class DomainCheckSettings:
+    """How the `domains:` are checked."""
+
+    interval: float | None = None         # seconds between two runs of a domain; None: global interval
+    mta_sts_ca_file: str | None = None    # CA bundle for the MTA-STS policy hosts; None: system store
+    https_timeout: float = 10.0           # seconds for one MTA-STS policy fetch
+    probe_mx: bool = True                 # probe every MX host as an SMTP endpoint (and check DANE)
+    mx_module: str = "smtp"               # the module those MX endpoints are probed with
+
+
+@dataclass(frozen=True)
+class Config:
+    global_: GlobalSettings = GlobalSettings()
+    dns: DNSSettings = DNSSettings()
+    probe: ProbeSettings = ProbeSettings()
+    domain_checks: DomainCheckSettings = DomainCheckSettings()
+    modules: Mapping[str, Module] = field(default_factory=lambda: MappingProxyType({}))
+    targets: tuple[Target, ...] = ()
+    domains: tuple[Domain, ...] = ()
+    source: str = "<defaults>"        # the file this was loaded from
+
+
+class ConfigError(Exception):
+    """A config file was refused. str() gives "FILE:LINE: reason"."""
+
+    def __init__(self, file: str, line: int | None, reason: str):
+        self.file = file
+        self.line = line
+        self.reason = reason
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {reason}")
+
+
+# Labels the exporter puts on its own metrics (docs/metrics.md), and the `instance` and `job`
+# labels Prometheus adds when scraping. A user label with one of these names would clash.
+RESERVED_LABELS = frozenset({
+    "target", "module", "host", "port", "reason", "domain", "instance", "job",
+    "phase", "version", "cipher", "key_type",
+    "subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash",
+    "selector", "mx", "address", "zone", "check", "qualifier", "class", "group",
+})
+
