@@ -41,7 +41,7 @@ from typing import Awaitable, Callable, Iterator
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target  # noqa: E402
+from exporter.config import DNSSettings, Module, MailProtocol, StartTLS, Target  # noqa: E402
 from exporter.dnsclient import DNSClient  # noqa: E402
 from benchmarks._toolvenv import tool_python  # noqa: E402
 from exporter.tlsscan.scanner import scan_endpoint  # noqa: E402
@@ -64,7 +64,7 @@ class Server:
     name: str
     host: str
     port: int
-    protocol: Protocol
+    protocol: MailProtocol
     starttls: str | None        # "smtp" for SMTP STARTTLS, None for implicit TLS
 
 
@@ -284,9 +284,9 @@ def loopback_servers(workdir: Path) -> Iterator[list[Server]]:
     with running_tls_postfix(workdir / "postfix", pki.good_rsa) as postfix, \
             running_dovecot(workdir / "dovecot", pki) as dovecot:
         imaps = dovecot.endpoints["imaps-good"]
-        yield [Server("postfix-weak", postfix.host["weak"], postfix.port["weak"], Protocol.SMTP, "smtp"),
-               Server("postfix-modern", postfix.host["modern"], postfix.port["modern"], Protocol.SMTP, "smtp"),
-               Server("dovecot-imaps", imaps.host, imaps.port, Protocol.IMAPS, None)]
+        yield [Server("postfix-weak", postfix.host["weak"], postfix.port["weak"], MailProtocol.SMTP, "smtp"),
+               Server("postfix-modern", postfix.host["modern"], postfix.port["modern"], MailProtocol.SMTP, "smtp"),
+               Server("dovecot-imaps", imaps.host, imaps.port, MailProtocol.IMAPS, None)]
 
 
 async def benchmark(servers: list[Server], tools: list[str], runs: int, raw_dir: Path) -> None:

@@ -28,7 +28,7 @@ from exporter.config import (
     GlobalSettings,
     Nameserver,
     ProbeSettings,
-    Protocol,
+    MailProtocol,
     StartTLS,
     TLSSettings,
     check_dkim_selector,
@@ -247,7 +247,7 @@ def test_empty_file_is_the_default_config_with_builtin_modules(tmp_path):
         assert config.global_ == GlobalSettings()
         assert config.targets == () and config.domains == ()
         assert config.dns.nameservers == ()
-        assert set(config.modules) == {protocol.value for protocol in Protocol}
+        assert set(config.modules) == {protocol.value for protocol in MailProtocol}
         assert config.source == path
 
 
@@ -341,7 +341,7 @@ def test_every_key_set(tmp_path):
     smtp = config.modules["smtp"]
     assert (smtp.starttls, smtp.ehlo, smtp.port, smtp.timeout) == (StartTLS.OPTIONAL, "[IPv6:2001:db8::1]", 25, 45)
     strict = config.modules["sub.strict-1"]
-    assert (strict.protocol, strict.port, strict.timeout, strict.interval) == (Protocol.SUBMISSION, 2587, 0.5, 86400)
+    assert (strict.protocol, strict.port, strict.timeout, strict.interval) == (MailProtocol.SUBMISSION, 2587, 0.5, 86400)
     assert strict.ehlo == "probe.example.org"
     assert strict.tls == TLSSettings(
         ca_file=str(tmp_path / "ca.pem"),  # resolved against the config file's directory

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Config, DomainCheckSettings, Domain, GlobalSettings, Module, Protocol, StartTLS, Target
+from exporter.config import Config, DomainCheckSettings, Domain, GlobalSettings, Module, MailProtocol, StartTLS, Target
 from exporter.domains.dane import DANEStatus, MXDANE
 from exporter.domains.dnssec import DNSSECStatus
 from exporter.service.store import ResultStores
@@ -113,7 +113,7 @@ class Run:
 async def probe_mx_then_check_domain(port: int) -> Run:
     """Probe the MX hosts of good.test with an SMTP module on `port`, then check good.test,
     through the exporter's scheduler and result exposition."""
-    module = Module("smtp-dane-test", Protocol.SMTP, port, StartTLS.REQUIRED, timeout=5.0, interval=3600.0)
+    module = Module("smtp-dane-test", MailProtocol.SMTP, port, StartTLS.REQUIRED, timeout=5.0, interval=3600.0)
     config = Config(
         # The domain check starts jobs for the MX hosts it discovers; an hour's jitter keeps
         # them quiet (one that ran anyway would only probe the same listener again).

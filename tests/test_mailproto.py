@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.config import Protocol, StartTLS
+from exporter.config import MailProtocol, StartTLS
 from exporter.probes.mailproto import (
     MAX_DIALOGUE_BYTES,
     MAX_LINE_BYTES,
@@ -235,7 +235,7 @@ async def test_smtp_multi_line_greeting_then_starttls():
     stream = ChunkStream(b"220-mx.example.com ESMTP\r\n220 ", b"go\r\n", b"250-mx\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n",
                          b"220 2.0.0 Ready\r\n")
     conn = LineConnection(stream, Transcript())
-    facts = await negotiate_until_tls(SMTPDialogue(conn, "probe.test"), Protocol.SMTP, StartTLS.REQUIRED)
+    facts = await negotiate_until_tls(SMTPDialogue(conn, "probe.test"), MailProtocol.SMTP, StartTLS.REQUIRED)
     assert facts.tls_starts and facts.starttls_offered and facts.plaintext_auth_exposed
     assert facts.capabilities == ("AUTH PLAIN", "STARTTLS")
     assert stream.sent == b"EHLO probe.test\r\nSTARTTLS\r\n"
@@ -244,19 +244,19 @@ async def test_smtp_multi_line_greeting_then_starttls():
 async def test_smtp_reply_codes_must_not_change_within_a_reply():
     conn = connection(b"220-a\r\n250 b\r\n")
     with pytest.raises(DialogueError) as failure:
-        await negotiate_until_tls(SMTPDialogue(conn, "x"), Protocol.SMTP, StartTLS.REQUIRED)
+        await negotiate_until_tls(SMTPDialogue(conn, "x"), MailProtocol.SMTP, StartTLS.REQUIRED)
     assert failure.value.reason is FailureReason.PROTOCOL_ERROR
 
 
 async def test_smtp_server_without_ehlo_offers_no_starttls():
     conn = connection(b"220 old\r\n", b"502 5.5.1 what\r\n")
-    facts = await negotiate_until_tls(SMTPDialogue(conn, "x"), Protocol.SMTP, StartTLS.OPTIONAL)
+    facts = await negotiate_until_tls(SMTPDialogue(conn, "x"), MailProtocol.SMTP, StartTLS.OPTIONAL)
     assert (facts.tls_starts, facts.starttls_offered, facts.capabilities) == (False, False, ())
 
 
 async def test_imap_greeting_capabilities_spare_the_capability_command():
     stream = ChunkStream(b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n", b"a001 OK Begin TLS\r\n")
-    facts = await negotiate_until_tls(IMAPDialogue(LineConnection(stream, Transcript())), Protocol.IMAP, StartTLS.REQUIRED)
+    facts = await negotiate_until_tls(IMAPDialogue(LineConnection(stream, Transcript())), MailProtocol.IMAP, StartTLS.REQUIRED)
     assert stream.sent == b"a001 STARTTLS\r\n"
     assert facts.tls_starts and facts.plaintext_auth_exposed is False
 
@@ -265,7 +265,7 @@ async def test_imap_untagged_responses_before_the_tagged_answer_are_collected():
     stream = ChunkStream(b"* OK hi\r\n", b"* CAPABILITY IMAP4rev1\r\n* CAPABILITY STARTTLS\r\n* OK still here\r\na001 OK\r\n",
                          b"a002 NO [ALERT] not now\r\n")
     with pytest.raises(DialogueError) as failure:
-        await negotiate_until_tls(IMAPDialogue(LineConnection(stream, Transcript())), Protocol.IMAP, StartTLS.REQUIRED)
+        await negotiate_until_tls(IMAPDialogue(LineConnection(stream, Transcript())), MailProtocol.IMAP, StartTLS.REQUIRED)
     assert failure.value.reason is FailureReason.STARTTLS_REFUSED
     assert stream.sent == b"a001 CAPABILITY\r\na002 STARTTLS\r\n"
 
@@ -273,16 +273,16 @@ async def test_imap_untagged_responses_before_the_tagged_answer_are_collected():
 async def test_pop3_without_capa_cannot_tell_about_plaintext_auth():
     stream = ChunkStream(b"+OK hi\r\n", b"-ERR unknown command\r\n")
     dialogue = POP3Dialogue(LineConnection(stream, Transcript()))
-    facts = await plaintext_dialogue(dialogue, Protocol.POP3, StartTLS.REQUIRED)
+    facts = await plaintext_dialogue(dialogue, MailProtocol.POP3, StartTLS.REQUIRED)
     assert (facts.starttls_offered, facts.plaintext_auth_exposed) == (False, None)
     with pytest.raises(DialogueError) as failure:
-        await request_tls(dialogue, facts, Protocol.POP3, StartTLS.REQUIRED)
+        await request_tls(dialogue, facts, MailProtocol.POP3, StartTLS.REQUIRED)
     assert failure.value.reason is FailureReason.STARTTLS_NOT_OFFERED
 
 
 async def test_pop3_capa_is_dot_terminated():
     stream = ChunkStream(b"+OK hi\r\n", b"+OK\r\nTOP\r\nUSER\r\n", b"STLS\r\n.\r\n")
-    facts = await negotiate_until_tls(POP3Dialogue(LineConnection(stream, Transcript())), Protocol.POP3, StartTLS.NONE)
+    facts = await negotiate_until_tls(POP3Dialogue(LineConnection(stream, Transcript())), MailProtocol.POP3, StartTLS.NONE)
     assert facts.capabilities == ("TOP", "USER", "STLS")
     assert (facts.tls_starts, facts.starttls_offered, facts.plaintext_auth_exposed) == (False, True, True)
     assert stream.sent == b"CAPA\r\n"
@@ -290,6 +290,6 @@ async def test_pop3_capa_is_dot_terminated():
 
 async def test_implicit_tls_says_nothing_before_the_handshake():
     stream = ChunkStream()
-    facts = await negotiate_until_tls(SMTPDialogue(LineConnection(stream, Transcript()), "x"), Protocol.SMTPS, StartTLS.NONE)
+    facts = await negotiate_until_tls(SMTPDialogue(LineConnection(stream, Transcript()), "x"), MailProtocol.SMTPS, StartTLS.NONE)
     assert facts.tls_starts and facts.starttls_offered is None and facts.plaintext_auth_exposed is None
     assert stream.sent == b""

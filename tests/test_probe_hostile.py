@@ -15,7 +15,7 @@ import tracemalloc
 
 import pytest
 
-from exporter.config import DNSSettings, Module, Nameserver, Protocol, StartTLS, Target, TLSSettings
+from exporter.config import DNSSettings, Module, Nameserver, MailProtocol, StartTLS, Target, TLSSettings
 from exporter.dnsclient import DNSClient
 from exporter.probes.endpoint import probe_endpoint
 from exporter.results import EndpointResult, FailureReason
@@ -49,7 +49,7 @@ def pki(tmp_path_factory):
     return server_tls_context(leaf), ca_file
 
 
-def module(protocol: Protocol, starttls: StartTLS = StartTLS.REQUIRED, ca_file: str | None = None,
+def module(protocol: MailProtocol, starttls: StartTLS = StartTLS.REQUIRED, ca_file: str | None = None,
            server_name: str | None = SERVER_NAME) -> Module:
     return Module(
         name=f"{protocol}_test", protocol=protocol, port=protocol.default_port, starttls=starttls,
@@ -74,10 +74,10 @@ async def probe_server(handler, mod: Module, tls_context=None) -> EndpointResult
 @pytest.mark.parametrize(
     "protocol, server, capability_after_tls",
     [
-        (Protocol.SMTP, smtp_server, "AUTH PLAIN LOGIN"),
-        (Protocol.SUBMISSION, smtp_server, "AUTH PLAIN LOGIN"),
-        (Protocol.IMAP, imap_server, "AUTH=PLAIN"),
-        (Protocol.POP3, pop3_server, "USER"),
+        (MailProtocol.SMTP, smtp_server, "AUTH PLAIN LOGIN"),
+        (MailProtocol.SUBMISSION, smtp_server, "AUTH PLAIN LOGIN"),
+        (MailProtocol.IMAP, imap_server, "AUTH=PLAIN"),
+        (MailProtocol.POP3, pop3_server, "USER"),
     ],
 )
 async def test_starttls_success(pki, protocol, server, capability_after_tls):
@@ -99,7 +99,7 @@ async def test_starttls_success(pki, protocol, server, capability_after_tls):
 
 
 @pytest.mark.parametrize(
-    "protocol, server", [(Protocol.SMTPS, smtp_server), (Protocol.IMAPS, imap_server), (Protocol.POP3S, pop3_server)]
+    "protocol, server", [(MailProtocol.SMTPS, smtp_server), (MailProtocol.IMAPS, imap_server), (MailProtocol.POP3S, pop3_server)]
 )
 async def test_implicit_tls_success(pki, protocol, server):
     tls_context, ca_file = pki
@@ -113,7 +113,7 @@ async def test_implicit_tls_success(pki, protocol, server):
 async def test_certificate_facts_are_collected_even_when_invalid(pki):
     tls_context, _ = pki
     result = await probe_server(smtp_server(Script(tls_context=tls_context)),
-                                module(Protocol.SMTP, server_name="other.example.test"))
+                                module(MailProtocol.SMTP, server_name="other.example.test"))
     assert result.success   # judging the certificate is the metrics' job, not a probe failure
     assert result.plaintext_auth_exposed is True
     assert result.tls.chain_valid is False
@@ -123,14 +123,14 @@ async def test_certificate_facts_are_collected_even_when_invalid(pki):
 
 
 async def test_starttls_optional_and_not_offered_is_a_plaintext_success():
-    result = await probe_server(smtp_server(Script()), module(Protocol.SMTP, StartTLS.OPTIONAL))
+    result = await probe_server(smtp_server(Script()), module(MailProtocol.SMTP, StartTLS.OPTIONAL))
     assert result.success
     assert (result.starttls_offered, result.tls, result.plaintext_auth_exposed) == (False, None, True)
 
 
 async def test_starttls_none_does_not_upgrade(pki):
     tls_context, _ = pki
-    result = await probe_server(imap_server(Script(tls_context=tls_context)), module(Protocol.IMAP, StartTLS.NONE))
+    result = await probe_server(imap_server(Script(tls_context=tls_context)), module(MailProtocol.IMAP, StartTLS.NONE))
     assert result.success
     assert result.starttls_offered is True and result.tls is None
     assert not any(line.endswith("STARTTLS") for line in result.transcript if line.startswith("C:"))
@@ -143,28 +143,28 @@ async def test_the_next_address_is_tried_after_a_refusal(pki):
 
     tls_context, _ = pki
     async with FakeServer(smtp_server(Script(tls_context=tls_context))) as server:
-        result = await probe(server.port, module(Protocol.SMTP), host="mx.example.test", dns=TwoAddresses())
+        result = await probe(server.port, module(MailProtocol.SMTP), host="mx.example.test", dns=TwoAddresses())
     assert result.success and result.address == "127.0.0.1"
 
 
 # --- hostile servers ------------------------------------------------------------------
 
 HOSTILE_CASES = {
-    "greeting never sent": (silent, Protocol.SMTP, FailureReason.TIMEOUT),
-    "a line that never ends": (drips(b"220 slowly"), Protocol.SMTP, FailureReason.TIMEOUT),
-    "a 10 MB banner line": (sends(b"220 " + b"x" * 10_000_000), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
-    "endless continuation lines": (sends(b"220-more\r\n" * 100_000), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
-    "a 100 MB flood": (floods(100 * 1024 * 1024), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
-    "SSH instead of SMTP": (sends(b"SSH-2.0-OpenSSH_9.2p1\r\n"), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
-    "binary garbage": (sends(bytes(range(256)) * 4), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
-    "421 greeting": (sends(b"421 4.3.2 Service shutting down\r\n"), Protocol.SMTP, FailureReason.SERVICE_UNAVAILABLE),
-    "554 greeting": (sends(b"554 5.7.1 No SMTP service\r\n"), Protocol.SUBMISSION, FailureReason.SERVICE_UNAVAILABLE),
-    "354 greeting": (sends(b"354 go ahead\r\n"), Protocol.SMTP, FailureReason.PROTOCOL_ERROR),
-    "closed after the greeting": (sends(b"220 hi\r\n", then_hang=False), Protocol.SMTP, FailureReason.CONNECTION_ERROR),
-    "IMAP BYE": (sends(b"* BYE Too many connections\r\n"), Protocol.IMAP, FailureReason.SERVICE_UNAVAILABLE),
-    "IMAP greeting garbage": (sends(b"220 smtp here\r\n"), Protocol.IMAP, FailureReason.PROTOCOL_ERROR),
-    "POP3 -ERR": (sends(b"-ERR [SYS/TEMP] busy\r\n"), Protocol.POP3, FailureReason.SERVICE_UNAVAILABLE),
-    "POP3 greeting garbage": (sends(b"* OK imap here\r\n"), Protocol.POP3, FailureReason.PROTOCOL_ERROR),
+    "greeting never sent": (silent, MailProtocol.SMTP, FailureReason.TIMEOUT),
+    "a line that never ends": (drips(b"220 slowly"), MailProtocol.SMTP, FailureReason.TIMEOUT),
+    "a 10 MB banner line": (sends(b"220 " + b"x" * 10_000_000), MailProtocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "endless continuation lines": (sends(b"220-more\r\n" * 100_000), MailProtocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "a 100 MB flood": (floods(100 * 1024 * 1024), MailProtocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "SSH instead of SMTP": (sends(b"SSH-2.0-OpenSSH_9.2p1\r\n"), MailProtocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "binary garbage": (sends(bytes(range(256)) * 4), MailProtocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "421 greeting": (sends(b"421 4.3.2 Service shutting down\r\n"), MailProtocol.SMTP, FailureReason.SERVICE_UNAVAILABLE),
+    "554 greeting": (sends(b"554 5.7.1 No SMTP service\r\n"), MailProtocol.SUBMISSION, FailureReason.SERVICE_UNAVAILABLE),
+    "354 greeting": (sends(b"354 go ahead\r\n"), MailProtocol.SMTP, FailureReason.PROTOCOL_ERROR),
+    "closed after the greeting": (sends(b"220 hi\r\n", then_hang=False), MailProtocol.SMTP, FailureReason.CONNECTION_ERROR),
+    "IMAP BYE": (sends(b"* BYE Too many connections\r\n"), MailProtocol.IMAP, FailureReason.SERVICE_UNAVAILABLE),
+    "IMAP greeting garbage": (sends(b"220 smtp here\r\n"), MailProtocol.IMAP, FailureReason.PROTOCOL_ERROR),
+    "POP3 -ERR": (sends(b"-ERR [SYS/TEMP] busy\r\n"), MailProtocol.POP3, FailureReason.SERVICE_UNAVAILABLE),
+    "POP3 greeting garbage": (sends(b"* OK imap here\r\n"), MailProtocol.POP3, FailureReason.PROTOCOL_ERROR),
 }
 
 
@@ -177,7 +177,7 @@ async def test_hostile_server(case):
 
 
 async def test_fast_failures_do_not_wait_for_the_timeout():
-    result = await probe_server(sends(b"220 " + b"x" * 10_000_000), module(Protocol.SMTP))
+    result = await probe_server(sends(b"220 " + b"x" * 10_000_000), module(MailProtocol.SMTP))
     assert result.failure is FailureReason.PROTOCOL_ERROR
     assert result.duration_seconds < TIMEOUT / 3
 
@@ -195,21 +195,21 @@ STARTTLS_CASES = {
 }
 
 
-@pytest.mark.parametrize("protocol, server", [(Protocol.SMTP, smtp_server), (Protocol.IMAP, imap_server),
-                                              (Protocol.POP3, pop3_server)])
+@pytest.mark.parametrize("protocol, server", [(MailProtocol.SMTP, smtp_server), (MailProtocol.IMAP, imap_server),
+                                              (MailProtocol.POP3, pop3_server)])
 @pytest.mark.parametrize("case", STARTTLS_CASES)
 async def test_hostile_starttls(pki, case, protocol, server):
     tls_context, _ = pki
     script, reason = STARTTLS_CASES[case]
-    if script.starttls_reply and protocol is not Protocol.SMTP:
-        script = Script(starttls_reply={Protocol.IMAP: "NO TLS unavailable", Protocol.POP3: "-ERR no TLS"}[protocol])
+    if script.starttls_reply and protocol is not MailProtocol.SMTP:
+        script = Script(starttls_reply={MailProtocol.IMAP: "NO TLS unavailable", MailProtocol.POP3: "-ERR no TLS"}[protocol])
     result = await probe_server(server(Script(**{**script.__dict__, "tls_context": tls_context})), module(protocol))
     assert result.failure is reason, result.failure_detail
     assert result.starttls_offered is True and result.tls is None
 
 
-@pytest.mark.parametrize("protocol, server", [(Protocol.SMTP, smtp_server), (Protocol.IMAP, imap_server),
-                                              (Protocol.POP3, pop3_server)])
+@pytest.mark.parametrize("protocol, server", [(MailProtocol.SMTP, smtp_server), (MailProtocol.IMAP, imap_server),
+                                              (MailProtocol.POP3, pop3_server)])
 async def test_starttls_required_but_not_offered(protocol, server):
     result = await probe_server(server(Script()), module(protocol, StartTLS.REQUIRED))
     assert result.failure is FailureReason.STARTTLS_NOT_OFFERED
@@ -220,12 +220,12 @@ async def test_starttls_required_but_not_offered(protocol, server):
 async def test_tls_handshake_failure_carries_openssl_message(pki):
     tls_context, _ = pki
     script = Script(tls_context=tls_context, garbage_instead_of_tls=b"HTTP/1.0 400 Bad Request\r\n\r\n")
-    result = await probe_server(smtp_server(script), module(Protocol.SMTP))
+    result = await probe_server(smtp_server(script), module(MailProtocol.SMTP))
     assert result.failure_detail == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
 
 
 async def test_connection_refused():
-    result = await probe(closed_port(), module(Protocol.SMTP))
+    result = await probe(closed_port(), module(MailProtocol.SMTP))
     assert result.failure is FailureReason.CONNECTION_REFUSED
     assert result.address == "127.0.0.1"
 
@@ -238,7 +238,7 @@ async def test_connect_timeout():
         port = listener.getsockname()[1]
         fillers = [socket.create_connection(("127.0.0.1", port)) for _ in range(1)]
         try:
-            result = await probe(port, module(Protocol.SMTP))
+            result = await probe(port, module(MailProtocol.SMTP))
         finally:
             for filler in fillers:
                 filler.close()
@@ -248,7 +248,7 @@ async def test_connect_timeout():
 async def test_dns_error():
     unanswered = DNSClient(DNSSettings(nameservers=(Nameserver("127.0.0.1", closed_port(socket.SOCK_DGRAM)),),
                                        timeout=0.5, retries=0))
-    result = await probe(25, module(Protocol.SMTP), host="x.invalid", dns=unanswered)
+    result = await probe(25, module(MailProtocol.SMTP), host="x.invalid", dns=unanswered)
     assert result.failure is FailureReason.DNS_ERROR
     assert result.address is None
 
@@ -261,8 +261,8 @@ async def test_hostile_servers_do_not_hold_up_a_good_probe(pki):
         bad = [await servers.enter_async_context(FakeServer(handler)) for handler in hostile]
         started = time.monotonic()
         results = await asyncio.gather(
-            *(probe(server.port, module(Protocol.SMTP)) for server in bad),
-            probe(good.port, module(Protocol.SMTP, ca_file=ca_file)),
+            *(probe(server.port, module(MailProtocol.SMTP)) for server in bad),
+            probe(good.port, module(MailProtocol.SMTP, ca_file=ca_file)),
         )
     good_result = results[-1]
     assert good_result.success, good_result.failure_detail
@@ -282,7 +282,7 @@ async def test_sni_is_the_server_name_and_never_an_ip_literal(server_name, expec
     seen = []
     tls_context.sni_callback = lambda ssl_object, name, context: seen.append(name)
     result = await probe_server(smtp_server(Script(tls_context=tls_context)),
-                                module(Protocol.SMTP, server_name=server_name))
+                                module(MailProtocol.SMTP, server_name=server_name))
     assert result.success, result.failure_detail
     assert seen == [expected_sni]
     assert result.tls.verified_name == (server_name or "127.0.0.1")
@@ -290,7 +290,7 @@ async def test_sni_is_the_server_name_and_never_an_ip_literal(server_name, expec
 
 async def test_max_version_is_applied(pki):
     tls_context, _ = pki
-    mod = module(Protocol.SMTP)
+    mod = module(MailProtocol.SMTP)
     capped = Module(**{**mod.__dict__, "tls": TLSSettings(max_version="TLSv1.2")})
     result = await probe_server(smtp_server(Script(tls_context=tls_context)), capped)
     assert result.success and result.tls.version == "TLSv1.2"
@@ -299,7 +299,7 @@ async def test_max_version_is_applied(pki):
 async def test_a_version_the_server_refuses_is_a_handshake_error():
     strict = server_tls_context(issue(SERVER_NAME, dns_names=(SERVER_NAME,)))
     strict.minimum_version = ssl.TLSVersion.TLSv1_3
-    mod = module(Protocol.SMTP)
+    mod = module(MailProtocol.SMTP)
     capped = Module(**{**mod.__dict__, "tls": TLSSettings(max_version="TLSv1.2")})
     result = await probe_server(smtp_server(Script(tls_context=strict)), capped)
     # (asyncio's server side closes without a protocol_version alert, so no detail check)
@@ -313,7 +313,7 @@ async def test_a_1_mb_certificate_chain_ends_as_a_handshake_error_in_bounded_mem
     assert len(huge.der) > 1_000_000
     tracemalloc.start()
     try:
-        result = await probe_server(smtp_server(Script()), module(Protocol.SMTPS, StartTLS.NONE),
+        result = await probe_server(smtp_server(Script()), module(MailProtocol.SMTPS, StartTLS.NONE),
                                     tls_context=server_tls_context(huge))
         _, peak = tracemalloc.get_traced_memory()
     finally:

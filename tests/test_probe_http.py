@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Module, Protocol, StartTLS, Target, parse_target_pattern
+from exporter.config import Module, MailProtocol, StartTLS, Target, parse_target_pattern
 from exporter.dnsclient import DNSError, DNSErrorKind
 from exporter.probes.report import debug_report
 from exporter.web.probe import BadRequest, parse_debug, parse_target, probe_budget
@@ -177,7 +177,7 @@ async def test_guard_refuses_a_name_with_an_address_outside_the_networks(dns, re
 
 
 def test_debug_report_of_a_tls_success_and_of_a_failure():
-    module = Module("smtp", Protocol.SMTP, 25, StartTLS.REQUIRED, timeout=9.5, interval=60)
+    module = Module("smtp", MailProtocol.SMTP, 25, StartTLS.REQUIRED, timeout=9.5, interval=60)
     target = Target("127.0.0.1", 25, "smtp")
     text = debug_report(target, module, tls_result())
     assert "Probe of 127.0.0.1:25 with module smtp (protocol smtp, STARTTLS required, timeout 9.5s)" in text

@@ -9,7 +9,7 @@ import pytest
 
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Config, Domain, GlobalSettings, Module, Protocol, StartTLS, Target
+from exporter.config import Config, Domain, GlobalSettings, Module, MailProtocol, StartTLS, Target
 from exporter.results import EndpointResult, FailureReason
 from exporter.service.runs import Probes
 from exporter.service.scheduler import Scheduler, backoff_delay
@@ -20,7 +20,7 @@ from results_factory import tls_result
 
 
 def make_config(targets, *, interval=0.2, timeout=0.5, per_host=1, concurrency=32) -> Config:
-    module = Module("smtp", Protocol.SMTP, 25, StartTLS.REQUIRED, timeout=timeout, interval=interval)
+    module = Module("smtp", MailProtocol.SMTP, 25, StartTLS.REQUIRED, timeout=timeout, interval=interval)
     return Config(
         global_=GlobalSettings(interval=interval, timeout=timeout, concurrency=concurrency,
                                per_host_concurrency=per_host, jitter=0.0),

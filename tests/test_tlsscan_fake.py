@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target
+from exporter.config import DNSSettings, Module, MailProtocol, StartTLS, Target
 from exporter.dnsclient import DNSClient
 from exporter.results import FailureReason
 from exporter.tlsscan.scanner import scan_endpoint
@@ -26,7 +26,7 @@ RENEGOTIATION_INFO = b"\xff\x01\x00\x01\x00"
 
 
 async def scan(port: int, *, timeout: float = 2.0, budget: float = 30.0):
-    module = Module(name="fake", protocol=Protocol.SMTPS, port=port, starttls=StartTLS.NONE,
+    module = Module(name="fake", protocol=MailProtocol.SMTPS, port=port, starttls=StartTLS.NONE,
                     timeout=timeout, interval=300.0)
     return await scan_endpoint(Target(host="127.0.0.1", port=port, module="fake"), module,
                                DNSClient(DNSSettings()), budget=budget)

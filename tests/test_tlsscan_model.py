@@ -9,7 +9,7 @@ import asyncio
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target
+from exporter.config import DNSSettings, Module, MailProtocol, StartTLS, Target
 from exporter.dnsclient import DNSClient
 from exporter.tlsscan.order import offer_order
 from exporter.tlsscan.results import TLSScanResult
@@ -25,7 +25,7 @@ LOWER_VERSIONS = (V.TLS1_2, V.TLS1_1, V.TLS1_0, V.SSL3)
 
 async def scan_model(model: ModelServer) -> tuple[TLSScanResult, int]:
     async with FakeTLSServer(model.respond) as server:
-        module = Module(name="model", protocol=Protocol.SMTPS, port=server.port, starttls=StartTLS.NONE,
+        module = Module(name="model", protocol=MailProtocol.SMTPS, port=server.port, starttls=StartTLS.NONE,
                         timeout=2.0, interval=300.0)
         result = await scan_endpoint(Target(host="127.0.0.1", port=server.port, module="model"), module,
                                      DNSClient(DNSSettings()))

@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from exporter.config import DNSSettings, Module, Protocol, StartTLS, Target
+from exporter.config import DNSSettings, Module, MailProtocol, StartTLS, Target
 from exporter.dnsclient import DNSClient
 from exporter.tlsscan.results import TLSScanResult
 from exporter.tlsscan.scanner import scan_endpoint
@@ -59,7 +59,7 @@ def postfix(workdir: Path, pki: MailPKI) -> Iterator[TLSPostfix]:
         yield instance
 
 
-async def scan_through_relay(host: str, port: int, protocol: Protocol) -> tuple[TLSScanResult, int]:
+async def scan_through_relay(host: str, port: int, protocol: MailProtocol) -> tuple[TLSScanResult, int]:
     """Scan host:port through a counting relay; returns the result and the connections seen."""
     async with CountingRelay(host, port) as relay:
         module = Module(name="scan", protocol=protocol, port=relay.port,
@@ -110,7 +110,7 @@ def connection_bound(result: TLSScanResult) -> int:
 
 async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
     host, port = postfix.host["weak"], postfix.port["weak"]
-    result, connections = await scan_through_relay(host, port, Protocol.SMTP)
+    result, connections = await scan_through_relay(host, port, MailProtocol.SMTP)
     assert result.success, result.failure_detail
 
     truth = ground_truth(host, port, WEAK_CIPHERS, "smtp")
@@ -134,7 +134,7 @@ async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPost
 
 async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix):
     host, port = postfix.host["modern"], postfix.port["modern"]
-    result, connections = await scan_through_relay(host, port, Protocol.SMTP)
+    result, connections = await scan_through_relay(host, port, MailProtocol.SMTP)
     assert result.success, result.failure_detail
 
     assert findings(result) == ground_truth(host, port, MODERN_CIPHERS, "smtp")
@@ -167,7 +167,7 @@ async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
     cipher_string = "AES128-SHA:DHE-RSA-AES256-SHA"
     with openssl_server("127.0.0.53", credential.chain_file, credential.leaf.key_file,
                         "-tls1", "-cipher", f"{cipher_string}:@SECLEVEL=0") as port:
-        result, connections = await scan_through_relay("127.0.0.53", port, Protocol.SMTPS)
+        result, connections = await scan_through_relay("127.0.0.53", port, MailProtocol.SMTPS)
         assert findings(result) == ground_truth("127.0.0.53", port, cipher_string, None)
     assert result.supported_versions() == (ProtocolVersion.TLS1_0,)
     reasons = {v.version: v.reason for v in result.versions}
@@ -180,7 +180,7 @@ async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: 
     credential = pki.good_rsa
     with openssl_server("127.0.0.55", credential.chain_file, credential.leaf.key_file, "-tls1_3",
                         "-groups", "X25519:P-256") as port:
-        result, connections = await scan_through_relay("127.0.0.55", port, Protocol.SMTPS)
+        result, connections = await scan_through_relay("127.0.0.55", port, MailProtocol.SMTPS)
         assert findings(result) == ground_truth("127.0.0.55", port, "ALL", None)
     assert result.success, result.failure_detail
     assert result.supported_versions() == (ProtocolVersion.TLS1_3,)
@@ -207,7 +207,7 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     imaps = dovecot_server.endpoints["imaps-good"]
     cipher_list = subprocess.run(["doveconf", "-c", str(dovecot_server.config_file), "-h", "ssl_cipher_list"],
                                  capture_output=True, text=True, check=True).stdout.strip()
-    result, connections = await scan_through_relay(imaps.host, imaps.port, Protocol.IMAPS)
+    result, connections = await scan_through_relay(imaps.host, imaps.port, MailProtocol.IMAPS)
     assert result.success, result.failure_detail
     truth = ground_truth(imaps.host, imaps.port, cipher_list, None)
     assert findings(result) == truth
@@ -223,7 +223,7 @@ async def test_gnutls_tls13_suites_and_groups_equal_openssl_ground_truth(pki: Ma
     groups = {"x25519": "x25519", "x448": "x448", "secp256r1": "P-256", "secp384r1": "P-384",
               "secp521r1": "P-521", **{f"ffdhe{bits}": f"ffdhe{bits}" for bits in (2048, 3072, 4096, 6144, 8192)}}
     with gnutls_server(host, credential.chain_file, credential.leaf.key_file, "NORMAL") as port:
-        result, connections = await scan_through_relay(host, port, Protocol.SMTPS)
+        result, connections = await scan_through_relay(host, port, MailProtocol.SMTPS)
         tls13_suites = {name for name in OPENSSL_TLS13_SUITES if openssl_accepts(host, port, "-tls1_3", ciphersuites=name)}
         truth = {version: {name for name, openssl_name in groups.items()
                            if openssl_accepts(host, port, flag, groups=openssl_name)}
@@ -243,7 +243,7 @@ async def test_3des_from_gnutls(pki: MailPKI):
     credential = pki.good_rsa
     with gnutls_server("127.0.0.54", credential.chain_file, credential.leaf.key_file,
                        "NONE:+VERS-TLS1.2:+VERS-TLS1.0:+3DES-CBC:+AES-128-CBC:+RSA:+SHA1:+COMP-NULL:+SIGN-ALL") as port:
-        result, connections = await scan_through_relay("127.0.0.54", port, Protocol.SMTPS)
+        result, connections = await scan_through_relay("127.0.0.54", port, MailProtocol.SMTPS)
     assert result.success, result.failure_detail
     assert set(result.supported_versions()) == {ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_0}
     for version in (ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_0):

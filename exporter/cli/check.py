@@ -17,7 +17,7 @@ from ..config import (
     Domain,
     DomainCheckSettings,
     Module,
-    Protocol,
+    MailProtocol,
     StartTLS,
     Target,
     TLSSettings,
@@ -40,7 +40,7 @@ def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
         return config, config.modules[config.domain_checks.mx_module]
     config = Config(dns=DNSSettings(nameservers=tuple(parse_nameserver(text) for text in args.nameservers)),
                     domain_checks=DomainCheckSettings(mta_sts_ca_file=args.ca_file))
-    module = Module("smtp", Protocol.SMTP, Protocol.SMTP.default_port, StartTLS.REQUIRED, timeout=10.0,
+    module = Module("smtp", MailProtocol.SMTP, MailProtocol.SMTP.default_port, StartTLS.REQUIRED, timeout=10.0,
                     interval=300.0, tls=TLSSettings(ca_file=args.ca_file))
     return config, module
 

@@ -12,7 +12,7 @@ import sys
 from ..config import (
     DNSSettings,
     Module,
-    Protocol,
+    MailProtocol,
     StartTLS,
     Target,
     TLSSettings,
@@ -24,11 +24,11 @@ from ..dnsclient import DNSClient
 from ..tlsscan.report import render_table, to_json
 from ..tlsscan.scanner import scan_endpoint
 
-_STARTTLS_PROTOCOLS = {"smtp": Protocol.SMTP, "imap": Protocol.IMAP, "pop3": Protocol.POP3}
+_STARTTLS_PROTOCOLS = {"smtp": MailProtocol.SMTP, "imap": MailProtocol.IMAP, "pop3": MailProtocol.POP3}
 
 
 def scan_command(args: argparse.Namespace) -> int:
-    protocol = _STARTTLS_PROTOCOLS[args.starttls] if args.starttls else Protocol.SMTPS
+    protocol = _STARTTLS_PROTOCOLS[args.starttls] if args.starttls else MailProtocol.SMTPS
     try:
         host, port = parse_host_port(args.endpoint, protocol.default_port)
         server_name = parse_server_name(args.server_name) if args.server_name else None

@@ -27,7 +27,7 @@ from .model import (
     Module,
     Nameserver,
     ProbeSettings,
-    Protocol,
+    MailProtocol,
     StartTLS,
     Target,
     TLSSettings,
@@ -180,11 +180,11 @@ def _parse_domain_checks(
     return settings
 
 
-def _default_starttls(protocol: Protocol) -> StartTLS:
+def _default_starttls(protocol: MailProtocol) -> StartTLS:
     return StartTLS.NONE if protocol.implicit_tls else StartTLS.REQUIRED
 
 
-def _builtin_module(protocol: Protocol, global_: GlobalSettings) -> Module:
+def _builtin_module(protocol: MailProtocol, global_: GlobalSettings) -> Module:
     """The module a target gets by naming a protocol, with every setting at its default."""
     return Module(
         name=protocol.value,
@@ -199,7 +199,7 @@ def _builtin_module(protocol: Protocol, global_: GlobalSettings) -> Module:
 def _parse_modules(
     node: yaml.Node | None, path: str, global_: GlobalSettings, config_dir: str
 ) -> dict[str, Module]:
-    modules = {protocol.value: _builtin_module(protocol, global_) for protocol in Protocol}
+    modules = {protocol.value: _builtin_module(protocol, global_) for protocol in MailProtocol}
     for name, key_node, value_node in nodes.entries(node, path):
         module_path = f"{path}.{name}"
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -209,12 +209,12 @@ def _parse_modules(
 
 
 _MODULE_KEYS = ("protocol", "port", "starttls", "timeout", "interval", "tls", "ehlo", "deep_scan")
-_PROTOCOLS = tuple(protocol.value for protocol in Protocol)
+_PROTOCOLS = tuple(protocol.value for protocol in MailProtocol)
 
 
 def _parse_module(name: str, node: yaml.Node, path: str, global_: GlobalSettings, config_dir: str) -> Module:
     fields = nodes.fields(node, path, _MODULE_KEYS)
-    protocol = Protocol(nodes.choice(_PROTOCOLS, fields.require("protocol"), fields.path_of("protocol")))
+    protocol = MailProtocol(nodes.choice(_PROTOCOLS, fields.require("protocol"), fields.path_of("protocol")))
 
     starttls = _default_starttls(protocol)
     if (starttls_node := fields.get("starttls")) is not None:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 
-class Protocol(enum.StrEnum):
+class MailProtocol(enum.StrEnum):
     SMTP = "smtp"
     SUBMISSION = "submission"
     SMTPS = "smtps"
@@ -30,7 +30,7 @@ class Protocol(enum.StrEnum):
     @property
     def implicit_tls(self) -> bool:
         """True for the protocols that start TLS before the first byte (465, 993, 995)."""
-        return self in (Protocol.SMTPS, Protocol.IMAPS, Protocol.POP3S)
+        return self in (MailProtocol.SMTPS, MailProtocol.IMAPS, MailProtocol.POP3S)
 
     @property
     def family(self) -> str:
@@ -39,22 +39,22 @@ class Protocol(enum.StrEnum):
 
 
 _DEFAULT_PORTS = {
-    Protocol.SMTP: 25,
-    Protocol.SUBMISSION: 587,
-    Protocol.SMTPS: 465,
-    Protocol.IMAP: 143,
-    Protocol.IMAPS: 993,
-    Protocol.POP3: 110,
-    Protocol.POP3S: 995,
+    MailProtocol.SMTP: 25,
+    MailProtocol.SUBMISSION: 587,
+    MailProtocol.SMTPS: 465,
+    MailProtocol.IMAP: 143,
+    MailProtocol.IMAPS: 993,
+    MailProtocol.POP3: 110,
+    MailProtocol.POP3S: 995,
 }
 _FAMILIES = {
-    Protocol.SMTP: "smtp",
-    Protocol.SUBMISSION: "smtp",
-    Protocol.SMTPS: "smtp",
-    Protocol.IMAP: "imap",
-    Protocol.IMAPS: "imap",
-    Protocol.POP3: "pop3",
-    Protocol.POP3S: "pop3",
+    MailProtocol.SMTP: "smtp",
+    MailProtocol.SUBMISSION: "smtp",
+    MailProtocol.SMTPS: "smtp",
+    MailProtocol.IMAP: "imap",
+    MailProtocol.IMAPS: "imap",
+    MailProtocol.POP3: "pop3",
+    MailProtocol.POP3S: "pop3",
 }
 
 
@@ -99,7 +99,7 @@ class DeepScanSettings:
 @dataclass(frozen=True)
 class Module:
     name: str
-    protocol: Protocol
+    protocol: MailProtocol
     port: int                 # the protocol's default unless set
     starttls: StartTLS        # default: required for smtp/submission/imap/pop3, none otherwise
     timeout: float            # seconds; default: global timeout

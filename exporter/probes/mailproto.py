@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import Protocol as TypingProtocol
+from typing import Protocol
 
-from ..config import Module, StartTLS
-from ..config import Protocol as MailProtocol
+from ..config import MailProtocol, Module, StartTLS
+
 from ..results import FailureReason
 
 MAX_LINE_BYTES = 8 * 1024            # RFC 5321 allows 512 per reply line; IMAP lines are longer
@@ -64,7 +64,7 @@ class Transcript:
         return tuple(self._entries)
 
 
-class ByteStream(TypingProtocol):
+class ByteStream(Protocol):
     async def recv(self) -> bytes:
         """Some bytes; b"" at the end of the stream."""
 

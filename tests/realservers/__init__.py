@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from exporter.config import Protocol
+from exporter.config import MailProtocol
 
 from .pki import ServerCredential
 
@@ -30,7 +30,7 @@ class Endpoint:
     """One listener of a real server, set up for one test scenario."""
 
     scenario: str
-    protocol: Protocol
+    protocol: MailProtocol
     host: str                                # an IPv4 literal in 127.0.0.0/8
     port: int
     server_name: str                         # the name the certificate is checked against

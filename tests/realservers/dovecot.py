@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from exporter.config import Protocol
+from exporter.config import MailProtocol
 
 from . import Endpoint, end_process_group, free_port, startup_failure, stop_process, wait_until_listening
 from .pki import GOOD_NAME, MailPKI
@@ -32,18 +32,18 @@ SASL_PASSWORD = "correct horse"
 @dataclass(frozen=True)
 class _Listener:
     scenario: str
-    protocol: Protocol
+    protocol: MailProtocol
     address: str
     name: str      # Dovecot's listener name: "imap", "imaps", "pop3", "pop3s" replace the built-in ones
 
 
 _LISTENERS = (
-    _Listener("imap-good", Protocol.IMAP, GOOD_ADDRESS, "imap"),
-    _Listener("imaps-good", Protocol.IMAPS, GOOD_ADDRESS, "imaps"),
-    _Listener("pop3-good", Protocol.POP3, GOOD_ADDRESS, "pop3"),
-    _Listener("pop3s-good", Protocol.POP3S, GOOD_ADDRESS, "pop3s"),
-    _Listener("imap-plaintext-auth", Protocol.IMAP, PLAINTEXT_AUTH_ADDRESS, "imap_plaintext_auth"),
-    _Listener("pop3-plaintext-auth", Protocol.POP3, PLAINTEXT_AUTH_ADDRESS, "pop3_plaintext_auth"),
+    _Listener("imap-good", MailProtocol.IMAP, GOOD_ADDRESS, "imap"),
+    _Listener("imaps-good", MailProtocol.IMAPS, GOOD_ADDRESS, "imaps"),
+    _Listener("pop3-good", MailProtocol.POP3, GOOD_ADDRESS, "pop3"),
+    _Listener("pop3s-good", MailProtocol.POP3S, GOOD_ADDRESS, "pop3s"),
+    _Listener("imap-plaintext-auth", MailProtocol.IMAP, PLAINTEXT_AUTH_ADDRESS, "imap_plaintext_auth"),
+    _Listener("pop3-plaintext-auth", MailProtocol.POP3, PLAINTEXT_AUTH_ADDRESS, "pop3_plaintext_auth"),
 )
 
 

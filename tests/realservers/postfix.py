@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
-from exporter.config import Protocol
+from exporter.config import MailProtocol
 
 from . import Endpoint, end_process_group, free_port, startup_failure, wait_until_listening
 from .pki import GOOD_NAME, MailPKI, ServerCredential
@@ -28,7 +28,7 @@ POSTFIX = "/usr/sbin/postfix"
 @dataclass(frozen=True)
 class _Service:
     scenario: str
-    protocol: Protocol
+    protocol: MailProtocol
     address: str
     credential: Callable[[MailPKI], ServerCredential] | None   # None: no TLS at all
     options: Mapping[str, str] = field(default_factory=dict)   # -o overrides for this smtpd
@@ -38,19 +38,19 @@ class _Service:
 _AUTH_AFTER_TLS = {"smtpd_sasl_auth_enable": "yes", "smtpd_tls_auth_only": "yes"}
 
 _SERVICES = (
-    _Service("smtp-good", Protocol.SMTP, "127.0.0.21", lambda pki: pki.good_rsa, _AUTH_AFTER_TLS),
-    _Service("submission-good", Protocol.SUBMISSION, "127.0.0.21", lambda pki: pki.good_rsa,
+    _Service("smtp-good", MailProtocol.SMTP, "127.0.0.21", lambda pki: pki.good_rsa, _AUTH_AFTER_TLS),
+    _Service("submission-good", MailProtocol.SUBMISSION, "127.0.0.21", lambda pki: pki.good_rsa,
              {**_AUTH_AFTER_TLS, "smtpd_tls_security_level": "encrypt"}),
-    _Service("smtps-good", Protocol.SMTPS, "127.0.0.21", lambda pki: pki.good_rsa,
+    _Service("smtps-good", MailProtocol.SMTPS, "127.0.0.21", lambda pki: pki.good_rsa,
              {**_AUTH_AFTER_TLS, "smtpd_tls_wrappermode": "yes"}),
-    _Service("smtp-ecdsa", Protocol.SMTP, "127.0.0.22", lambda pki: pki.good_ecdsa),
-    _Service("smtp-expired", Protocol.SMTP, "127.0.0.23", lambda pki: pki.expired),
-    _Service("smtp-mismatch", Protocol.SMTP, "127.0.0.24", lambda pki: pki.mismatch),
-    _Service("smtp-self-signed", Protocol.SMTP, "127.0.0.25", lambda pki: pki.self_signed),
-    _Service("smtp-no-tls", Protocol.SMTP, "127.0.0.26", None, {"smtpd_tls_security_level": "none"}),
-    _Service("smtp-auth-before-tls", Protocol.SMTP, "127.0.0.27", lambda pki: pki.good_rsa,
+    _Service("smtp-ecdsa", MailProtocol.SMTP, "127.0.0.22", lambda pki: pki.good_ecdsa),
+    _Service("smtp-expired", MailProtocol.SMTP, "127.0.0.23", lambda pki: pki.expired),
+    _Service("smtp-mismatch", MailProtocol.SMTP, "127.0.0.24", lambda pki: pki.mismatch),
+    _Service("smtp-self-signed", MailProtocol.SMTP, "127.0.0.25", lambda pki: pki.self_signed),
+    _Service("smtp-no-tls", MailProtocol.SMTP, "127.0.0.26", None, {"smtpd_tls_security_level": "none"}),
+    _Service("smtp-auth-before-tls", MailProtocol.SMTP, "127.0.0.27", lambda pki: pki.good_rsa,
              {"smtpd_sasl_auth_enable": "yes", "smtpd_tls_auth_only": "no"}),
-    _Service("smtp-tls13-only", Protocol.SMTP, "127.0.0.28", lambda pki: pki.good_rsa,
+    _Service("smtp-tls13-only", MailProtocol.SMTP, "127.0.0.28", lambda pki: pki.good_rsa,
              {"smtpd_tls_protocols": ">=TLSv1.3"}),
 )
 
