@@ -9,7 +9,8 @@ servers rate-limit, so the scan spends as few as it can):
    curve, those not seen yet first: a server that takes the client's curve order shows a new
    curve with each ECDHE suite it picks, at no cost (groups are reported once, with the
    version that showed them first; mailsec_tls_group_supported is the union).
-2. TLS 1.3 suites and groups together. Every hello offers the suites not yet accepted and the
+2. TLS 1.3 suites and groups together (the state machine of tls13.py decides each hello from
+   the answers so far). Every hello offers the suites not yet accepted and the
    groups not yet seen; the answer (ServerHello or HelloRetryRequest) names one of each, so a
    hello finds a suite and a group at once. A refusal of such a hello is ambiguous (no suite
    left, or no group left); the next hello offers the accepted suites too, with the groups
@@ -77,6 +78,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 
 from ..certs import certificate_info
 from ..config import Module, Target
@@ -95,6 +97,7 @@ from ..tlswire.hello import (
     build_client_hello, build_sslv2_client_hello, split_cipher_codes,
 )
 from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
+from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
 from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
@@ -197,6 +200,16 @@ def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int
     return hello.cipher_code, "accepted"
 
 
+def _tls13_answer(flight: ServerFlight, offered: tuple[int, ...]) -> tuple[tls13.Answer, str]:
+    """The answer to a TLS 1.3 hello for tls13.observe, and answer_to's reason."""
+    version = ProtocolVersion.TLS1_3
+    code, reason = answer_to(flight, version, offered)
+    if code is None:
+        return tls13.Answer(None, says_other_version=_says_other_version(flight, version)), reason
+    assert flight.server_hello is not None
+    return tls13.Answer(code, flight.server_hello.key_share_group), reason
+
+
 class _ScanRun:
     """The state of one scan, filled in as it goes so that a failure keeps what was learnt."""
 
@@ -255,74 +268,21 @@ class _ScanRun:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
     async def _scan_tls13(self) -> None:
-        """Step 2 of the module docstring. Each hello offers the suites left, then (to show the
-        order, or once the suites are known to have run out) the accepted ones in reverse; and
-        the groups not seen yet, then (when a refusal must mean "no suite left") the groups
-        already seen. Which group a server names in TLS 1.3 says nothing about the others: it
-        may follow the client's order in TLS 1.2 and its own in TLS 1.3 (OpenSSL 3.0 does)."""
+        """Step 2 of the module docstring: the hellos tls13.py's state machine asks for."""
         version = ProtocolVersion.TLS1_3
-        picks = self.picks[version]
-        working = self.tls13_working_groups
-        suites_left = list(offer_order(version))
-        groups_left = [group for group in TLS13_GROUPS if group not in self._groups_seen()]
-        accepted: list[int] = []
-        suites_done = groups_done = ambiguous = False
-        # The first hello offers only the groups TLS 1.2 did not show; if it is refused, the
-        # next offers them all: accepted then, the groups left were what it lacked.
-        retry_with_seen = False
+        state = tls13.start(offer_order(version), TLS13_GROUPS, seen_groups=self._groups_seen())
         first_reason: str | None = None
-        while True:
-            suites_done, groups_done = suites_done or not suites_left, groups_done or not groups_left
-            if suites_done and groups_done:
-                break
-            own_order = server_order_verdict(picks, set(accepted))
-            offer_accepted = bool(accepted) and (
-                suites_done or ambiguous or (len(accepted) >= 2 and own_order is not True))
-            offer_seen = groups_done or retry_with_seen
-            suites = ([] if suites_done else suites_left) + (accepted[::-1] if offer_accepted else [])
-            seen = [group for group in TLS13_GROUPS if group not in groups_left]
-            groups = ([] if groups_done else groups_left) + (seen if offer_seen else [])
-            key_shares = tuple(g for g in DEFAULT_KEY_SHARE_GROUPS if g in (seen if groups_done else groups_left))
-            flight = await self._hello(version, suites, groups=groups, key_share_groups=key_shares)
-            code, reason = answer_to(flight, version, suites)
+        while (offer := tls13.next_hello(state)) is not None:
+            flight = await self._hello(version, list(offer.suites), groups=list(offer.groups),
+                                       key_share_groups=offer.key_share_groups)
+            answer, reason = _tls13_answer(flight, offer.suites)
             first_reason = first_reason or reason
-            if code is None:
-                if not accepted and not offer_seen and len(groups_left) < len(TLS13_GROUPS) \
-                        and not _says_other_version(flight, version):
-                    retry_with_seen = True                 # no TLS 1.3, or none of the groups left
-                elif not accepted:
-                    suites_done = groups_done = True       # no TLS 1.3, or no suite at all
-                elif offer_seen and offer_accepted:
-                    break                                  # refused what worked before: stop here
-                elif offer_seen:
-                    suites_done = True                     # a group that works was offered
-                elif offer_accepted:
-                    groups_done, ambiguous = True, False   # suites that work were offered
-                else:
-                    ambiguous = True                       # either ran out; the next hello tells
-                continue
-            picks.append((tuple(suites), code))
-            if retry_with_seen:
-                groups_done, retry_with_seen = True, False
-            assert flight.server_hello is not None
-            group = flight.server_hello.key_share_group
-            new_suite, new_group = code in suites_left, group in groups_left
-            if new_suite:
-                accepted.append(code)
-                suites_left.remove(code)
-            if group is not None and group not in working:
-                working.append(group)
-            if new_group:
-                groups_left.remove(group)
-                self.groups.append(GroupSupport(version, group, grade_group(group)))
-                if ambiguous:               # a group was left, so the suites had run out
-                    suites_done, ambiguous = True, False
-            if offer_accepted and not new_suite and not suites_done \
-                    and server_order_verdict(picks, set(accepted)) is False:
-                suites_done = True          # it follows our order and skipped every suite left
-            if not (new_suite or new_group or suites_done or groups_done):
-                break                       # an answer naming nothing new: stop here
-        self._record_version(version, accepted, first_reason)
+            found_before = len(state.found_groups)
+            state = tls13.observe(state, answer)
+            self._record_groups(version, state.found_groups[found_before:])
+        self.picks[version] = list(state.picks)
+        self.tls13_working_groups = list(state.working_groups)
+        self._record_version(version, list(state.accepted), first_reason)
 
     async def _scan_version(self, version: ProtocolVersion) -> None:
         """TLS 1.2 and below (steps 1 and 3 of the module docstring)."""
@@ -470,7 +430,7 @@ class _ScanRun:
             parameters = flight.key_exchange.parameters if flight.key_exchange else None
             if not isinstance(parameters, ECDHParameters) or parameters.named_curve not in remaining:
                 return
-            self.groups.append(GroupSupport(version, parameters.named_curve, grade_group(parameters.named_curve)))
+            self._record_groups(version, (parameters.named_curve,))
             remaining.remove(parameters.named_curve)
 
     async def _find_tls13_certificate(self) -> None:
@@ -506,13 +466,16 @@ class _ScanRun:
                 and flight.server_hello is not None and flight.server_hello.version == version
                 and parameters.named_curve in TLS12_EC_GROUPS):
             if parameters.named_curve not in self._groups_seen():
-                self.groups.append(GroupSupport(version, parameters.named_curve, grade_group(parameters.named_curve)))
+                self._record_groups(version, (parameters.named_curve,))
             elif groups is None:
                 self.tls12_repeated_curve = True
         return flight
 
     def _groups_seen(self) -> set[int]:
         return {support.group for support in self.groups}
+
+    def _record_groups(self, version: ProtocolVersion, groups: Sequence[int]) -> None:
+        self.groups += [GroupSupport(version, group, grade_group(group)) for group in groups]
 
     def _tls12_curve_order(self, version: ProtocolVersion) -> list[int]:
         """Every EC curve, in TLS 1.2 those not seen yet first: a server that takes the client's
