@@ -88,10 +88,7 @@ from ..probes.tlsconn import client_context, sni_name
 from ..results import CertificateInfo, FailureReason
 from ..tlswire import NamedGroup, ProtocolVersion
 from ..tlswire.ciphers import SSL2_CIPHER_KINDS, CIPHER_SUITES, KeyExchange
-from ..tlswire.grading import (
-    Class, grade_certificate_key, grade_cipher_suite, grade_dh_parameters, grade_group,
-    grade_signature_hash, grade_version, worst,
-)
+from ..tlswire.grading import Class, grade_cipher_suite, grade_dh_parameters, grade_group, worst
 from ..tlswire.hello import (
     COMPRESSION_DEFLATE, DEFAULT_CIPHERS_PER_HELLO, DEFAULT_GROUPS, DEFAULT_KEY_SHARE_GROUPS,
     build_client_hello, build_sslv2_client_hello, split_cipher_codes,
@@ -99,6 +96,7 @@ from ..tlswire.hello import (
 from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
 from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
+from .grade import grade_scan
 from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 
@@ -512,29 +510,13 @@ class _ScanRun:
         self.failure_detail = detail
 
     def result(self, observed_at: float, duration: float) -> TLSScanResult:
-        ciphers = [AcceptedCipher(version, code, CIPHER_SUITES[code].name, grade_cipher_suite(code))
-                   for version in TLS_VERSIONS for code in self.accepted.get(version, [])]
-        ciphers += [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
-                    for kind in self.sslv2_kinds]
+        """What the scan found so far, graded by grade.grade_scan."""
+        ciphers = self._accepted_ciphers()
         certificates = _certificates(self.leaf_ders)
-        dh_grade = worst(*(grade_dh_parameters(p.p, p.g) for p in self.dh_parameters)) if self.dh_parameters else None
-        renegotiation = all(self.renegotiation_seen) if self.renegotiation_seen else None
-        compression = any(self.compression_seen) if self.compression_seen else None
+        dh_grade = _worst_dh_grade(self.dh_parameters)
+        renegotiation = _all_or_none(self.renegotiation_seen)
+        compression = _any_or_none(self.compression_seen)
         versions = sorted(self.versions, key=lambda v: v.version, reverse=True)
-        supported = [v.version for v in versions if v.supported]
-        grade = None
-        if supported:
-            grade = worst(
-                *(grade_version(v) for v in supported),
-                *(c.grade for c in ciphers),
-                *(g.grade for g in self.groups),
-                *((dh_grade,) if dh_grade is not None else ()),
-                *(worst(grade_certificate_key(c.key_type, c.key_bits), grade_signature_hash(c.signature_hash))
-                  for c in certificates),
-                # NCSC-NL 2025: TLS compression and the lack of secure renegotiation are insufficient.
-                Class.INSUFFICIENT if compression else Class.GOOD,
-                Class.INSUFFICIENT if renegotiation is False else Class.GOOD,
-            )
         return TLSScanResult(
             success=self.failure is None,
             failure=self.failure,
@@ -544,18 +526,43 @@ class _ScanRun:
             connections=self.connector.connections if self.connector else 0,
             address=self.address,
             versions=tuple(versions),
-            ciphers=tuple(ciphers),
+            ciphers=ciphers,
             server_cipher_order=tuple(self.server_cipher_order),
             groups=tuple(self.groups),
-            dh_min_size=min(p.p_bits for p in self.dh_parameters) if self.dh_parameters else None,
+            dh_min_size=min((p.p_bits for p in self.dh_parameters), default=None),
             dh_grade=dh_grade,
             secure_renegotiation=renegotiation,
             compression=compression,
-            extended_master_secret=all(self.ems_seen) if self.ems_seen else None,
-            ocsp_stapling=any(self.ocsp_seen) if self.ocsp_seen else None,
+            extended_master_secret=_all_or_none(self.ems_seen),
+            ocsp_stapling=_any_or_none(self.ocsp_seen),
             certificates=certificates,
-            grade=grade,
+            grade=grade_scan(versions=[v.version for v in versions if v.supported], ciphers=ciphers,
+                             groups=self.groups, dh_grade=dh_grade, certificates=certificates,
+                             compression=compression, secure_renegotiation=renegotiation),
         )
+
+    def _accepted_ciphers(self) -> tuple[AcceptedCipher, ...]:
+        """Per version in TLS_VERSIONS order, then SSLv2, each in the order found."""
+        tls = [AcceptedCipher(version, code, CIPHER_SUITES[code].name, grade_cipher_suite(code))
+               for version in TLS_VERSIONS for code in self.accepted.get(version, [])]
+        sslv2 = [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
+                 for kind in self.sslv2_kinds]
+        return (*tls, *sslv2)
+
+
+def _all_or_none(seen: list[bool]) -> bool | None:
+    """Whether every flight showed it; None when no flight could."""
+    return all(seen) if seen else None
+
+
+def _any_or_none(seen: list[bool]) -> bool | None:
+    """Whether some flight showed it; None when no flight could."""
+    return any(seen) if seen else None
+
+
+def _worst_dh_grade(parameters: list[DHParameters]) -> Class | None:
+    """The class of the weakest DH parameters seen; None when no DHE suite was picked."""
+    return worst(*(grade_dh_parameters(p.p, p.g) for p in parameters)) if parameters else None
 
 
 def _certificates(leaf_ders: dict[bytes, None]) -> tuple[CertificateInfo, ...]:
