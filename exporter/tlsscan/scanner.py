@@ -208,6 +208,15 @@ def _tls13_answer(flight: ServerFlight, offered: tuple[int, ...]) -> tuple[tls13
     return tls13.Answer(code, flight.server_hello.key_share_group), reason
 
 
+@dataclasses.dataclass
+class _VersionProgress:
+    """The enumeration of one version below TLS 1.3 so far."""
+
+    accepted: list[int] = dataclasses.field(default_factory=list)
+    first_reason: str | None = None     # answer_to's reason for the version's first hello
+    order_tested: bool = False          # the order test hello (at most one per version) was sent
+
+
 class _ScanRun:
     """The state of one scan, filled in as it goes so that a failure keeps what was learnt."""
 
@@ -284,46 +293,56 @@ class _ScanRun:
 
     async def _scan_version(self, version: ProtocolVersion) -> None:
         """TLS 1.2 and below (steps 1 and 3 of the module docstring)."""
-        accepted: list[int] = []
-        first_reason: str | None = None
+        progress = _VersionProgress()
         known_good = self._accepted_above(version)
-        if known_good:
-            flight = await self._hello(version, known_good)
-            code, first_reason = answer_to(flight, version, known_good)
-            if code is None and _refuses_version(flight):
-                self._record_version(version, accepted, first_reason)
-                return
-            if code is not None:
-                accepted.append(code)
-                self.picks[version].append((tuple(known_good), code))
-        full_list = [code for code in offer_order(version) if code not in accepted]
+        if known_good and not await self._offer_known_good(version, known_good, progress):
+            self._record_version(version, progress.accepted, progress.first_reason)
+            return
+        full_list = [code for code in offer_order(version) if code not in progress.accepted]
         # A server seen refusing by a bare close would close on the mixed list too, and it
         # would be offered again family by family: offer the families at once.
         pending = _key_exchange_families(full_list) if self.closes_on_refusal else [full_list]
-        order_tested = False
         while pending:
-            remaining = pending.pop(0)
-            while remaining:
-                offered = remaining
-                test = None if order_tested else self._order_test(version, remaining, accepted)
+            pending[:0] = await self._enumerate(version, pending.pop(0), progress)
+        self._record_version(version, progress.accepted, progress.first_reason)
+
+    async def _offer_known_good(self, version: ProtocolVersion, known_good: list[int],
+                                progress: _VersionProgress) -> bool:
+        """The first hello of a version below a supported one: the suites that one accepted.
+        False when the answer shows the version is not supported at all."""
+        flight = await self._hello(version, known_good)
+        code, progress.first_reason = answer_to(flight, version, known_good)
+        if code is None:
+            return not _refuses_version(flight)
+        progress.accepted.append(code)
+        self.picks[version].append((tuple(known_good), code))
+        return True
+
+    async def _enumerate(self, version: ProtocolVersion, remaining: list[int],
+                         progress: _VersionProgress) -> list[list[int]]:
+        """Offer `remaining` again without each suite the server picks, until a refusal; the
+        lists to offer instead of the refused one when the refusal may hide accepted suites.
+        The version's order test (once) stands in for one of these hellos."""
+        while remaining:
+            test = None if progress.order_tested else self._order_test(version, remaining, progress.accepted)
+            offered = remaining if test is None else list(test)
+            progress.order_tested = progress.order_tested or test is not None
+            flight = await self._hello(version, offered)
+            code, reason = answer_to(flight, version, offered)
+            progress.first_reason = progress.first_reason or reason
+            if code is None:
                 if test is not None:
-                    order_tested, offered = True, list(test)
-                flight = await self._hello(version, offered)
-                code, reason = answer_to(flight, version, offered)
-                first_reason = first_reason or reason
-                if code is None:
-                    if test is not None:
-                        continue            # no verdict from the test; the plain list comes next
-                    if _may_hide_accepted_suites(flight):
-                        pending[:0] = self._smaller_hellos(version, remaining, accepted)
-                    break
-                self.picks[version].append((tuple(offered), code))
-                if code in remaining:
-                    accepted.append(code)
-                    remaining.remove(code)
-                elif code == offered[-2] and test is not None:
-                    break                   # it follows our order and skipped every suite left
-        self._record_version(version, accepted, first_reason)
+                    continue            # no verdict from the test; the plain list comes next
+                if _may_hide_accepted_suites(flight):
+                    return self._smaller_hellos(version, remaining, progress.accepted)
+                return []
+            self.picks[version].append((tuple(offered), code))
+            if code in remaining:
+                progress.accepted.append(code)
+                remaining.remove(code)
+            elif test is not None and code == offered[-2]:
+                break                   # it follows our order and skipped every suite left
+        return []
 
     def _record_version(self, version: ProtocolVersion, accepted: list[int], first_reason: str | None) -> None:
         self.accepted[version] = accepted
