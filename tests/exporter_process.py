@@ -29,11 +29,13 @@ _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
 @contextlib.asynccontextmanager
-async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebConfig = WebConfig()):
-    """(exporter, aiohttp test client) of an exporter serving on 127.0.0.1 in this event loop."""
+async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebConfig = WebConfig(),
+                      lifecycle: bool = False):
+    """(exporter, aiohttp test client) of an exporter serving on 127.0.0.1 in this event loop;
+    `lifecycle` as --web.enable-lifecycle."""
     exporter = Exporter(str(config_path), probes=Probes(endpoint=probe))
     exporter.reload()
-    client = TestClient(TestServer(build_app(exporter, web_config), host="127.0.0.1"))
+    client = TestClient(TestServer(build_app(exporter, web_config, lifecycle=lifecycle), host="127.0.0.1"))
     await client.start_server()
     try:
         yield exporter, client

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Module, Target
-from ..presentation import days_until, utc_time, yes_no
+from ..presentation import days_until, printable, utc_time, yes_no
 from ..results import EndpointResult, outcome_fields
 
 
@@ -28,7 +28,8 @@ def debug_report(target: Target, module: Module, result: EndpointResult) -> str:
     lines.append("")
     lines.append("Dialogue (C: client, S: server, TLS: handshake, *: events):")
     lines.extend(result.transcript or ("(nothing was exchanged)",))
-    return "\n".join(lines) + "\n"
+    # Greetings, details, certificate names: the server's words, shown without their controls.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _tls_lines(result: EndpointResult) -> list[str]:
