@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import resource
 import ssl
 import subprocess
 import sys
@@ -46,7 +47,8 @@ async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebCo
 
 class ExporterProcess:
     def __init__(self, config_path: Path, *extra_args: str, scheme: str = "http",
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, descriptor_limit: int | None = None,
+                 start_timeout: float = 20):
         self.config_path = config_path
         self.scheme = scheme
         self.ssl_context = ssl_context     # to verify the exporter's certificate over https
@@ -59,9 +61,11 @@ class ExporterProcess:
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
+            preexec_fn=None if descriptor_limit is None else lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (descriptor_limit, descriptor_limit)),
         )
         threading.Thread(target=self._read_log, daemon=True).start()
-        if not self._listening.wait(timeout=20):
+        if not self._listening.wait(timeout=start_timeout):
             self.stop()
             raise RuntimeError("exporter did not start:\n" + self.log)
 

@@ -105,7 +105,7 @@ class EventTally:
 
     def add(self, kind: ServerEvent, detail: str = "") -> None:
         self._counts[kind] = self._counts.get(kind, 0) + 1
-        self._last_detail[kind] = printable(detail[:200])
+        self._last_detail[kind] = printable(" ".join(detail[:200].split()))   # one line, no controls
         now = self._clock()
         due = self._next_log_at.get(kind, now)
         if now >= due:
@@ -304,6 +304,7 @@ class ConnectionGuard:
                     await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             self._admit(sock, peer)
+            await asyncio.sleep(0)   # sock_accept does not yield while the backlog is full: let the rest run
 
     def _admit(self, sock: socket.socket, peer: Any) -> None:
         if len(self._open) - self._closing >= self._limits.max_connections and not self._evict_longest_idle():
@@ -315,6 +316,8 @@ class ConnectionGuard:
         self._open[connection] = None
         self._arm_deadline(connection)
         connection.starter = asyncio.create_task(self._start(sock, connection))
+        # A done callback, not a `finally`: a task cancelled before it ran never runs its body.
+        connection.starter.add_done_callback(lambda _: self._started(sock, connection))
 
     async def _start(self, sock: socket.socket, connection: _Connection) -> None:
         loop = asyncio.get_running_loop()
@@ -323,28 +326,28 @@ class ConnectionGuard:
                                                sock, ssl=self._tls)
         except OSError as exc:           # the TLS handshake failed (SSLError, reset, ...)
             self._tally.add(ServerEvent.TLS_HANDSHAKE_FAILED, f"{connection.peer}: {exc}")
-            self._release_socket(sock, connection)
-        except asyncio.CancelledError:   # the read deadline passed, evicted, or shutting down
-            self._release_socket(sock, connection)
-            raise
 
-    def _release_socket(self, sock: socket.socket, connection: _Connection) -> None:
-        sock.close()
-        self._release(connection)
+    def _started(self, sock: socket.socket, connection: _Connection) -> None:
+        if connection.transport is None:     # never connected: handshake failed, deadline, evicted, shutdown
+            sock.close()
+            self._release(connection)
 
     def _connected(self, connection: _Connection, transport: asyncio.BaseTransport) -> None:
-        connection.transport = transport
-        self._by_transport[transport] = connection
+        if connection in self._open:
+            connection.transport = transport
+            self._by_transport[transport] = connection
+        else:                                # released while asyncio was connecting it
+            transport.abort()
 
     def _release(self, connection: _Connection) -> None:
+        if connection.transport is not None:
+            self._by_transport.pop(connection.transport, None)
         if self._open.pop(connection, False) is False:
             return                       # released already
         if connection.closing:
             self._closing -= 1
         if connection.deadline is not None:
             connection.deadline.cancel()
-        if connection.transport is not None:
-            self._by_transport.pop(connection.transport, None)
 
     def _became_busy(self, connection: _Connection) -> None:
         connection.busy += 1
