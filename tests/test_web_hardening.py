@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import resource
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from exporter.web.server import (MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, EventTal
                                  connection_cap)
 from exporter_process import ExporterProcess, running_app, sample_value
 from hostile import FakeServer, Script, issue, server_tls_context, silent, smtp_server
-from results_factory import failed_result, tls_result
+from results_factory import failed_result
 
 # --------------------------------------------------------------------------------------
 # printable(): server-controlled text without its control characters
