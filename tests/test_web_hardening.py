@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import parse_listen_address
@@ -30,7 +32,7 @@ from exporter.tlsscan.report import render_table
 from exporter.web.server import (MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, EventTally, ServerEvent, ServerLog,
                                  connection_cap)
 from exporter_process import ExporterProcess, running_app, sample_value
-from hostile import FakeServer, Script, issue, server_tls_context, silent, smtp_server
+from hostile import FakeServer, Script, issue, server_tls_context, silent, smtp_server, write_pem
 from results_factory import failed_result
 
 # --------------------------------------------------------------------------------------
@@ -276,6 +278,37 @@ def test_an_idle_keep_alive_connection_is_closed(quiet_exporter):
         idle.settimeout(20)
         assert idle.recv(65536) == b""
     assert READ_TIMEOUT_SECONDS - 0.5 < time.monotonic() - started < READ_TIMEOUT_SECONDS + 2.5
+
+
+def test_over_tls_a_silent_client_is_cut_off_and_failed_handshakes_are_counted(tmp_path):
+    ca = issue("Hardening Test CA", is_ca=True)
+    server = issue("localhost", issuer=ca, ip_addresses=("127.0.0.1",))
+    write_pem(str(tmp_path), "server.pem", server)
+    write_pem(str(tmp_path), "ca.pem", ca)
+    (tmp_path / "server.key").write_bytes(server.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    web_config = tmp_path / "web.yml"
+    web_config.write_text("tls_server_config: {cert_file: server.pem, key_file: server.key}\n")
+    client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    process = ExporterProcess(empty_config(tmp_path), "--web.config.file", str(web_config), "--log.level", "info",
+                              scheme="https", ssl_context=client_context)
+    try:
+        with socket.create_connection(("127.0.0.1", process.port)) as silent_client:   # no ClientHello
+            started = time.monotonic()
+            silent_client.settimeout(20)
+            assert silent_client.recv(1) == b""
+            took = time.monotonic() - started
+        for _ in range(50):                                  # plain HTTP to the TLS port
+            with socket.create_connection(("127.0.0.1", process.port), timeout=5) as client:
+                client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+                client.recv(65536)
+        latency, status, _ = timed_get(process)
+    finally:
+        process.stop()
+    assert READ_TIMEOUT_SECONDS - 0.5 < took < READ_TIMEOUT_SECONDS + 2.5
+    assert status == 200 and latency < 1.0
+    assert len([line for line in process.log_lines if "event=tls_handshake_failed" in line]) == 1
+    assert "Traceback" not in process.log and "level=error" not in process.log
 
 
 def test_malformed_requests_get_400_and_one_log_line(quiet_exporter):
