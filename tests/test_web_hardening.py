@@ -373,6 +373,25 @@ def test_the_connection_cap_keeps_the_newest_and_scrapes_get_in(tmp_path):
     assert "evicted" in process.log and "Traceback" not in process.log
 
 
+def test_out_of_descriptors_is_one_log_line_and_the_server_recovers(tmp_path):
+    # 20 descriptors: the cap (16) is more than what is left once the process has its own.
+    process = ExporterProcess(empty_config(tmp_path), "--log.level", "info", descriptor_limit=20)
+    clients = []
+    try:
+        for _ in range(60):
+            clients.append(socket.create_connection(("127.0.0.1", process.port)))
+            clients[-1].sendall(b"GET /metrics HTTP/1.1\r\n")
+        time.sleep(1)
+        status = process.get("/metrics", timeout=20)[0]
+    finally:
+        for sock in clients:
+            sock.close()
+        process.stop()
+    assert status == 200
+    assert len([line for line in process.log_lines if "event=accept_failed" in line]) == 1
+    assert "Too many open files" in process.log and "Traceback" not in process.log
+
+
 def _is_open(sock: socket.socket) -> bool:
     sock.setblocking(False)
     try:

@@ -301,6 +301,7 @@ class ConnectionGuard:
             except OSError as exc:
                 self._tally.add(ServerEvent.ACCEPT_FAILED, os.strerror(exc.errno) if exc.errno else str(exc))
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._evict_longest_idle()       # its descriptor, for the next accept
                     await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             self._admit(sock, peer)
