@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Target
-from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until
+from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until, printable
 from ..results import AddressFamily, EndpointResult, HostResult
 from .check import DomainResult
 from .common import Finding, Severity
@@ -152,4 +152,4 @@ def render_text(reports: list[DomainReport], now: float) -> str:
         if not any(grouped_findings(report, now).values()) and not failures(report):
             lines.append("  no findings")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)   # DNS text is server-controlled

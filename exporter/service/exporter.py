@@ -40,6 +40,7 @@ class Exporter:
         self.results = ResultStores()
         self.scheduler = Scheduler(self.results, self.metrics, probes)
         self.probe_scans = ProbeScanCache(self.scheduler)
+        self._reload_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -52,10 +53,29 @@ class Exporter:
         try:
             loaded = load_config(self.config_path)
         except ConfigError as exc:
-            self.metrics.record_reload(False)
-            self.last_reload_error = str(exc)
-            log.error("config not loaded, keeping the previous one", extra=with_fields(error=exc))
+            self._reload_failed(exc)
             raise
+        return self._apply(loaded)
+
+    async def reload_off_loop(self) -> Config:
+        """As `reload`, for a running server (POST /-/reload, SIGHUP): the file is parsed in a
+        worker thread, so that the event loop keeps answering scrapes and running probes
+        meanwhile, and applied on the loop. Reloads run one at a time: the last one applies the
+        file as it was when it was read last."""
+        async with self._reload_lock:
+            try:
+                loaded = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as exc:
+                self._reload_failed(exc)
+                raise
+            return self._apply(loaded)
+
+    def _reload_failed(self, exc: ConfigError) -> None:
+        self.metrics.record_reload(False)
+        self.last_reload_error = str(exc)
+        log.error("config not loaded, keeping the previous one", extra=with_fields(error=exc))
+
+    def _apply(self, loaded: Config) -> Config:
         config = self.shard.select(loaded)
         self.scheduler.apply(config)
         self.config = config

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import Domain, Target
-from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, utc_time
+from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, printable, utc_time
 from ..probes.report import to_json as endpoint_json
 from ..results import JobKind, outcome_fields
 from ..service.exporter import Exporter
@@ -89,7 +89,7 @@ th { background: #f0f0f0; }
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(printable(str(value)), quote=True)   # no bidi overrides or controls either
 
 
 def _time(timestamp: float | None) -> str:
