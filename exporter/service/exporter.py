@@ -123,9 +123,20 @@ class Exporter:
         return Domain(name, selectors or listed.dkim_selectors, listed.labels)
 
     async def check_domain_now(self, domain: Domain, budget: float) -> DomainResult | None:
-        """Check a domain named by a request now (see `request_domain`); None when the
-        checks did not finish within `budget` seconds. The result is not stored."""
-        return await self.scheduler.check_domain(domain, budget)
+        """Check a domain named by a request now (see `request_domain`), within one of the
+        overall concurrency slots, as scheduled runs are; None when the checks did not
+        finish within `budget` seconds, slot wait included. The result is not stored."""
+        deadline = asyncio.get_running_loop().time() + budget
+        overall = self.scheduler.limits.overall
+        try:
+            async with asyncio.timeout(budget):
+                await overall.acquire()
+        except TimeoutError:
+            return None
+        try:
+            return await self.scheduler.check_domain(domain, deadline - asyncio.get_running_loop().time())
+        finally:
+            overall.release()
 
     async def stop(self) -> None:
         await self.probe_scans.stop()

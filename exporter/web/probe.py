@@ -28,6 +28,7 @@ from ..service.guard import TargetRefused
 TARGET_PARAMETERS = ("target", "module", "debug")
 DOMAIN_PARAMETERS = ("domain", "dkim_selector", "debug")
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+MAX_DKIM_SELECTORS = 10   # each costs DNS questions: a request may not ask for hundreds
 
 
 class BadRequest(Exception):
@@ -131,7 +132,10 @@ def _request_domain(exporter: Exporter, query) -> Domain:
     _check_parameters(query, DOMAIN_PARAMETERS, ("domain",))
     try:
         name = normalize_dns_name(query["domain"])
-        selectors = tuple(dict.fromkeys(check_dkim_selector(s) for s in query.getall("dkim_selector", [])))
+        given = query.getall("dkim_selector", [])
+        if len(given) > MAX_DKIM_SELECTORS:
+            raise BadRequest(f"at most {MAX_DKIM_SELECTORS} dkim_selector parameters; got {len(given)}")
+        selectors = tuple(dict.fromkeys(check_dkim_selector(s) for s in given))
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     return exporter.request_domain(name, selectors)
