@@ -50,6 +50,11 @@ MX2_GOOD = "127.77.1.2"       # its PTR names another host: forward-confirmed re
 MX_SIGNED = "127.77.1.3"
 MX_UNSIGNED = "127.77.1.4"
 MX_BOGUS = "127.77.1.5"
+# pair.test: one MX name, two servers (tests/test_addresses_realpostfix.py runs Postfix on
+# both, one presenting the certificate its TLSA record names, one another), and a second MX
+# name with an IPv4 and an IPv6 (::1) address.
+PAIR_FIRST = "127.77.3.1"
+PAIR_SECOND = "127.77.3.2"
 
 BIG_TXT_STRINGS = [("x" * 200) + str(n) for n in range(10)]   # > 1232 bytes: truncated over UDP
 
@@ -227,6 +232,15 @@ def test_zone_records() -> str:
         f"mx.dane-pkix 300 A {MX1_GOOD}",
         f"_25._tcp.mx.dane-pkix 300 TLSA 1 0 1 {hashlib.sha256(dane_chain()[0]).hexdigest()}",
         "_25._tcp.mx.dane-pkix 300 TLSA 3 1 7 abcd",   # matching type 7 is not defined
+        # pair.test: see PAIR_FIRST. DANE-EE 3 1 1 of dane_credential()'s leaf, names ignored.
+        "pair 300 MX 10 mx.pair.test.",
+        "pair 300 MX 20 mx6.pair.test.",
+        f"mx.pair 300 A {PAIR_FIRST}",
+        f"mx.pair 300 A {PAIR_SECOND}",
+        f"mx6.pair 300 A {PAIR_FIRST}",
+        "mx6.pair 300 AAAA ::1",
+        f"_25._tcp.mx.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
+        f"_25._tcp.mx6.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
         # TCP fallback: an answer too big for one UDP datagram.
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[:5]),
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[5:]),
