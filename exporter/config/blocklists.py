@@ -70,9 +70,28 @@ def _parse_codes(node: yaml.Node | None, path: str) -> tuple[ReturnCodes, ...]:
     return tuple(code for code, _ in codes)
 
 
-def _parse_refusal_codes(node: yaml.Node, path: str) -> frozenset[ipaddress.IPv4Address]:
-    return frozenset(nodes.checked_string(parse_return_code, item, f"{path}[{index}]")
-                     for index, item in enumerate(nodes.items(node, path)))
+def _parse_refusal_codes(
+    node: yaml.Node, path: str
+) -> tuple[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address], ...]:
+    return tuple(nodes.checked_string(parse_return_code_range, item, f"{path}[{index}]")
+                 for index, item in enumerate(nodes.items(node, path)))
+
+
+def _parse_test_entry(node: yaml.Node, path: str) -> str:
+    """An IPv4 address (IP lists) or a domain name (domain lists); which is checked later."""
+    text = nodes.string(node, path)
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return nodes.checked_string(normalize_dns_name, node, path)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 _LIST_PARSERS = {
@@ -84,6 +103,8 @@ _LIST_PARSERS = {
     "query_key": functools.partial(nodes.checked_string, parse_query_key),
     "interval": functools.partial(nodes.duration, maximum=_YEAR),
     "removal_url": functools.partial(nodes.checked_string, parse_removal_url),
+    "test_listed": _parse_test_entry,
+    "test_not_listed": _parse_test_entry,
 }
 
 
@@ -95,11 +116,17 @@ def _parse_list(node: yaml.Node, path: str) -> Blocklist:
     if not _LIST_NAME_RE.fullmatch(blocklist.name):
         raise nodes.Invalid(fields.get("name"), f"{fields.path_of('name')}: a list name may only have letters, "
                                                 "digits, '_', '.' and '-'")
-    clash = next((code for code in blocklist.codes if any(code.first <= refusal <= code.last
-                                                         for refusal in blocklist.refusal_codes)), None)
+    clash = next((code for code in blocklist.codes if any(code.first <= last and first <= code.last
+                                                         for first, last in blocklist.refusal_codes)), None)
     if clash is not None:
         raise nodes.Invalid(fields.get("refusal_codes"), f"{fields.path_of('refusal_codes')}: a refusal code is "
                                                          f"also a listing code ({clash.first}-{clash.last})")
+    for key in ("test_listed", "test_not_listed"):
+        entry = getattr(blocklist, key)
+        if entry is not None and _is_address(entry) != (blocklist.kind is BlocklistKind.IP):
+            expected = "an IPv4 address" if blocklist.kind is BlocklistKind.IP else "a domain name"
+            raise nodes.Invalid(fields.get(key), f"{fields.path_of(key)}: must be {expected} for a list of kind "
+                                                 f"{blocklist.kind}; got {entry!r}")
     if len(blocklist.query_zone) > 200:
         raise nodes.Invalid(fields.get("zone"), f"{fields.path_of('zone')}: {blocklist.query_zone} leaves too "
                                                 "little room for the name queried under it (200 characters at most)")

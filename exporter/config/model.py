@@ -248,12 +248,16 @@ class Blocklist:
     zone: str                         # e.g. zen.spamhaus.org, without the query key
     kind: BlocklistKind
     codes: tuple[ReturnCodes, ...] = ()
-    # Answers that say "you may not query" (Spamhaus: 127.255.255.252/254/255): an error of
-    # the list, never a listing.
-    refusal_codes: frozenset[ipaddress.IPv4Address] = frozenset()
+    # Answers that say "you may not query" (Spamhaus: 127.255.255.252/254/255), each a
+    # (first, last) range: an error of the list, never a listing.
+    refusal_codes: tuple[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address], ...] = ()
     query_key: str | None = None      # put before the zone (Spamhaus DQS: <key>.zen.dq.spamhaus.net); a secret
     interval: float = 3600.0          # seconds between two runs of the list
     removal_url: str | None = None    # where a listed address or name asks for removal
+    # The entries that must be listed and must not be (RFC 5782 §5); None: the RFC's
+    # (127.0.0.2 and 127.0.0.1 for IP lists, test and invalid for domain lists).
+    test_listed: str | None = None
+    test_not_listed: str | None = None
 
     @property
     def query_zone(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import Collection, Generic, Iterable, Sequence, TypeVar
+from typing import Generic, Iterable, Sequence, TypeVar
 
 Meaning = TypeVar("Meaning")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -94,17 +94,17 @@ class Reading(Generic[Meaning]):
 def read_answer(
     addresses: Iterable[str],
     table: Sequence[CodeRange[Meaning]],
-    refusal_codes: Collection[ipaddress.IPv4Address],
+    refusal_codes: Sequence[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]],
     unknown: Meaning,
 ) -> Reading[Meaning]:
-    """What the A records of one query say. A refusal code anywhere makes it a refusal;
-    a code that is not in `table` means `unknown`."""
+    """What the A records of one query say. A refusal code (in one of the (first, last)
+    ranges) anywhere makes it a refusal; a code that is not in `table` means `unknown`."""
     parsed = sorted({ipaddress.ip_address(address) for address in addresses}, key=lambda a: (a.version, a))
     codes = tuple(str(address) for address in parsed)
-    if any(address in refusal_codes for address in parsed):
-        return Reading(AnswerKind.REFUSED, codes, ())
     if not parsed or any(address not in _LOOPBACK for address in parsed):
         return Reading(AnswerKind.UNEXPECTED, codes, ())
+    if any(first <= address <= last for address in parsed for first, last in refusal_codes):
+        return Reading(AnswerKind.REFUSED, codes, ())
     meanings: list[Meaning] = []
     for address in parsed:
         meaning = next((row.meaning for row in table if row.first <= address <= row.last), unknown)

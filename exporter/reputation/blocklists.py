@@ -151,6 +151,8 @@ class _ListQuery:
     async def health(self) -> tuple[ListProblem | None, str]:
         listed, not_listed = ((IP_TEST_LISTED, IP_TEST_NOT_LISTED) if self.blocklist.kind is BlocklistKind.IP
                               else (DOMAIN_TEST_LISTED, DOMAIN_TEST_NOT_LISTED))
+        listed = self.blocklist.test_listed or listed
+        not_listed = self.blocklist.test_not_listed or not_listed
         positive, negative = await asyncio.gather(self.ask(listed), self.ask(not_listed))
         problem = judge_test_entries(positive.outcome, negative.outcome)
         if problem is None:

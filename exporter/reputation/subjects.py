@@ -81,7 +81,16 @@ def merge(found: Iterable[tuple[str, Origin]]) -> tuple[Subject, ...]:
     origins: dict[str, set[Origin]] = {}
     for value, origin in found:
         origins.setdefault(value, set()).add(origin)
-    return tuple(Subject(value, tuple(sorted(origins[value]))) for value in sorted(origins))
+    return tuple(Subject(value, tuple(sorted(origins[value]))) for value in sorted(origins, key=_order))
+
+
+def _order(value: str) -> tuple[int, int, str]:
+    """Addresses in numeric order (IPv4 first), then names."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return (7, 0, value)
+    return (address.version, int(address), "")
 
 
 async def gather_subjects(
