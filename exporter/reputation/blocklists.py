@@ -20,6 +20,7 @@ from typing import Iterable
 
 from ..config import Blocklist, BlocklistKind, BlocklistSettings, Domain, ListingMeaning, Target
 from ..dnsclient import DNSClient, DNSError, DNSErrorKind, LookupCache, Resolver, txt_records
+from ..domains.check import DomainResult
 from ..records.dnsbl import (
     DOMAIN_TEST_LISTED,
     DOMAIN_TEST_NOT_LISTED,
@@ -213,6 +214,18 @@ async def run_blocklist(
     subjects = await gather_subjects(blocklist.kind, domains, targets, LookupCache(dns), stored,
                                      settings.spf_addresses)
     return await check_blocklist(blocklist, subjects, dns, settings.concurrency, started, clock)
+
+
+async def check_domain_now(
+    domain: Domain, result: DomainResult, settings: BlocklistSettings, dns: DNSClient,
+) -> list[BlocklistResult]:
+    """Every configured list about one domain's subjects now (the `check` command), its MX
+    hosts and DMARC destinations taken from `result`."""
+    cache = LookupCache(dns)
+    subjects = {kind: await gather_subjects(kind, [domain], (), cache, lambda _: result, settings.spf_addresses)
+                for kind in {blocklist.kind for blocklist in settings.lists}}
+    return list(await asyncio.gather(*(check_blocklist(blocklist, subjects[blocklist.kind], dns, settings.concurrency)
+                                       for blocklist in settings.lists)))
 
 
 class ListedSince:

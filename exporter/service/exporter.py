@@ -10,10 +10,11 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from ..config import Config, ConfigError, Domain, Module, Target, load_config
+from ..config import Blocklist, Config, ConfigError, Domain, Module, Target, load_config
 from ..domains.check import DomainResult
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
+from ..reputation.blocklists import BlocklistResult
 from ..results import EndpointResult, FailureReason
 from ..tlsscan.results import TLSScanResult
 from .guard import admit, admit_domain
@@ -97,6 +98,12 @@ class Exporter:
         """Check a domain named by a request now (see `request_domain`); None when the
         checks did not finish within `budget` seconds. The result is not stored."""
         return await self.scheduler.check_domain(domain, budget)
+
+    def latest_blocklists(self, domain: str) -> list[tuple[Blocklist, BlocklistResult]]:
+        """Each list's latest result narrowed to what comes from `domain` (for /probe?domain=).
+        Lists run on their own schedule only: a request never queries them."""
+        return [(entry.subject, dataclasses.replace(entry.result.for_domain(domain), interval_seconds=None))
+                for entry in self.results.blocklists.snapshot()]
 
     def latest_scan(self, target: Target, module: Module) -> TLSScanResult | None:
         """The cached deep scan of a requested target, refreshed in the background."""
