@@ -43,8 +43,8 @@ def add_blocklist_samples(families: Families, blocklist: Blocklist, result: Bloc
     """Add the samples of one list's latest result."""
     base = {"list": blocklist.name}
 
-    def add(name: str, value: float, **extra: str) -> None:
-        families.add(name, {**base, **extra}, value)
+    def add(family: str, value: float, **extra: str) -> None:   # `name` is a label here
+        families.add(family, {**base, **extra}, value)
 
     add("mailsec_blocklist_usable", float(result.usable))
     add("mailsec_blocklist_subjects", float(len(result.subjects)))
