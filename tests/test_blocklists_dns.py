@@ -176,3 +176,31 @@ async def test_queries_to_a_slow_list_are_bounded_in_concurrency(hostile):
     assert in_flight == 4
     # The test entries (one round), then 16 subjects 4 at a time (4 rounds).
     assert 5 * SLOW_SECONDS <= elapsed < 5 * SLOW_SECONDS + 1.0
+
+
+def test_check_command_shows_the_listings_of_the_configured_lists(tmp_path):
+    import json
+    import subprocess
+    import sys
+    resolver = running_dns_lab().resolver.nameservers[0]
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"dns: {{nameservers: ['{resolver.address}:{resolver.port}'], timeout: 3s}}\n"
+        "blocklists:\n  spf_addresses: true\n  lists:\n"
+        "    - {name: bl, zone: bl.test, kind: ip, codes: {127.0.0.2: spam, 127.0.0.3: snowshoe, "
+        "127.0.0.4-127.0.0.7: exploited, 127.0.0.10-127.0.0.11: policy}}\n"
+        "    - {name: refusing, zone: refusing.test, kind: ip, refusal_codes: [127.255.255.254]}\n"
+    )
+    command = [sys.executable, "-m", "exporter", "check", "blspf.test", "--config.file", str(config)]
+    text = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    report = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120).stdout)
+    assert text.returncode == 2                    # the refusing list could not be used
+    assert f"{MX1_GOOD} (address of MX mx1.good.test of blspf.test;" in text.stdout
+    assert "is listed by bl as spam" in text.stdout and BL_REASON.format(address=MX1_GOOD) in text.stdout
+    assert f"{SPF_LISTED} (authorised by ip4:127.77.3.8/29 (SPF of blspf.test) of blspf.test)" in text.stdout
+    assert "blocklist refusing: COULD NOT RUN: refused_by_list" in text.stdout
+    entry = report["domains"][0]
+    listed = [f for f in entry["checks"]["blocklists"] if f["code"] == "blocklist_listed"]
+    assert {f["message"].split(" ")[0] for f in listed} == {MX1_GOOD, MX1_GOOD_V6, SPF_LISTED, SPF_OTHER_CODE}
+    assert "ip4:127.77.0.0/16" in " ".join(f["message"] for f in entry["checks"]["blocklists"])
+    assert set(entry["failed_checks"]) == {"blocklist refusing"}
