@@ -5,6 +5,9 @@ expectation restates what those zones hold; no query leaves loopback."""
 from __future__ import annotations
 
 import ipaddress
+import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -179,9 +182,6 @@ async def test_queries_to_a_slow_list_are_bounded_in_concurrency(hostile):
 
 
 def test_check_command_shows_the_listings_of_the_configured_lists(tmp_path):
-    import json
-    import subprocess
-    import sys
     resolver = running_dns_lab().resolver.nameservers[0]
     config = tmp_path / "config.yml"
     config.write_text(

@@ -100,3 +100,15 @@ def test_findings_and_failures_for_check():
         "blocklist zen": "1 queries failed, e.g. 192.0.2.3: timeout (timed out)",
         "blocklist dbl": "refused_by_list: refused",
     }
+
+
+def test_the_status_page_escapes_what_a_list_answers():
+    from exporter.reputation.report import to_json
+    from exporter.web.status import _blocklists_html
+
+    result = listed_result(T0)
+    result = replace(result, listings=(replace(result.listings[0], reason='<script>alert(1)</script> "x"'),),
+                     problem_detail="")
+    page = _blocklists_html([{"list": "zen", "next_run": None, "last_result": to_json(result)}])
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "address of MX mx.example.org of example.org" in page
