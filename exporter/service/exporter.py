@@ -11,10 +11,11 @@ from typing import AsyncIterator
 
 from prometheus_client import CollectorRegistry
 
-from ..config import Config, ConfigError, Domain, Module, Target, load_config
+from ..config import Blocklist, Config, ConfigError, Domain, Module, Target, load_config
 from ..domains.check import DomainResult
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
+from ..reputation.blocklists import BlocklistResult
 from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
 from .guard import admit, admit_domain
@@ -137,6 +138,12 @@ class Exporter:
             return await self.scheduler.check_domain(domain, deadline - asyncio.get_running_loop().time())
         finally:
             overall.release()
+
+    def latest_blocklists(self, domain: str) -> list[tuple[Blocklist, BlocklistResult]]:
+        """Each list's latest result narrowed to what comes from `domain` (for /probe?domain=).
+        Lists run on their own schedule only: a request never queries them."""
+        return [(entry.subject, dataclasses.replace(entry.result.for_domain(domain), interval_seconds=None))
+                for entry in self.results.blocklists.snapshot()]
 
     async def stop(self) -> None:
         await self.probe_scans.stop()

@@ -22,6 +22,8 @@ from ..config import Domain, Module, Target, check_dkim_selector, normalize_dns_
 from ..domains.report import DomainReport, render_text
 from ..metrics.probe import domain_probe_registry, probe_registry
 from ..probes.report import debug_report
+from ..reputation.report import failures as blocklist_failures
+from ..reputation.report import findings as blocklist_findings
 from ..service.exporter import Exporter
 from ..service.guard import TargetRefused
 
@@ -157,8 +159,11 @@ async def answer_domain_probe(exporter: Exporter, request: web.Request) -> web.R
     result = await exporter.check_domain_now(domain, budget)
     duration = time.monotonic() - started
     exporter.metrics.probe_requests.labels("success" if result is not None and result.success else "failure").inc()
+    blocklists = exporter.latest_blocklists(domain.name)
     if debug:
         if result is None:
             return _text_answer(f"Checks of {domain.name} did not finish within {budget:.3g}s\n")
-        return _text_answer(render_text([DomainReport(result, ())], time.time()))
-    return _metrics_answer(request, domain_probe_registry(domain, result, duration))
+        listed = [listed for _, listed in blocklists]
+        report = DomainReport(result, (), {"blocklists": blocklist_findings(listed)}, blocklist_failures(listed))
+        return _text_answer(render_text([report], time.time()))
+    return _metrics_answer(request, domain_probe_registry(domain, result, duration, blocklists))
