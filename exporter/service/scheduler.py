@@ -252,19 +252,20 @@ class Scheduler:
         return result
 
     async def check_once(self, domain: Domain, due: float | None = None) -> DomainResult | None:
-        """Run the DNS checks of `domain` now (within the overall limit) and store the result.
+        """Run the DNS checks of `domain` now (within the domain-check limit) and store the result.
 
         Each check reports its own lookup failures; a run that raises or overruns is logged,
         counted as a failure, and leaves the previous result in place.
         """
-        async with self.limits.overall:
+        async with self.limits.domains:
             self._observe_lag(due)
             started = time.monotonic()
             result = await self.check_domain(domain)
         if result is None:
             self._metrics.record_probe(JobKind.DOMAIN, "", False, time.monotonic() - started)
             return None
-        self._metrics.record_probe(JobKind.DOMAIN, "", result.success, result.duration_seconds)
+        # A failure is a run the exporter could not do; what the checks found is in their metrics.
+        self._metrics.record_probe(JobKind.DOMAIN, "", result.checked, result.duration_seconds)
         result = replace(result, interval_seconds=self.domain_interval())
         self._domains.put(domain.name, domain, result)
         if result.mx.failure is None:   # a failed MX lookup says nothing about the MX set
@@ -287,7 +288,7 @@ class Scheduler:
         """Check the watched domains' and targets' addresses or names against `blocklist` now
         (the MX hosts from the domains' latest results) and store the result, each listing
         with when it was first seen. A run that raises or overruns its interval is logged."""
-        async with self.limits.overall:
+        async with self.limits.domains:
             self._observe_lag(due)
             started = time.monotonic()
             try:
