@@ -101,24 +101,33 @@ class Scheduler:
         self.config = config
         self.dns = self._probes.dns(config.dns)
         self.limits = ConcurrencyLimits(config.global_)
+        wanted = self._configured_jobs(config)
+        self._keep_discovered_mx(wanted)
+        for key in [key for key, (job, _) in self._jobs.items() if wanted.get(key) != job]:
+            self._stop_job(key)
+        for key, job in wanted.items():
+            if key not in self._jobs:
+                self._start_job(job)
+        self._forget_all_but(wanted)
+
+    def _configured_jobs(self, config: Config) -> dict[JobKey, _Job]:
         jobs = [self._endpoint_job(target) for target in config.targets]
         self._configured_endpoints = {job.key for job in jobs}
         jobs += [self._scan_job(target) for target in config.targets if config.modules[target.module].deep_scan]
         jobs += [self._domain_job(domain) for domain in config.domains]
         jobs += [self._blocklist_job(blocklist) for blocklist in config.blocklists.lists]
-        wanted = {job.key: job for job in jobs}
-        # MX hosts discovered by the checks of domains that stay configured.
+        return {job.key: job for job in jobs}
+
+    def _keep_discovered_mx(self, wanted: dict[JobKey, _Job]) -> None:
+        """Add to `wanted` the jobs of the MX hosts discovered by domains that stay configured."""
         self._mx_of = {name: hosts for name, hosts in self._mx_of.items() if JobKey(JobKind.DOMAIN, name) in wanted}
         self._mx_refs = collections.Counter(host for hosts in self._mx_of.values() for host in hosts)
         for host in self._mx_refs:
             for job in self._mx_jobs(host):
                 wanted.setdefault(job.key, job)
 
-        for key in [key for key, (job, _) in self._jobs.items() if wanted.get(key) != job]:
-            self._stop_job(key)
-        for key, job in wanted.items():
-            if key not in self._jobs:
-                self._start_job(job)
+    def _forget_all_but(self, wanted: dict[JobKey, _Job]) -> None:
+        """Drop the results and state of every job not in `wanted`."""
         for kind, store in ((JobKind.ENDPOINT, self._endpoints), (JobKind.DOMAIN, self._domains),
                             (JobKind.DEEP_SCAN, self._scans), (JobKind.BLOCKLIST, self._blocklists)):
             store.retain(key.subject for key in wanted if key.kind is kind)
