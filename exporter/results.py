@@ -91,6 +91,9 @@ class EndpointResult:
     capabilities_before_tls: tuple[str, ...] = ()
     capabilities_after_tls: tuple[str, ...] = ()
     tls: TLSFacts | None = None
+    # The server's certificates of other key types (an ECDSA one next to RSA), each chain as
+    # presented, when asked for (MX hosts with TLSA records): a sender may be given either.
+    other_chains: tuple[tuple[CertificateInfo, ...], ...] = ()
     connect_seconds: float | None = None
     greeting_seconds: float | None = None
     tls_handshake_seconds: float | None = None
@@ -160,9 +163,10 @@ class HostResult:
         answered = sum(1 for r in self.addresses if r.tls is not None and r.tls.chain)
         return None if answered < 2 else len(seen) == 1
 
-    def chains(self) -> dict[str, tuple[bytes, ...]]:
-        """The certificate chain (DER, leaf first) each address presented."""
-        return {r.address: tuple(cert.der for cert in r.tls.chain)
+    def chains(self) -> dict[str, tuple[tuple[bytes, ...], ...]]:
+        """Every certificate chain (DER, leaf first) each address presented: the one a
+        default handshake gets, then those of its other key types."""
+        return {r.address: tuple(tuple(cert.der for cert in chain) for chain in (r.tls.chain, *r.other_chains))
                 for r in self.addresses if r.address is not None and r.tls is not None}
 
 

@@ -273,7 +273,7 @@ async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_na
     # DANE gets the chain the MX presented to the probe, once it has been probed.
     await scheduler.check_once(Domain("b.test"))
     assert chains_seen[0] is None
-    assert chains_seen[-1] == {"127.0.0.10": tuple(c.der for c in probe_result.tls.chain)}
+    assert chains_seen[-1] == {"127.0.0.10": (tuple(c.der for c in probe_result.tls.chain),)}
 
     mx_sets["a.test"], mx_sets["b.test"] = ["mx.a.test"], []     # nobody names mx.shared.test now
     await scheduler.check_once(Domain("a.test"))

@@ -81,6 +81,9 @@ class TLSSettings:
     server_name: str | None = None    # SNI and the name the certificate must match; default: target host
     min_version: str | None = None    # one of TLS_VERSIONS, None for the library default
     max_version: str | None = None
+    # Not configurable: set by the exporter to ask a server for its certificate of this key
+    # type ("rsa", "ec") with a TLS 1.2 handshake offering only suites signed with it.
+    only_key_type: str | None = None
 
 
 @dataclass(frozen=True)

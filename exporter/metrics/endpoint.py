@@ -42,6 +42,7 @@ ENDPOINT_METRICS = (
     MetricSpec("mailsec_cert_hostname_valid", "1 if the leaf certificate is valid for the checked name (RFC 6125).", ("address", "family")),
     MetricSpec("mailsec_cert_self_signed", "1 if the leaf certificate is self-signed.", ("address", "family")),
     MetricSpec("mailsec_cert_key_size", "Size of the leaf certificate's public key.", ("address", "family", "key_type")),
+    MetricSpec("mailsec_cert_other_key_type_not_after_timestamp_seconds", "The notAfter of the server's certificate of another key type (ECDSA next to RSA), when asked for it (MX hosts with TLSA records).", ("address", "family", "key_type")),
     MetricSpec(
         "mailsec_cert_info",
         "Text facts of the leaf certificate; always 1.",
@@ -106,6 +107,8 @@ def _add_address_samples(add: Add, result: EndpointResult) -> None:
     tls = result.tls
     if tls is not None and tls.chain:
         _add_tls_samples(add, tls)
+    for chain in result.other_chains:
+        add("mailsec_cert_other_key_type_not_after_timestamp_seconds", chain[0].not_after, key_type=chain[0].key_type)
 
 
 def _add_tls_samples(add: Add, tls: TLSFacts) -> None:

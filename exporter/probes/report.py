@@ -60,6 +60,10 @@ def _tls_lines(result: EndpointResult) -> list[str]:
             f"valid {utc_time(cert.not_before)} to {utc_time(cert.not_after)}; "
             f"{cert.key_type} {cert.key_bits} bits; SANs {', '.join(cert.sans) or 'none'}"
         )
+    for chain in result.other_chains:
+        leaf = chain[0]
+        lines.append(f"Certificate of another key type: {leaf.key_type} {leaf.key_bits} bits; subject {leaf.subject}; "
+                     f"valid to {utc_time(leaf.not_after)}")
     return lines
 
 

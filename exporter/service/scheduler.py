@@ -252,7 +252,8 @@ class Scheduler:
 
     async def run_once(self, target: Target, module: Module, due: float | None = None) -> HostResult:
         """Probe every address of `target` now (within the limits), store and return the result."""
-        result = await probe_host(self._probes.endpoint, target, module, self.dns, self._slots_after(due))
+        result = await probe_host(self._probes.endpoint, target, module, self.dns, self._slots_after(due),
+                                  every_key_type=self._dane_in_use(target))
         result = replace(result, interval_seconds=module.interval)
         self._endpoints.put(target.key, target, result)
         self._recheck_domains_waiting_for(target)
@@ -340,6 +341,17 @@ class Scheduler:
                     if job.key in self._jobs:
                         self._stop_job(job.key)
                     (self._scans if job.key.kind is JobKind.DEEP_SCAN else self._endpoints).discard(job.key.subject)
+
+    def _dane_in_use(self, target: Target) -> bool:
+        """Whether `target` is an MX host with TLSA records in a watched domain's latest
+        result: then DANE must match each of its certificates, so the probe asks for all."""
+        if self._mx_target(target.host) != target:
+            return False
+        for name, hosts in self._mx_of.items():
+            entry = self._domains.get(name) if target.host in hosts else None
+            if entry is not None and any(dane.mx == target.host and dane.tlsa_records for dane in entry.result.dane):
+                return True
+        return False
 
     def _recheck_domains_waiting_for(self, target: Target) -> None:
         """At start-up a domain is checked before its MX hosts are probed, so its DANE
