@@ -68,8 +68,8 @@ def tls_result(observed_at: float = 1_780_000_000.0) -> EndpointResult:
         starttls_enforced=False,
         offered_before_tls=classify_capabilities("smtp", ("PIPELINING", "SIZE 10240000", "STARTTLS", "XFOO")),
         offered_after_tls=classify_capabilities("smtp", ("PIPELINING", "AUTH PLAIN LOGIN", "REQUIRETLS")),
-        # The greeting names the certificate's name, the EHLO reply another one.
-        names=compare_names("mail.example.test ESMTP", "other.example.test", None, leaf),
+        # Greeting, EHLO reply and certificate agree (the PTR was not looked up).
+        names=compare_names("mail.example.test ESMTP", "mail.example.test", None, leaf),
         open_relay=False,
     )
 
