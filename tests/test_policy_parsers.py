@@ -75,8 +75,8 @@ def test_relay_verdict(mail, rcpt, verdict):
     assert relay_verdict(mail, rcpt) is verdict
 
 
-def _plaintext(offered: bool, exposed: bool | None) -> PlaintextFacts:
-    return PlaintextFacts(tls_starts=offered, starttls_offered=offered, capabilities=(),
+def _plaintext(offered: bool, exposed: bool | None, capabilities: tuple[str, ...] = ()) -> PlaintextFacts:
+    return PlaintextFacts(tls_starts=offered, starttls_offered=offered, capabilities=capabilities,
                           plaintext_auth_exposed=exposed, greeting_seconds=0.0)
 
 
@@ -88,11 +88,14 @@ def _plaintext(offered: bool, exposed: bool | None) -> PlaintextFacts:
     ("pop3", ("STLS", "TOP"), True, False, True),
     ("pop3", ("STLS", "USER"), True, True, False),
     ("pop3", ("STLS", "SASL CRAM-MD5"), True, False, False),
+    ("pop3", ("STLS", "SASL"), True, False, True),               # Dovecot before STLS: no mechanism
+    ("pop3", ("STLS", "SASL X-VENDOR"), True, False, False),     # an unknown mechanism is a login too
+    ("imap", ("STARTTLS", "LOGINDISABLED", "AUTH=X-VENDOR"), True, False, False),
     ("pop3", (), True, None, None),                                                 # no CAPA
 ])
 def test_mailbox_starttls_enforced(family, capabilities, starttls, exposed, enforced):
     offered = classify_capabilities(family, capabilities)
-    assert mailbox_starttls_enforced(_plaintext(starttls, exposed), offered) is enforced
+    assert mailbox_starttls_enforced(_plaintext(starttls, exposed, capabilities), offered) is enforced
 
 
 @pytest.mark.parametrize("text, name", [

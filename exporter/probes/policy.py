@@ -110,17 +110,20 @@ async def smtp_starttls_enforced(dialogue: SMTPDialogue, plaintext: PlaintextFac
 def mailbox_starttls_enforced(plaintext: PlaintextFacts, offered: OfferedCapabilities) -> bool | None:
     """IMAP/POP3 before STARTTLS/STLS: no login of any kind offered. IMAP must say
     LOGINDISABLED (LOGIN is otherwise always allowed) and offer no AUTH=; POP3 must offer
-    neither USER nor SASL. False when STARTTLS is not offered (nothing to enforce); None
-    when a POP3 server had no CAPA (`plaintext_auth_exposed` is None)."""
+    no USER and name no SASL mechanism (Dovecot says a bare "SASL" before STLS). Any
+    mechanism counts, one outside the closed list too. False when STARTTLS is not offered
+    (nothing to enforce); None when a POP3 server had no CAPA (`plaintext_auth_exposed` None)."""
     if not plaintext.starttls_offered:
         return False
     if plaintext.plaintext_auth_exposed is None:
         return None
-    if plaintext.plaintext_auth_exposed or offered.auth_mechanisms:
+    if plaintext.plaintext_auth_exposed or any(
+        _keyword_and_mechanisms(offered.family, capability)[1] for capability in plaintext.capabilities
+    ):
         return False
     if offered.family == "imap":
         return Capability.LOGINDISABLED in offered.capabilities
-    return not {Capability.USER, Capability.SASL} & offered.capabilities
+    return Capability.USER not in offered.capabilities
 
 
 # --- the open-relay test ---------------------------------------------------------------

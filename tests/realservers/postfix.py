@@ -62,9 +62,11 @@ _SERVICES = (
     # The probe's address (127.0.0.1) is outside mynetworks: relaying refused...
     _Service("smtp-relay-refused", MailProtocol.SMTP, "127.0.0.21", lambda pki: pki.good_rsa,
              {"mynetworks": _NOT_THE_PROBE}),
-    # ...unless the relay restrictions permit everything.
+    # ...unless the relay restrictions permit every client. (A bare "permit" would stop smtpd:
+    # Postfix insists on a reject_unauth_destination, which then is never reached.)
     _Service("smtp-open-relay", MailProtocol.SMTP, "127.0.0.21", lambda pki: pki.good_rsa,
-             {"mynetworks": _NOT_THE_PROBE, "smtpd_relay_restrictions": "permit"}),
+             {"mynetworks": _NOT_THE_PROBE,
+              "smtpd_relay_restrictions": "check_client_access static:OK, reject_unauth_destination"}),
     # On the DNS lab's 127.77.1.1 (PTR mx1.good.test, which resolves back to it): the greeting,
     # the EHLO reply and the certificate (mail.good.test) name three different hosts.
     _Service("smtp-names-disagree", MailProtocol.SMTP, MX1_GOOD, lambda pki: pki.good_rsa,
