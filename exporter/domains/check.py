@@ -59,11 +59,13 @@ class DomainResult:
 
     @property
     def checked(self) -> bool:
-        """False when no check got anywhere: every one failed on a DNS timeout or an
-        unusable resolver, which says more about the exporter's DNS than about the domain.
-        A refused MTA-STS policy host or a SERVFAIL (bogus DNSSEC) is the domain's problem."""
+        """False when the lookups every run makes (MX, SPF, DMARC) all failed on a DNS
+        timeout or an unusable resolver, which says more about the exporter's DNS than
+        about the domain. A refused MTA-STS policy host or a SERVFAIL (bogus DNSSEC) is
+        the domain's problem."""
         unusable = (CheckFailureReason.DNS_TIMEOUT, CheckFailureReason.DNS_ERROR)
-        return any(failure is None or failure.reason not in unusable for failure in self.check_failures().values())
+        always_asked = (self.mx.failure, self.spf.failure, self.dmarc.failure)
+        return not all(failure is not None and failure.reason in unusable for failure in always_asked)
 
     def findings_by_check(self) -> dict[CheckName, tuple[Finding, ...]]:
         return {check.name: check.findings(self) for check in CHECKS if check.findings is not None}
