@@ -448,8 +448,8 @@ _IMAP_KEYS = ("host", "port", "security", "ca_file", "server_name", "username", 
 
 def _imap_folder(node: yaml.Node, path: str) -> str:
     folder = nodes.string(node, path)
-    if not folder or not folder.isprintable() or '"' in folder or "\\" in folder:
-        raise nodes.Invalid(node, f"{path}: a folder name must be printable, without quotes or backslashes")
+    if not folder or not folder.isascii() or not folder.isprintable() or '"' in folder or "\\" in folder:
+        raise nodes.Invalid(node, f"{path}: a folder name must be printable ASCII, without quotes or backslashes")
     return folder
 
 

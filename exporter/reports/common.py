@@ -24,6 +24,7 @@ class RejectReason(enum.StrEnum):
     SCHEMA = "schema"                              # well-formed, but a field is missing or malformed (dates...)
     DUPLICATE = "duplicate"                        # the same reporter and report ID was counted before
     UNKNOWN_DOMAIN = "unknown_domain"              # about a domain that is not in `domains:`
+    INTERNAL_ERROR = "internal_error"              # a bug of ours (logged with its traceback)
 
 
 class ReportRejected(Exception):
