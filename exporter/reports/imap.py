@@ -104,6 +104,8 @@ class IMAPSession:
                 self._imap = _IMAP4(source)
                 _ok(self._imap.starttls(ssl_context=_tls_context(source)), "STARTTLS")
             _ok(self._imap.login(source.username, password), "LOGIN")
+            if source.processed is ProcessedAction.MOVE:   # NO when it exists already: that is fine
+                self._imap.create(_quoted(source.processed_folder))
             data = _ok(self._imap.select(_quoted(source.folder)), f"SELECT {source.folder}")
         except _ERRORS as exc:
             self.close()

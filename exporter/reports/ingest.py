@@ -82,8 +82,8 @@ class ReportCounts:
 
 def normalise_reporter(org_name: str) -> str:
     """A reporter's organisation as a label value: "Enterprise Outlook" -> "enterprise outlook"."""
-    text = re.sub(r"[^a-z0-9._@ -]+", "", org_name.strip().lower())
-    return re.sub(r"\s+", " ", text).strip()[:64] or "unnamed"
+    text = re.sub(r"[^a-z0-9._@ -]+", "", re.sub(r"\s+", " ", org_name.lower()))
+    return re.sub(" +", " ", text).strip()[:64] or "unnamed"
 
 
 def report_identity(kind: ReportKind, org_name: str, contact: str, report_id: str) -> str:
@@ -216,6 +216,9 @@ class ReportLedger:
 
     def _reporter_label(self, reporter: str, now: float) -> str:
         reporters = self._state.reporters
+        if reporter not in reporters and len(reporters) >= self.reporter_slots:   # free the slots of the silent
+            cutoff = now - self.retention
+            self._state.reporters = reporters = {name: when for name, when in reporters.items() if when >= cutoff}
         if reporter in reporters or len(reporters) < self.reporter_slots:
             reporters[reporter] = now
             return reporter
