@@ -371,3 +371,27 @@ def zip_bomb(size: int = 256 << 20, declared: int | None = None) -> bytes:
                           len(name), 0, 0, 0, 0, 0, 0) + name
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(data), 0)
     return local + data + central + end
+
+
+def full_report_snapshot():
+    """A snapshot in which every report family has samples (docs and promtool tests)."""
+    from exporter.reports.common import RejectReason, ReportKind
+    from exporter.reports.dmarc import parse_dmarc_report
+    from exporter.reports.ingest import OTHER, ReportLedger, SourceClass
+    from exporter.reports.results import Contradiction, PollStatus, ReportsSnapshot
+    from exporter.reports.tlsrpt import ResultType, parse_tlsrpt_report
+
+    ledger = ReportLedger(None, 30 * 86400.0, 20)
+    ledger.record_dmarc(parse_dmarc_report(GOOGLE_DMARC.encode()), [SourceClass.AUTHORIZED, SourceClass.UNAUTHORIZED])
+    ledger.record_tlsrpt(parse_tlsrpt_report(json_bytes(google_tlsrpt())), frozenset({DOMAIN}),
+                         lambda mx: mx if mx == "mx1.example.org" else OTHER)
+    ledger.reject(ReportKind.DMARC, RejectReason.BAD_XML)
+    ledger.save()
+    return ReportsSnapshot(
+        counts=ledger.counts(),
+        poll=PollStatus(1_700_100_000.0, True, "1 mails read", 1),
+        contradictions=(Contradiction(DOMAIN, "mx1.example.org", ResultType.CERTIFICATE_EXPIRED, END,
+                                      1_700_100_000.0, "senders report certificate-expired"),),
+        domain_labels={DOMAIN: {"team": "mail"}},
+        state_saved=True,
+    )
