@@ -31,7 +31,8 @@ _CHUNK = 64 * 1024
 
 async def receive_tlsrpt(request: web.Request) -> web.Response:
     exporter = request.app[RECEIVER_EXPORTER_KEY]
-    service, settings = exporter.reports, exporter.config.reports if exporter.config else None
+    service = exporter.reports
+    settings = service.settings        # None on every shard but the first
     if settings is None or settings.http is None or service.ledger is None:
         return web.Response(status=404, text="no TLS-RPT receiver configured\n")
     if request.path != settings.http.path:
@@ -68,8 +69,8 @@ def build_receiver_app(exporter: Exporter, web_config: WebConfig = WebConfig()) 
 
 
 async def start_receiver(exporter: Exporter) -> web.AppRunner | None:
-    """Start the receiver on its listen address, if the config has one."""
-    settings = exporter.config.reports if exporter.config else None
+    """Start the receiver on its listen address, if the config has one (and this is shard 0)."""
+    settings = exporter.reports.settings
     if settings is None or settings.http is None:
         return None
     receiver = settings.http
