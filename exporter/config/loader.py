@@ -38,6 +38,7 @@ from .model import (
     Target,
     TLSSettings,
 )
+from .web import WebConfigError, load_web_config   # the receiver's own TLS and users
 from .values import (
     check_ca_file,
     check_dkim_selector,
@@ -453,20 +454,21 @@ def _imap_folder(node: yaml.Node, path: str) -> str:
     return folder
 
 
-def _imap_flag(node: yaml.Node, path: str) -> str:
-    flag = nodes.string(node, path)
-    # \Seen and the other system flags, or a keyword (RFC 3501 atom: no specials, no spaces).
-    if not re.fullmatch(r"\\(Seen|Flagged|Answered)|\$?[A-Za-z0-9_.-]{1,64}", flag):
-        raise nodes.Invalid(node, f"{path}: must be \\Seen, \\Flagged, \\Answered or a keyword such as "
-                                  f"$MailsecProcessed (letters, digits, $ . _ -), got {nodes.describe(node)}")
-    return flag
+def _matching(pattern: str, expected: str) -> Callable[[yaml.Node, str], str]:
+    """A parser of strings that match `pattern` in full; `expected` says what they must be."""
+    def parse(node: yaml.Node, path: str) -> str:
+        text = nodes.string(node, path)
+        if not re.fullmatch(pattern, text):
+            raise nodes.Invalid(node, f"{path}: must be {expected}, got {nodes.describe(node)}")
+        return text
+    return parse
 
 
-def _password_env(node: yaml.Node, path: str) -> str:
-    name = nodes.string(node, path)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise nodes.Invalid(node, f"{path}: must be the name of an environment variable, got {nodes.describe(node)}")
-    return name
+# \Seen and the other system flags, or a keyword (RFC 3501 atom: no specials, no spaces).
+_imap_flag = _matching(r"\\(Seen|Flagged|Answered)|\$?[A-Za-z0-9_.-]{1,64}",
+                       "\\Seen, \\Flagged, \\Answered or a keyword such as $MailsecProcessed (letters, digits, $ . _ -)")
+_password_env = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "the name of an environment variable")
+_receiver_path = _matching(r"/[A-Za-z0-9._~/-]*", "a URL path such as /tlsrpt")
 
 
 def _parse_imap_source(node: yaml.Node, path: str, config_dir: str) -> IMAPSource:
@@ -513,16 +515,7 @@ def _parse_imap_source(node: yaml.Node, path: str, config_dir: str) -> IMAPSourc
     return source
 
 
-def _receiver_path(node: yaml.Node, path: str) -> str:
-    text = nodes.string(node, path)
-    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", text):
-        raise nodes.Invalid(node, f"{path}: must be a URL path such as /tlsrpt, got {nodes.describe(node)}")
-    return text
-
-
 def _parse_receiver(node: yaml.Node, path: str, config_dir: str) -> ReportReceiver:
-    from .web import WebConfigError, load_web_config   # the web config's loader, for its own TLS and users
-
     def web_config_file(item: yaml.Node, item_path: str) -> str:
         name = os.path.normpath(os.path.join(config_dir, nodes.string(item, item_path)))
         try:

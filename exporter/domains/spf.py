@@ -153,17 +153,38 @@ async def _evaluate(evaluation: _Evaluation, domain: str, chain: tuple[str, ...]
             evaluation.count_lookup(mechanism.text, domain)
             await _follow(evaluation, mechanism, domain, chain)
     if record.redirect_applies:
-        assert record.redirect is not None
-        evaluation.count_lookup(f"redirect={record.redirect}", domain)
-        target = _static_target(evaluation, record.redirect, domain)
-        if target is None:
-            return None
-        _check_loop(target, chain)
-        try:
-            return await _evaluate(evaluation, target, chain + (target,))
-        except _NoRecord:
-            raise _PermError(f"redirect target {target} has no SPF record (RFC 7208 §6.1)") from None
+        target = _redirect_target(evaluation, record.redirect, domain)
+        return None if target is None else await _nested(_evaluate, evaluation, "redirect", target, chain)
     return record.all_qualifier
+
+
+_MISSING_TARGET = {"include": "RFC 7208 §5.2", "redirect": "RFC 7208 §6.1"}
+
+
+async def _nested(walk, evaluation: _Evaluation, term: str, target: str, chain: tuple[str, ...]):
+    """`walk` (one of the two walkers of a record) run on the record an include or a redirect names."""
+    _check_loop(target, chain)
+    try:
+        return await walk(evaluation, target, chain + (target,))
+    except _NoRecord:
+        raise _PermError(f"{term} target {target} has no SPF record ({_MISSING_TARGET[term]})") from None
+
+
+def _redirect_target(evaluation: _Evaluation, redirect: str, domain: str) -> str | None:
+    """The domain a redirect that applies names, its lookup counted; None if it needs the sender."""
+    evaluation.count_lookup(f"redirect={redirect}", domain)
+    return _static_target(evaluation, redirect, domain)
+
+
+async def _mx_names(evaluation: _Evaluation, mechanism: Mechanism, target: str, domain: str) -> list[str]:
+    """The MX host names of an mx term's target; none (a void lookup) when it has no MX."""
+    answer = await _positive(evaluation.dns, target, "MX")
+    if answer is None:
+        evaluation.count_void(mechanism.text, domain)
+        return []
+    if len(answer.records) > MAX_MX_NAMES:
+        raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
+    return [normalize_name(rdata.exchange.to_text()) for rdata in answer.records]
 
 
 async def _follow(evaluation: _Evaluation, mechanism: Mechanism, domain: str, chain: tuple[str, ...]) -> None:
@@ -173,17 +194,9 @@ async def _follow(evaluation: _Evaluation, mechanism: Mechanism, domain: str, ch
     if target is None:
         return
     if mechanism.name == "include":
-        _check_loop(target, chain)
-        try:
-            await _evaluate(evaluation, target, chain + (target,))
-        except _NoRecord:
-            raise _PermError(f"include target {target} has no SPF record (RFC 7208 §5.2)") from None
+        await _nested(_evaluate, evaluation, "include", target, chain)
     elif mechanism.name == "mx":
-        answer = await _positive(evaluation.dns, target, "MX")
-        if answer is None:
-            evaluation.count_void(mechanism.text, domain)
-        elif len(answer.records) > MAX_MX_NAMES:
-            raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
+        await _mx_names(evaluation, mechanism, target, domain)
     else:   # a, exists
         rdtypes = ("A",) if mechanism.name == "exists" else ("A", "AAAA")
         answers = await asyncio.gather(*(_positive(evaluation.dns, target, rdtype) for rdtype in rdtypes))
@@ -303,50 +316,30 @@ async def _authorizer(evaluation: _Evaluation, domain: str, chain: tuple[str, ..
             directives.append(directive)
     redirect = None
     if record.redirect_applies:
-        assert record.redirect is not None
-        evaluation.count_lookup(f"redirect={record.redirect}", domain)
-        target = _static_target(evaluation, record.redirect, domain)
-        if target is not None:
-            _check_loop(target, chain)
-            try:
-                redirect = await _authorizer(evaluation, target, chain + (target,))
-            except _NoRecord:
-                raise _PermError(f"redirect target {target} has no SPF record (RFC 7208 §6.1)") from None
+        target = _redirect_target(evaluation, record.redirect, domain)
+        redirect = None if target is None else await _nested(_authorizer, evaluation, "redirect", target, chain)
     return SPFAuthorizer(tuple(directives), redirect)
 
 
 async def _directive(
     evaluation: _Evaluation, mechanism: Mechanism, domain: str, chain: tuple[str, ...]
 ) -> SPFDirective | None:
+    """What `mechanism` matches; None when it matches nothing known without the sender."""
     if mechanism.name == "all":
         return SPFDirective(mechanism.qualifier, _EVERY_ADDRESS)
     if mechanism.network is not None:    # ip4, ip6
         return SPFDirective(mechanism.qualifier, (mechanism.network,))
-    if mechanism.name == "ptr":
-        return None
-    target = _static_target(evaluation, mechanism.domain_spec or domain, domain)
+    target = None if mechanism.name == "ptr" else _static_target(evaluation, mechanism.domain_spec or domain, domain)
     if target is None:
         return None
     if mechanism.name == "include":
-        _check_loop(target, chain)
-        try:
-            return SPFDirective(mechanism.qualifier, included=await _authorizer(evaluation, target, chain + (target,)))
-        except _NoRecord:
-            raise _PermError(f"include target {target} has no SPF record (RFC 7208 §5.2)") from None
+        return SPFDirective(mechanism.qualifier, included=await _nested(_authorizer, evaluation, "include", target, chain))
     if mechanism.name == "exists":
-        found = await _positive(evaluation.dns, target, "A")
-        if found is None:
+        found = await _positive(evaluation.dns, target, "A") is not None
+        if not found:
             evaluation.count_void(mechanism.text, domain)
-        return SPFDirective(mechanism.qualifier, _EVERY_ADDRESS) if found is not None else None
-    hosts = [target]
-    if mechanism.name == "mx":
-        answer = await _positive(evaluation.dns, target, "MX")
-        if answer is None:
-            evaluation.count_void(mechanism.text, domain)
-            return None
-        if len(answer.records) > MAX_MX_NAMES:
-            raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
-        hosts = [normalize_name(rdata.exchange.to_text()) for rdata in answer.records]
+        return SPFDirective(mechanism.qualifier, _EVERY_ADDRESS) if found else None
+    hosts = await _mx_names(evaluation, mechanism, target, domain) if mechanism.name == "mx" else [target]
     networks = [network for host in hosts for network in await _host_networks(evaluation.dns, host, mechanism)]
     if not networks and mechanism.name == "a":
         evaluation.count_void(mechanism.text, domain)
