@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,8 @@ from mail_config import config_for
 from tests.dnsfixtures import running_dns_lab
 from tests.httpsfixtures import running_https_lab
 from tests.realservers import free_port, stop_process, wait_until_listening
+from tests.realservers.dovecot import REPORTS_PASSWORD
+from tests.reportfixtures import GOOGLE_DMARC, google_dmarc_mail, google_tlsrpt, google_tlsrpt_mail
 
 pytestmark = [
     pytest.mark.integration,
@@ -110,21 +113,53 @@ DOMAINS = [
 DEEP_SCANNED = "smtp-good"
 
 
-def exporter_config(mail_endpoints) -> str:
-    """Every real-server scenario, a deep scan of DEEP_SCANNED, and DOMAINS through the DNS lab."""
+def exporter_config(mail_endpoints, reports: dict | None = None) -> str:
+    """Every real-server scenario, a deep scan of DEEP_SCANNED, and DOMAINS through the DNS lab;
+    `reports`: the reports: section."""
     config = yaml.safe_load(config_for(mail_endpoints, interval="30s"))
     config["modules"][DEEP_SCANNED]["deep_scan"] = {"interval": "6h", "min_delay": "0s"}
     resolver = running_dns_lab().resolver.nameservers[0]
     config["dns"] = {"nameservers": [f"{resolver.address}:{resolver.port}"], "timeout": "3s"}
     config["domains"] = DOMAINS
     config["domain_checks"] = {"mta_sts_ca_file": running_https_lab().ca_file}   # nginx's test CA
+    if reports is not None:
+        config["reports"] = reports
     return yaml.safe_dump(config)
 
 
+def reports_section(workdir: Path, dovecot_server) -> dict:
+    """Reports about good.test in the real Dovecot mailbox (a DMARC report from Google with a
+    source good.test's SPF authorizes, a TLS-RPT report with failures on mx1.good.test), and
+    the TLS-RPT receiver on a port of its own."""
+    folder = "E2E"
+    dmarc = GOOGLE_DMARC.replace("example.org", "good.test").replace("192.0.2.10", "127.77.1.20")
+    dovecot_server.append(folder, google_dmarc_mail(dmarc))
+    dovecot_server.append(folder, google_tlsrpt_mail(google_tlsrpt(domain="good.test", mx="mx1.good.test")))
+    (workdir / "imap-password").write_text(REPORTS_PASSWORD)
+    imaps = dovecot_server.endpoints["imaps-good"]
+    return {
+        "state_file": str(workdir / "reports-state.json"),
+        "imap": {"host": imaps.host, "port": imaps.port, "server_name": imaps.server_name, "ca_file": imaps.ca_file,
+                 "username": "reports", "password_file": str(workdir / "imap-password"), "folder": folder},
+        "http": {"listen_address": f"127.0.0.1:{free_port('127.0.0.1')}"},
+    }
+
+
+def post_bad_report(reports: dict) -> None:
+    """A report the receiver rejects, while Prometheus watches: the rejection counter rises."""
+    request = urllib.request.Request(f"http://{reports['http']['listen_address']}/tlsrpt", data=b"{not json",
+                                     headers={"Content-Type": "application/tlsrpt+json"}, method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as error:
+        assert error.code == 400
+
+
 @pytest.fixture(scope="module")
-def prometheus(mail_endpoints, tmp_path_factory):
+def prometheus(mail_endpoints, dovecot_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prometheus")
-    (workdir / "exporter.yml").write_text(exporter_config(mail_endpoints))
+    reports = reports_section(workdir, dovecot_server)
+    (workdir / "exporter.yml").write_text(exporter_config(mail_endpoints, reports))
     exporter = ExporterProcess(workdir / "exporter.yml")
     server = Prometheus(workdir, exporter.port, rules_without_waiting(workdir))
     try:
@@ -133,6 +168,9 @@ def prometheus(mail_endpoints, tmp_path_factory):
         server.wait_for("count(mailsec_tls_scan_success == 1) == 1", timeout=120)
         # rate() panels need a few scrapes, including a second probe run of some target.
         server.wait_for('count_over_time(up{job="mailsec"}[5m]) > 5')
+        server.wait_for("count(mailsec_tlsrpt_failed_sessions_total) > 0")
+        post_bad_report(reports)
+        server.wait_for("sum(increase(mailsec_reports_rejected_total[5m])) > 0")
         yield server, mail_endpoints
     finally:
         server.stop()
@@ -211,6 +249,7 @@ EXPECTED_ALERTS = {
     ("MailsecSpfInvalid", "spf-two.test"),
     ("MailsecTlsrptMissing", "spf-plusall.test"),
     ("MailsecMtaStsMxNotCovered", "sts-uncovered.test"),      # its enforced policy omits mx2
+    ("MailsecTlsrptFailures", "good.test"),                   # the TLS-RPT report in the mailbox counts 2
     # Real findings of the deep scan: Postfix's default port-25 cipher list
     # (smtpd_tls_ciphers = medium) accepts anonymous DH and legacy suites, with a 1024-bit prime.
     ("MailsecTlsInsufficientCipherAccepted", DEEP_SCANNED),

@@ -152,3 +152,18 @@ def test_a_user_label_named_like_a_report_label_is_refused(tmp_path):
     path.write_text("domains:\n  - name: example.org\n    labels: {reporter: me}\n")
     with pytest.raises(ConfigError, match="the exporter sets a label named 'reporter' itself"):
         load_config(str(path))
+
+
+async def test_the_status_page_shows_the_reports(exporter):
+    from exporter.web.status import render_status_html, status_document
+
+    probe_of_mx(exporter)
+    assert (await exporter.reports.ingest_file(GOOGLE_DMARC.encode())).accepted
+    assert not (await exporter.reports.ingest_file(b"<feedback")).accepted
+    document = status_document(exporter, time.time())
+    row = document["reports"]["domains"]["example.org"]
+    # 17 messages, 12 passing; the SPF of example.org is not resolvable here: sources unknown.
+    assert (row["dmarc_messages"], row["dmarc_pass"], row["dmarc_authorized_fail"]) == (17, 12, 0)
+    assert document["reports"]["rejected"] == {"dmarc/bad_xml": 1}      # told by its content
+    html = render_status_html(document)
+    assert '<h2 id="reports">' in html and "70.6%" in html and "dmarc/bad_xml: 1" in html

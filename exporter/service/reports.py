@@ -55,18 +55,6 @@ def limits_of(settings: ReportSettings) -> UnpackLimits:
     return UnpackLimits(limits.max_compressed_bytes, limits.max_decompressed_bytes, limits.max_ratio)
 
 
-def parse_report(data: bytes, kind: ReportKind, limits: UnpackLimits) -> DMARCReport | TLSReport:
-    """Unpack and parse one report file (pure; run on a worker thread)."""
-    content = unpack(data, limits)
-    if kind is ReportKind.UNKNOWN:
-        kind = kind_of_content(content)
-    if kind is ReportKind.DMARC:
-        return parse_dmarc_report(content)
-    if kind is ReportKind.TLSRPT:
-        return parse_tlsrpt_report(content)
-    raise ReportRejected(RejectReason.SCHEMA, "neither an XML (DMARC) nor a JSON (TLS-RPT) report")
-
-
 class ReportsService:
     def __init__(self, scheduler: Scheduler, results: ResultStores, clock: Callable[[], float] = time.time):
         self._scheduler = scheduler
@@ -120,15 +108,19 @@ class ReportsService:
     # --- ingestion ----------------------------------------------------------------------
 
     async def ingest_file(self, data: bytes, kind: ReportKind = ReportKind.UNKNOWN) -> Outcome:
-        """Count one report file (gzip, zip or plain), or count it as rejected."""
+        """Count one report file (gzip, zip or plain), or count it as rejected. Unpacking and
+        parsing run on a worker thread: a 50 MB report must not stall the event loop."""
         assert self.settings is not None and self.ledger is not None
         try:
-            report = await asyncio.to_thread(parse_report, data, kind, limits_of(self.settings))
-            kind = ReportKind.DMARC if isinstance(report, DMARCReport) else ReportKind.TLSRPT
-            if isinstance(report, DMARCReport):
-                await self._count_dmarc(report)
+            content = await asyncio.to_thread(unpack, data, limits_of(self.settings))
+            if kind is ReportKind.UNKNOWN:
+                kind = kind_of_content(content)
+            if kind is ReportKind.DMARC:
+                await self._count_dmarc(await asyncio.to_thread(parse_dmarc_report, content))
+            elif kind is ReportKind.TLSRPT:
+                self._count_tlsrpt(await asyncio.to_thread(parse_tlsrpt_report, content))
             else:
-                self._count_tlsrpt(report)
+                raise ReportRejected(RejectReason.SCHEMA, "neither an XML (DMARC) nor a JSON (TLS-RPT) report")
         except ReportRejected as exc:
             return self._rejected(kind, exc.reason, exc.detail)
         except Exception:   # a bug of ours: this report is lost, the next one is not

@@ -80,9 +80,10 @@ async def start_receiver(exporter: Exporter) -> web.AppRunner | None:
     tls = ssl_context(web_config.tls) if web_config.tls else None
     host, port = receiver.listen_address
     await web.TCPSite(runner, host, port, ssl_context=tls).start()
-    for address in runner.addresses:
-        log.info("TLS-RPT receiver listening on %s:%s", *address[:2], extra=with_fields(
-            scheme="https" if tls else "http", path=receiver.path, basic_auth=bool(web_config.basic_auth_users)))
+    for address in runner.addresses:   # not "listening on": that line names the exporter's own address
+        log.info("TLS-RPT receiver started", extra=with_fields(
+            address="%s:%s" % address[:2], scheme="https" if tls else "http", path=receiver.path,
+            basic_auth=bool(web_config.basic_auth_users)))
     return runner
 
 

@@ -323,8 +323,8 @@ def _reports_html(reports: dict[str, Any] | None) -> str:
     ) or '<tr><td colspan="7" class="pending">no report counted yet</td></tr>'
     mailbox = reports["mailbox"]
     mailbox_text = "no mailbox, or not polled yet" if mailbox is None else (
-        f'{_status_cell({"success": mailbox["success"], "failure": mailbox["detail"]})} '
-        f'{_e(mailbox["detail"])} at {_e(_time(mailbox["observed_at"]))}')
+        ('<span class="ok">OK</span>' if mailbox["success"] else '<span class="fail">FAIL</span>')
+        + f' {_e(mailbox["detail"])} at {_e(_time(mailbox["observed_at"]))}')
     rejected = ", ".join(f"{_e(key)}: {count}" for key, count in reports["rejected"].items() if count) or "none"
     contradictions = "".join(
         f'<li class="warn">{_e(item["message"])} (reported until {_e(_time(item["reported_until"]))})</li>'
