@@ -16,11 +16,13 @@ from exporter.config import Target
 from exporter.metrics.probe import probe_registry
 from exporter.results import FailureReason
 from exporter.metrics.selfmetrics import ExporterMetrics
+from exporter.metrics.reports import REPORT_METRICS, ReportsCollector
 
 from test_tlsscan_metrics import RESULT as SCAN_RESULT
 from results_factory import failed_result, host_result, tls_result
 
 from blocklist_factory import DBL, ZEN, listed_result, unusable_result
+from reportfixtures import full_report_snapshot
 
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
 
@@ -36,6 +38,7 @@ def full_exposition() -> str:
     metrics.record_reload(True)
     metrics.probe_requests.labels("refused").inc()
     metrics.shard.labels("0", "1").set(1)
+    registry.register(ReportsCollector(full_report_snapshot))
     results = ResultStores()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
     # As the scheduler stores a result: with its module's interval.
@@ -81,3 +84,8 @@ def test_promtool_check_metrics_is_clean(exposition):
         ["promtool", "check", "metrics"], input=exposition(), capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and not run.stdout.strip() and not run.stderr.strip(), run.stdout + run.stderr
+
+
+def test_every_report_family_has_a_sample_in_the_full_exposition():
+    exposed = exposed_families(full_exposition())
+    assert {spec.name + ("_total" if spec.type == "counter" else "") for spec in REPORT_METRICS} <= exposed

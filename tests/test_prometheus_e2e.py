@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,8 @@ from mail_config import config_for
 from tests.dnsfixtures import running_dns_lab
 from tests.httpsfixtures import running_https_lab
 from tests.realservers import free_port, stop_process, wait_until_listening
+from tests.realservers.dovecot import REPORTS_PASSWORD
+from tests.reportfixtures import GOOGLE_DMARC, google_dmarc_mail, google_tlsrpt, google_tlsrpt_mail
 
 pytestmark = [
     pytest.mark.integration,
@@ -110,8 +113,9 @@ DOMAINS = [
 DEEP_SCANNED = "smtp-good"
 
 
-def exporter_config(mail_endpoints) -> str:
-    """Every real-server scenario, a deep scan of DEEP_SCANNED, and DOMAINS through the DNS lab."""
+def exporter_config(mail_endpoints, reports: dict | None = None) -> str:
+    """Every real-server scenario, a deep scan of DEEP_SCANNED, and DOMAINS through the DNS lab;
+    `reports`: the reports: section."""
     config = yaml.safe_load(config_for(mail_endpoints, interval="30s"))
     config["modules"][DEEP_SCANNED]["deep_scan"] = {"interval": "6h", "min_delay": "0s"}
     # Mail policy: DEEP_SCANNED relays for the exporter (Postfix's mynetworks holds 127.0.0.0/8:
@@ -130,13 +134,44 @@ def exporter_config(mail_endpoints) -> str:
          "codes": {"127.0.0.2": "spam", "127.0.0.4-127.0.0.7": "exploited", "127.0.0.10-127.0.0.11": "policy"}},
         {"name": "refusing", "zone": "refusing.test", "kind": "ip", "refusal_codes": ["127.255.255.254"]},
     ]}
+    if reports is not None:
+        config["reports"] = reports
     return yaml.safe_dump(config)
 
 
+def reports_section(workdir: Path, dovecot_server) -> dict:
+    """Reports about good.test in the real Dovecot mailbox (a DMARC report from Google with a
+    source good.test's SPF authorizes, a TLS-RPT report with failures on mx1.good.test), and
+    the TLS-RPT receiver on a port of its own."""
+    folder = "E2E"
+    dmarc = GOOGLE_DMARC.replace("example.org", "good.test").replace("192.0.2.10", "127.77.1.20")
+    dovecot_server.append(folder, google_dmarc_mail(dmarc))
+    dovecot_server.append(folder, google_tlsrpt_mail(google_tlsrpt(domain="good.test", mx="mx1.good.test")))
+    (workdir / "imap-password").write_text(REPORTS_PASSWORD)
+    imaps = dovecot_server.endpoints["imaps-good"]
+    return {
+        "state_file": str(workdir / "reports-state.json"),
+        "imap": {"host": imaps.host, "port": imaps.port, "server_name": imaps.server_name, "ca_file": imaps.ca_file,
+                 "username": "reports", "password_file": str(workdir / "imap-password"), "folder": folder},
+        "http": {"listen_address": f"127.0.0.1:{free_port('127.0.0.1')}"},
+    }
+
+
+def post_bad_report(reports: dict) -> None:
+    """A report the receiver rejects, while Prometheus watches: the rejection counter rises."""
+    request = urllib.request.Request(f"http://{reports['http']['listen_address']}/tlsrpt", data=b"{not json",
+                                     headers={"Content-Type": "application/tlsrpt+json"}, method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as error:
+        assert error.code == 400
+
+
 @pytest.fixture(scope="module")
-def prometheus(mail_endpoints, tmp_path_factory):
+def prometheus(mail_endpoints, dovecot_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prometheus")
-    (workdir / "exporter.yml").write_text(exporter_config(mail_endpoints))
+    reports = reports_section(workdir, dovecot_server)
+    (workdir / "exporter.yml").write_text(exporter_config(mail_endpoints, reports))
     exporter = ExporterProcess(workdir / "exporter.yml")
     server = Prometheus(workdir, exporter.port, rules_without_waiting(workdir))
     try:
@@ -146,6 +181,9 @@ def prometheus(mail_endpoints, tmp_path_factory):
         server.wait_for("count(mailsec_tls_scan_success == 1) == 1", timeout=120)
         # rate() panels need a few scrapes, including a second probe run of some target.
         server.wait_for('count_over_time(up{job="mailsec"}[5m]) > 5')
+        server.wait_for("count(mailsec_tlsrpt_failed_sessions_total) > 0")
+        post_bad_report(reports)
+        server.wait_for("sum(increase(mailsec_reports_rejected_total[5m])) > 0")
         yield server, mail_endpoints
     finally:
         server.stop()
@@ -229,6 +267,7 @@ EXPECTED_ALERTS = {
     ("MailsecSpfInvalid", "spf-two.test"),
     ("MailsecTlsrptMissing", "spf-plusall.test"),
     ("MailsecMtaStsMxNotCovered", "sts-uncovered.test"),      # its enforced policy omits mx2
+    ("MailsecTlsrptFailures", "good.test"),                   # the TLS-RPT report in the mailbox counts 2
     # Real findings of the deep scan: Postfix's default port-25 cipher list
     # (smtpd_tls_ciphers = medium) accepts anonymous DH and legacy suites, with a 1024-bit prime.
     ("MailsecTlsInsufficientCipherAccepted", DEEP_SCANNED),
@@ -258,6 +297,11 @@ def test_broken_fixtures_fire_their_alerts_and_good_ones_stay_silent(prometheus)
     while not EXPECTED_ALERTS <= (alerts := firing(server)) and time.monotonic() < deadline:
         time.sleep(1)
     assert EXPECTED_ALERTS - alerts == set(), "expected alerts not firing"
-    about_good = {(name, subject) for name, subject in alerts if subject.split("/")[0] in GOOD_ENDPOINTS | GOOD_DOMAINS}
+    # The report fixture shows good.test signing with selector google2024, which has no key in
+    # the lab: once a domain check runs after the report is read (a DANE recheck may), the
+    # DKIM check looks it up and finds it missing. Whether that happens in this window is timing.
+    reported_only = {("MailsecDkimKeyMissing", "good.test/google2024")}
+    about_good = {(name, subject) for name, subject in alerts - reported_only
+                  if subject.split("/")[0] in GOOD_ENDPOINTS | GOOD_DOMAINS}
     assert about_good - EXPECTED_ALERTS == set()
     assert alerts & MUST_STAY_SILENT == set()

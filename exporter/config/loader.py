@@ -25,15 +25,22 @@ from .model import (
     Domain,
     DomainCheckSettings,
     GlobalSettings,
+    IMAPSecurity,
+    IMAPSource,
     Module,
     Nameserver,
     OpenRelayTest,
     ProbeSettings,
     MailProtocol,
+    ProcessedAction,
+    ReportLimits,
+    ReportReceiver,
+    ReportSettings,
     StartTLS,
     Target,
     TLSSettings,
 )
+from .web import WebConfigError, load_web_config   # the receiver's own TLS and users
 from .values import (
     check_ca_file,
     check_dkim_selector,
@@ -45,6 +52,8 @@ from .values import (
     parse_nameserver,
     parse_server_name,
     parse_target_pattern,
+    parse_byte_size,
+    check_readable_file,
 )
 
 
@@ -72,7 +81,8 @@ _interval = functools.partial(nodes.duration, maximum=_YEAR)    # between two ru
 _timeout = functools.partial(nodes.duration, maximum=_DAY)      # of a probe or a deep scan
 _wait = functools.partial(nodes.duration, maximum=_HOUR)        # of one lookup or fetch
 
-_TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains", "blocklists")
+_TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains", "blocklists",
+                   "reports")
 
 
 def _parse_config(root: yaml.Node | None, source: str) -> Config:
@@ -89,6 +99,7 @@ def _parse_config(root: yaml.Node | None, source: str) -> Config:
         targets=_parse_targets(top.get("targets"), "targets", modules),
         domains=_parse_domains(top.get("domains"), "domains"),
         blocklists=parse_blocklists(top.get("blocklists"), "blocklists"),
+        reports=_parse_reports(top.get("reports"), "reports", config_dir),
         source=source,
     )
 
@@ -425,3 +436,162 @@ def _parse_domains(node: yaml.Node | None, path: str) -> tuple[Domain, ...]:
             )
         )
     return tuple(domains)
+
+
+# --- reports: (docs/reports.md) ---------------------------------------------------------
+
+
+def _byte_size(node: yaml.Node, path: str) -> int:
+    if node.tag == "tag:yaml.org,2002:int":
+        size = nodes.integer(node, path, low=1)
+    else:
+        size = nodes.checked_string(parse_byte_size, node, path)
+    if size < 1:
+        raise nodes.Invalid(node, f"{path}: must be at least 1 byte")
+    return size
+
+
+def _ratio(node: yaml.Node, path: str) -> float:
+    if node.tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float") or not 1 <= float(node.value) <= 100000:
+        raise nodes.Invalid(node, f"{path}: must be a number from 1 to 100000, got {nodes.describe(node)}")
+    return float(node.value)
+
+
+def _file_in(config_dir: str) -> Callable[[yaml.Node, str], str]:
+    """A file name relative to the config file's directory, as every other one in it."""
+    def parse(node: yaml.Node, path: str) -> str:
+        name = nodes.string(node, path)
+        if not name:
+            raise nodes.Invalid(node, f"{path}: must not be empty")
+        return os.path.normpath(os.path.join(config_dir, name))
+    return parse
+
+
+_REPORT_LIMIT_PARSERS = {
+    "max_message_bytes": _byte_size,
+    "max_attachments": functools.partial(nodes.integer, low=1, high=1000),
+    "max_compressed_bytes": _byte_size,
+    "max_decompressed_bytes": _byte_size,
+    "max_ratio": _ratio,
+}
+
+
+def _parse_reports(node: yaml.Node | None, path: str, config_dir: str) -> ReportSettings | None:
+    """Absent: no report ingestion. Present: at least one source, the IMAP mailbox or the receiver."""
+    if node is None:
+        return None
+    parsers = {
+        "state_file": _file_in(config_dir),
+        "retention": functools.partial(nodes.duration, maximum=_YEAR),
+        "reporter_labels": functools.partial(nodes.integer, low=0, high=1000),
+        "correlation_window": functools.partial(nodes.duration, maximum=_YEAR),
+        "limits": lambda item, item_path: ReportLimits(**nodes.given(
+            nodes.fields(item, item_path, tuple(_REPORT_LIMIT_PARSERS)), _REPORT_LIMIT_PARSERS)),
+        "imap": functools.partial(_parse_imap_source, config_dir=config_dir),
+        "http": functools.partial(_parse_receiver, config_dir=config_dir),
+    }
+    fields = nodes.fields(None if nodes.is_null(node) else node, path, tuple(parsers))
+    settings = ReportSettings(**nodes.given(fields, parsers))
+    if settings.imap is None and settings.http is None:
+        raise nodes.Invalid(node, f"{path}: needs a source: imap (a mailbox) or http (the TLS-RPT receiver), or both")
+    return settings
+
+
+_IMAP_KEYS = ("host", "port", "security", "ca_file", "server_name", "username", "password_file", "password_env",
+              "folder", "processed", "processed_flag", "processed_folder", "interval", "timeout", "batch")
+
+
+def _imap_folder(node: yaml.Node, path: str) -> str:
+    folder = nodes.string(node, path)
+    if not folder or not folder.isascii() or not folder.isprintable() or '"' in folder or "\\" in folder:
+        raise nodes.Invalid(node, f"{path}: a folder name must be printable ASCII, without quotes or backslashes")
+    return folder
+
+
+def _matching(pattern: str, expected: str) -> Callable[[yaml.Node, str], str]:
+    """A parser of strings that match `pattern` in full; `expected` says what they must be."""
+    def parse(node: yaml.Node, path: str) -> str:
+        text = nodes.string(node, path)
+        if not re.fullmatch(pattern, text):
+            raise nodes.Invalid(node, f"{path}: must be {expected}, got {nodes.describe(node)}")
+        return text
+    return parse
+
+
+# \Seen and the other system flags, or a keyword (RFC 3501 atom: no specials, no spaces).
+_imap_flag = _matching(r"\\(Seen|Flagged|Answered)|\$?[A-Za-z0-9_.-]{1,64}",
+                       "\\Seen, \\Flagged, \\Answered or a keyword such as $MailsecProcessed (letters, digits, $ . _ -)")
+_password_env = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "the name of an environment variable")
+_receiver_path = _matching(r"/[A-Za-z0-9._~/-]*", "a URL path such as /tlsrpt")
+
+
+def _parse_imap_source(node: yaml.Node, path: str, config_dir: str) -> IMAPSource:
+    parsers = {
+        "host": functools.partial(nodes.checked_string, parse_host),
+        "port": nodes.port,
+        "security": lambda item, item_path: IMAPSecurity(nodes.choice(tuple(IMAPSecurity), item, item_path)),
+        "ca_file": functools.partial(
+            nodes.checked_string, lambda name: check_ca_file(os.path.normpath(os.path.join(config_dir, name)))),
+        "server_name": functools.partial(nodes.checked_string, parse_server_name),
+        "username": nodes.string,
+        "password_file": functools.partial(
+            nodes.checked_string, lambda name: check_readable_file(os.path.normpath(os.path.join(config_dir, name)))),
+        "password_env": _password_env,
+        "folder": _imap_folder,
+        "processed": lambda item, item_path: ProcessedAction(nodes.choice(tuple(ProcessedAction), item, item_path)),
+        "processed_flag": _imap_flag,
+        "processed_folder": _imap_folder,
+        "interval": _interval,
+        "timeout": _wait,
+        "batch": functools.partial(nodes.integer, low=1, high=10000),
+    }
+    fields = nodes.fields(node, path, _IMAP_KEYS)
+    fields.require("host"), fields.require("username")
+    if (fields.get("password_file") is None) == (fields.get("password_env") is None):
+        raise nodes.Invalid(node, f"{path}: set exactly one of password_file and password_env "
+                                  "(the password itself never goes in this file)")
+    values = nodes.given(fields, parsers)
+    security = values.get("security", IMAPSecurity.TLS)
+    values.setdefault("port", 993 if security is IMAPSecurity.TLS else 143)
+    values.setdefault("password_file", None)
+    values.setdefault("password_env", None)
+    source = IMAPSource(**values)
+    if source.processed is ProcessedAction.MOVE and source.processed_folder is None:
+        raise nodes.Invalid(fields.get("processed"), f"{fields.path_of('processed')}: move needs processed_folder")
+    if source.processed_folder is not None and source.processed is not ProcessedAction.MOVE:
+        raise nodes.Invalid(fields.get("processed_folder"),
+                            f"{fields.path_of('processed_folder')}: only used with processed: move")
+    if source.processed_folder == source.folder:
+        raise nodes.Invalid(fields.get("processed_folder"),
+                            f"{fields.path_of('processed_folder')}: must differ from folder")
+    if source.timeout > source.interval:
+        raise nodes.Invalid(fields.get("timeout") or node, f"{path}: timeout must not exceed interval")
+    return source
+
+
+def _parse_receiver(node: yaml.Node, path: str, config_dir: str) -> ReportReceiver:
+    def web_config_file(item: yaml.Node, item_path: str) -> str:
+        name = os.path.normpath(os.path.join(config_dir, nodes.string(item, item_path)))
+        try:
+            load_web_config(name)
+        except WebConfigError as exc:
+            raise nodes.Invalid(item, f"{item_path}: {exc}") from None
+        return name
+
+    parsers = {
+        "listen_address": functools.partial(nodes.checked_string, _listen_address),
+        "path": _receiver_path,
+        "web_config_file": web_config_file,
+    }
+    fields = nodes.fields(node, path, tuple(parsers))
+    fields.require("listen_address")
+    return ReportReceiver(**nodes.given(fields, parsers))
+
+
+def _listen_address(text: str) -> tuple[str | None, int]:
+    """As --web.listen-address: ":10055" (every interface), "127.0.0.1:10055", "[::1]:10055"."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or len(port) > 5 or int(port) > 65535:
+        raise ValueError(f"must be [HOST]:PORT such as :10055 or 127.0.0.1:10055, got {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (parse_host(host) if host else None), int(port)

@@ -288,6 +288,79 @@ class BlocklistSettings:
     concurrency: int = 8              # queries to one list at once
 
 
+class IMAPSecurity(enum.StrEnum):
+    TLS = "tls"              # implicit TLS (IMAPS, port 993)
+    STARTTLS = "starttls"    # IMAP on port 143, then STARTTLS (required)
+
+
+class ProcessedAction(enum.StrEnum):
+    """What the mailbox poller does with a mail it has read (counted or rejected)."""
+
+    LEAVE = "leave"          # nothing: the state file remembers how far it read
+    FLAG = "flag"            # set `processed_flag` (\\Seen or a keyword)
+    MOVE = "move"            # move it to `processed_folder`
+
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """What a report may weigh: reports are untrusted input from anyone who can send mail."""
+
+    max_message_bytes: int = 25 * MiB          # one mail, refused by its size before it is downloaded
+    max_attachments: int = 5                   # report files in one mail
+    max_compressed_bytes: int = 10 * MiB       # one report file (or HTTP body) as received
+    max_decompressed_bytes: int = 50 * MiB     # what it unpacks to
+    max_ratio: float = 200.0                   # unpacked / packed, above the first MiB
+
+
+@dataclass(frozen=True)
+class IMAPSource:
+    """The mailbox that the rua addresses deliver to."""
+
+    host: str
+    username: str
+    password_file: str | None                  # exactly one of password_file and password_env
+    password_env: str | None
+    port: int = 993
+    security: IMAPSecurity = IMAPSecurity.TLS
+    ca_file: str | None = None                 # None: the system trust store
+    server_name: str | None = None             # the name the certificate must match; default: host
+    folder: str = "INBOX"
+    processed: ProcessedAction = ProcessedAction.LEAVE
+    processed_flag: str = "\\Seen"
+    processed_folder: str | None = None        # required by processed: move
+    interval: float = 300.0
+    timeout: float = 60.0                      # seconds for one IMAP command (the socket timeout)
+    batch: int = 50                            # mails read per poll at most
+
+    @property
+    def mailbox(self) -> str:
+        """The identity of the folder read, for the state file."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class ReportReceiver:
+    """The HTTPS receiver of TLS-RPT reports (RFC 8460 §3), on a listen address of its own."""
+
+    listen_address: tuple[str | None, int]     # None: every interface
+    path: str = "/tlsrpt"
+    web_config_file: str | None = None         # TLS and basic auth, in the --web.config.file format
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    state_file: str = "/var/lib/mailsec-exporter/reports-state.json"
+    retention: float = 30 * 86400.0            # report IDs are remembered this long
+    reporter_labels: int = 20                  # reporters with a label of their own; the others: "other"
+    correlation_window: float = 2 * 86400.0    # TLS-RPT failures this recent are compared with our probes
+    limits: ReportLimits = ReportLimits()
+    imap: IMAPSource | None = None
+    http: ReportReceiver | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     global_: GlobalSettings = GlobalSettings()
@@ -298,6 +371,7 @@ class Config:
     targets: tuple[Target, ...] = ()
     domains: tuple[Domain, ...] = ()
     blocklists: BlocklistSettings = BlocklistSettings()
+    reports: ReportSettings | None = None       # None: no report ingestion
     source: str = "<defaults>"        # the file this was loaded from
 
 
@@ -320,5 +394,7 @@ RESERVED_LABELS = frozenset({
     "subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash",
     "selector", "mx", "address", "family", "zone", "check", "qualifier", "class", "group",
     "capability", "mechanism", "pair", "protocol",
+    # the reports' metrics (docs/reports.md)
+    "reporter", "disposition", "dmarc", "dkim", "spf", "source", "policy_type", "result_type", "kind",
 })
 

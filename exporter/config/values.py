@@ -49,6 +49,19 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+_BYTE_SIZE_RE = re.compile(r"([0-9]+)\s*(B|KiB|MiB|GiB|kB|MB|GB)?")
+_BYTE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "kB": 10**3, "MB": 10**6, "GB": 10**9}
+BYTE_SIZE_HELP = "a size such as 512KiB, 10MiB or 1GB, or a number of bytes"
+
+
+def parse_byte_size(text: str) -> int:
+    """Bytes in a size string: "10MiB", "512KiB", "1GB", "4096"."""
+    match = _BYTE_SIZE_RE.fullmatch(text.strip())
+    if match is None or len(match.group(1)) > 15:
+        raise ValueError(f"must be {BYTE_SIZE_HELP}; got {text!r}")
+    return int(match.group(1)) * _BYTE_UNITS[match.group(2)]
+
+
 # One label of a host name (RFC 1123): letters, digits, hyphens; no hyphen at either end.
 _LDH_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 

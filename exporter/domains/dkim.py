@@ -7,7 +7,11 @@ reported as invalid, like a record that does not parse.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ..config import Domain
 
 from ..dnsclient import DNSError, Resolver, txt_records
 from ..records.dkim import RECOMMENDED_RSA_BITS, DKIMError, DKIMKey, parse_dkim_key
@@ -75,3 +79,16 @@ def _findings(domain: str, result: DKIMSelectorResult) -> list[Finding]:
                      if w.code != "testing" else "remove t=y once signing works")
              for w in key.warnings]
     return found
+
+
+# The selectors a domain signs with, as others saw them (the passing DKIM signatures of its
+# DMARC reports): given a domain name, its selectors, most recently seen first.
+SelectorFeed = Callable[[str], Iterable[str]]
+
+
+def with_reported_selectors(domain: Domain, feed: SelectorFeed) -> Domain:
+    """`domain` with the selectors of `feed` checked too, after the configured ones (a
+    selector is one DNS label: the same selector in another case is not added twice)."""
+    known = {selector.lower() for selector in domain.dkim_selectors}
+    reported = tuple(selector for selector in feed(domain.name) if selector.lower() not in known)
+    return dataclasses.replace(domain, dkim_selectors=domain.dkim_selectors + reported) if reported else domain

@@ -153,17 +153,38 @@ async def _evaluate(evaluation: _Evaluation, domain: str, chain: tuple[str, ...]
             evaluation.count_lookup(mechanism.text, domain)
             await _follow(evaluation, mechanism, domain, chain)
     if record.redirect_applies:
-        assert record.redirect is not None
-        evaluation.count_lookup(f"redirect={record.redirect}", domain)
-        target = _static_target(evaluation, record.redirect, domain)
-        if target is None:
-            return None
-        _check_loop(target, chain)
-        try:
-            return await _evaluate(evaluation, target, chain + (target,))
-        except _NoRecord:
-            raise _PermError(f"redirect target {target} has no SPF record (RFC 7208 §6.1)") from None
+        target = _redirect_target(evaluation, record.redirect, domain)
+        return None if target is None else await _nested(_evaluate, evaluation, "redirect", target, chain)
     return record.all_qualifier
+
+
+_MISSING_TARGET = {"include": "RFC 7208 §5.2", "redirect": "RFC 7208 §6.1"}
+
+
+async def _nested(walk, evaluation: _Evaluation, term: str, target: str, chain: tuple[str, ...]):
+    """`walk` (one of the two walkers of a record) run on the record an include or a redirect names."""
+    _check_loop(target, chain)
+    try:
+        return await walk(evaluation, target, chain + (target,))
+    except _NoRecord:
+        raise _PermError(f"{term} target {target} has no SPF record ({_MISSING_TARGET[term]})") from None
+
+
+def _redirect_target(evaluation: _Evaluation, redirect: str, domain: str) -> str | None:
+    """The domain a redirect that applies names, its lookup counted; None if it needs the sender."""
+    evaluation.count_lookup(f"redirect={redirect}", domain)
+    return _static_target(evaluation, redirect, domain)
+
+
+async def _mx_names(evaluation: _Evaluation, mechanism: Mechanism, target: str, domain: str) -> list[str]:
+    """The MX host names of an mx term's target; none (a void lookup) when it has no MX."""
+    answer = await _positive(evaluation.dns, target, "MX")
+    if answer is None:
+        evaluation.count_void(mechanism.text, domain)
+        return []
+    if len(answer.records) > MAX_MX_NAMES:
+        raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
+    return [normalize_name(rdata.exchange.to_text()) for rdata in answer.records]
 
 
 async def _follow(evaluation: _Evaluation, mechanism: Mechanism, domain: str, chain: tuple[str, ...]) -> None:
@@ -173,17 +194,9 @@ async def _follow(evaluation: _Evaluation, mechanism: Mechanism, domain: str, ch
     if target is None:
         return
     if mechanism.name == "include":
-        _check_loop(target, chain)
-        try:
-            await _evaluate(evaluation, target, chain + (target,))
-        except _NoRecord:
-            raise _PermError(f"include target {target} has no SPF record (RFC 7208 §5.2)") from None
+        await _nested(_evaluate, evaluation, "include", target, chain)
     elif mechanism.name == "mx":
-        answer = await _positive(evaluation.dns, target, "MX")
-        if answer is None:
-            evaluation.count_void(mechanism.text, domain)
-        elif len(answer.records) > MAX_MX_NAMES:
-            raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
+        await _mx_names(evaluation, mechanism, target, domain)
     else:   # a, exists
         rdtypes = ("A",) if mechanism.name == "exists" else ("A", "AAAA")
         answers = await asyncio.gather(*(_positive(evaluation.dns, target, rdtype) for rdtype in rdtypes))
@@ -233,3 +246,113 @@ def _qualifier_findings(domain: str, qualifier: Qualifier | None) -> list[Findin
         return [Finding(Severity.WARNING, "spf_no_all", f"the SPF of {domain} has no 'all': unlisted senders get neutral",
                         "end the record with -all or ~all")]
     return []
+
+
+# --- which addresses the record authorizes (DMARC reports' source addresses) ---------------
+
+_EVERY_ADDRESS = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class SPFDirective:
+    """What one mechanism matches: address ranges, or the addresses an included record passes."""
+
+    qualifier: Qualifier
+    networks: tuple[IPNetwork, ...] = ()
+    included: SPFAuthorizer | None = None
+
+
+@dataclass(frozen=True)
+class SPFAuthorizer:
+    """An SPF record resolved into address ranges, in evaluation order, includes and redirect
+    followed, so that many addresses can be judged without a lookup each. Mechanisms that
+    depend on the sender (ptr, macros other than %{d}) match nothing here: an address only
+    they would authorize is judged not authorized."""
+
+    directives: tuple[SPFDirective, ...]
+    redirect: SPFAuthorizer | None = None
+
+    def result(self, address: IPAddress) -> Qualifier | None:
+        """The qualifier of the first directive matching `address` (RFC 7208 §4.6.2); None: neutral."""
+        for directive in self.directives:
+            if directive.included is not None:
+                if directive.included.result(address) is Qualifier.PASS:
+                    return directive.qualifier
+            elif any(address.version == network.version and address in network for network in directive.networks):
+                return directive.qualifier
+        return self.redirect.result(address) if self.redirect is not None else None
+
+    def authorizes(self, address: IPAddress) -> bool:
+        return self.result(address) is Qualifier.PASS
+
+
+class SPFUnavailable(Exception):
+    """The record could not be resolved: a lookup failed (temperror) or it is a permerror."""
+
+
+async def spf_authorizer(domain: str, dns: Resolver) -> SPFAuthorizer | None:
+    """The ranges the SPF record of `domain` authorizes; None when it has no record (it
+    authorizes nobody). SPFUnavailable when a lookup fails or the record is a permerror."""
+    try:
+        return await _authorizer(_Evaluation(dns), domain, (domain,))
+    except _NoRecord:
+        return None
+    except (_PermError, DNSError) as exc:
+        raise SPFUnavailable(str(exc)) from None
+
+
+async def _authorizer(evaluation: _Evaluation, domain: str, chain: tuple[str, ...]) -> SPFAuthorizer:
+    record = await _record_of(evaluation, domain)
+    if record is None:
+        raise _NoRecord(domain)
+    directives = []
+    for mechanism in record.effective_mechanisms:
+        if mechanism.costs_dns_lookup:
+            evaluation.count_lookup(mechanism.text, domain)
+        directive = await _directive(evaluation, mechanism, domain, chain)
+        if directive is not None:
+            directives.append(directive)
+    redirect = None
+    if record.redirect_applies:
+        target = _redirect_target(evaluation, record.redirect, domain)
+        redirect = None if target is None else await _nested(_authorizer, evaluation, "redirect", target, chain)
+    return SPFAuthorizer(tuple(directives), redirect)
+
+
+async def _directive(
+    evaluation: _Evaluation, mechanism: Mechanism, domain: str, chain: tuple[str, ...]
+) -> SPFDirective | None:
+    """What `mechanism` matches; None when it matches nothing known without the sender."""
+    if mechanism.name == "all":
+        return SPFDirective(mechanism.qualifier, _EVERY_ADDRESS)
+    if mechanism.network is not None:    # ip4, ip6
+        return SPFDirective(mechanism.qualifier, (mechanism.network,))
+    target = None if mechanism.name == "ptr" else _static_target(evaluation, mechanism.domain_spec or domain, domain)
+    if target is None:
+        return None
+    if mechanism.name == "include":
+        return SPFDirective(mechanism.qualifier, included=await _nested(_authorizer, evaluation, "include", target, chain))
+    if mechanism.name == "exists":
+        found = await _positive(evaluation.dns, target, "A") is not None
+        if not found:
+            evaluation.count_void(mechanism.text, domain)
+        return SPFDirective(mechanism.qualifier, _EVERY_ADDRESS) if found else None
+    hosts = await _mx_names(evaluation, mechanism, target, domain) if mechanism.name == "mx" else [target]
+    networks = [network for host in hosts for network in await _host_networks(evaluation.dns, host, mechanism)]
+    if not networks and mechanism.name == "a":
+        evaluation.count_void(mechanism.text, domain)
+    return SPFDirective(mechanism.qualifier, tuple(networks))
+
+
+async def _host_networks(dns: Resolver, host: str, mechanism: Mechanism) -> list[IPNetwork]:
+    """The addresses of `host`, widened by the mechanism's prefix lengths (a/24, mx//64)."""
+    networks: list[IPNetwork] = []
+    ip4 = 32 if mechanism.ip4_prefix_length is None else mechanism.ip4_prefix_length
+    ip6 = 128 if mechanism.ip6_prefix_length is None else mechanism.ip6_prefix_length
+    for rdtype, length in (("A", ip4), ("AAAA", ip6)):
+        answer = await _positive(dns, host, rdtype)
+        for rdata in answer.records if answer is not None else ():
+            networks.append(ipaddress.ip_network(f"{rdata.address}/{length}", strict=False))
+    return networks

@@ -13,13 +13,16 @@ from prometheus_client import CollectorRegistry
 
 from ..config import Blocklist, Config, ConfigError, Domain, Module, Target, load_config
 from ..domains.check import DomainResult
+from ..domains.dkim import SelectorFeed, with_reported_selectors
 from ..logfmt import with_fields
+from ..metrics.reports import ReportsCollector
 from ..metrics.selfmetrics import ExporterMetrics
 from ..reputation.blocklists import BlocklistResult
 from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
 from .guard import admit, admit_domain
-from .runs import Probes, SlotFor, probe_host
+from .reports import ReportsService
+from .runs import DomainCheck, Probes, SlotFor, probe_host
 from .scancache import ProbeScanCache
 from .scheduler import Scheduler
 from .sharding import Shard
@@ -39,9 +42,17 @@ class Exporter:
         self.metrics = ExporterMetrics(self.registry)
         self.metrics.shard.labels(str(shard.index), str(shard.count)).set(1)
         self.results = ResultStores()
+        # The DKIM check also reads the selectors that the domain's DMARC reports show.
+        self.reports: ReportsService | None = None
+        probes = dataclasses.replace(probes, domain=_feeding_selectors(probes.domain, self._reported_selectors))
         self.scheduler = Scheduler(self.results, self.metrics, probes)
         self.probe_scans = ProbeScanCache(self.scheduler)
         self._reload_lock = asyncio.Lock()
+        self.reports = ReportsService(self.scheduler, self.results)
+        self.registry.register(ReportsCollector(self.reports.snapshot))
+
+    def _reported_selectors(self, domain: str) -> tuple[str, ...]:
+        return self.reports.reported_selectors(domain) if self.reports is not None else ()
 
     @property
     def ready(self) -> bool:
@@ -79,6 +90,8 @@ class Exporter:
     def _apply(self, loaded: Config) -> Config:
         config = self.shard.select(loaded)
         self.scheduler.apply(config)
+        # Reports arrive in one mailbox for every domain: the first shard reads them all.
+        self.reports.apply(loaded if self.shard.index == 0 else dataclasses.replace(loaded, reports=None))
         self.config = config
         self.last_reload_error = None
         self.metrics.record_reload(True)
@@ -146,5 +159,13 @@ class Exporter:
                 for entry in self.results.blocklists.snapshot()]
 
     async def stop(self) -> None:
+        await self.reports.stop()
         await self.probe_scans.stop()
         await self.scheduler.stop()
+
+
+def _feeding_selectors(check: DomainCheck, feed: SelectorFeed) -> DomainCheck:
+    """`check` (check_domain's signature) with the reported DKIM selectors added to the domain's."""
+    async def check_with_reported_selectors(domain: Domain, *args, **kwargs) -> DomainResult:
+        return await check(with_reported_selectors(domain, feed), *args, **kwargs)
+    return check_with_reported_selectors

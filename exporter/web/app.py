@@ -15,6 +15,7 @@ from ..service.exporter import Exporter
 from .auth import auth_middleware
 from .probe import answer_probe
 from .server import MAX_BODY_BYTES
+from .reports import register_receiver
 from .status import render_status_html, status_document
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
@@ -92,4 +93,5 @@ def build_app(exporter: Exporter, web_config: WebConfig = WebConfig(), *, lifecy
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
+    register_receiver(app, exporter)      # the TLS-RPT receiver, on its own listen address
     return app

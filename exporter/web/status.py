@@ -82,6 +82,39 @@ def status_document(exporter: Exporter, now: float) -> dict[str, Any]:
         "domains": [_domain_document(exporter, domain) for domain in (config.domains if config else ())],
         "blocklists": [_blocklist_document(exporter, blocklist.name)
                        for blocklist in (config.blocklists.lists if config else ())],
+        "reports": reports_document(exporter),
+    }
+
+
+def reports_document(exporter: Exporter) -> dict[str, Any] | None:
+    """The report ingestion: totals per domain, rejections, the mailbox, contradicted failures."""
+    snapshot = exporter.reports.snapshot()
+    if snapshot is None:
+        return None
+    counts = snapshot.counts
+    domains: dict[str, dict[str, Any]] = {}
+
+    def of(domain: str) -> dict[str, Any]:
+        return domains.setdefault(domain, {"dmarc_messages": 0, "dmarc_pass": 0, "dmarc_authorized_fail": 0,
+                                           "tls_successful": 0, "tls_failed": 0, "last_received": None})
+    for key, count in counts.dmarc_messages.items():
+        row = of(key.domain)
+        row["dmarc_messages"] += count
+        row["dmarc_pass"] += count if key.dmarc == "pass" else 0
+        row["dmarc_authorized_fail"] += count if key.dmarc == "fail" and key.source == "authorized" else 0
+    for (domain, _, _), count in counts.tlsrpt_successful.items():
+        of(domain)["tls_successful"] += count
+    for key, count in counts.tlsrpt_failed.items():
+        of(key.domain)["tls_failed"] += count
+    for (_, domain, _), when in counts.last_received.items():
+        row = of(domain)
+        row["last_received"] = max(row["last_received"] or 0.0, when)
+    return {
+        "domains": dict(sorted(domains.items())),
+        "rejected": {f"{kind.value}/{reason.value}": count for (kind, reason), count in sorted(counts.rejected.items())},
+        "mailbox": snapshot.poll.to_json() if snapshot.poll else None,
+        "contradictions": [item.to_json() for item in snapshot.contradictions],
+        "state_saved": snapshot.state_saved,
     }
 
 
@@ -281,6 +314,7 @@ shard {shard['index']} of {shard['count']} · page generated {_e(_time(document[
 </table>
 {_scans_and_domains_html(document)}
 {_blocklists_html(document["blocklists"])}
+{_reports_html(document.get("reports"))}
 <h2>Recent results</h2>
 <p>Per endpoint: the last {FAILURES_KEPT} failures and the last {SUCCESSES_KEPT} successes, newest first.</p>
 {"".join(_history_section(endpoint) for endpoint in endpoints)}
@@ -394,4 +428,36 @@ def _blocklists_html(blocklists: list[dict[str, Any]]) -> str:
         "<th>Listed since</th><th>Reason (TXT)</th><th>Removal</th></tr>"
         + (listings or '<tr><td colspan="6" class="pending">nothing listed</td></tr>') + "</table>"
         + ("<h3>Not checked</h3><ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>" if notes else "")
+    )
+
+
+def _reports_html(reports: dict[str, Any] | None) -> str:
+    if reports is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(domain)}</td><td>{row['dmarc_messages']}</td>"
+        f"<td>{(100 * row['dmarc_pass'] / row['dmarc_messages']) if row['dmarc_messages'] else 0:.1f}%</td>"
+        f'<td><span class="{"fail" if row["dmarc_authorized_fail"] else "ok"}">{row["dmarc_authorized_fail"]}</span></td>'
+        f"<td>{row['tls_successful']}</td>"
+        f'<td><span class="{"fail" if row["tls_failed"] else "ok"}">{row["tls_failed"]}</span></td>'
+        f"<td>{_e(_time(row['last_received']))}</td></tr>"
+        for domain, row in reports["domains"].items()
+    ) or '<tr><td colspan="7" class="pending">no report counted yet</td></tr>'
+    mailbox = reports["mailbox"]
+    mailbox_text = "no mailbox, or not polled yet" if mailbox is None else (
+        ('<span class="ok">OK</span>' if mailbox["success"] else '<span class="fail">FAIL</span>')
+        + f' {_e(mailbox["detail"])} at {_e(_time(mailbox["observed_at"]))}')
+    rejected = ", ".join(f"{_e(key)}: {count}" for key, count in reports["rejected"].items() if count) or "none"
+    contradictions = "".join(
+        f'<li class="warn">{_e(item["message"])} (reported until {_e(_time(item["reported_until"]))})</li>'
+        for item in reports["contradictions"])
+    state = "" if reports["state_saved"] is not False else \
+        '<p class="banner">The report state file could not be written: reports may be counted again after a restart.</p>'
+    return (
+        '<h2 id="reports">Reports (DMARC and TLS-RPT, since the exporter started)</h2>' + state +
+        '<table id="report-table"><tr><th>Domain</th><th>DMARC messages</th><th>DMARC pass</th>'
+        "<th>Authorized sources failing DMARC</th><th>TLS sessions ok</th><th>TLS sessions failed</th>"
+        f"<th>Last report</th></tr>{rows}</table>"
+        f"<p>Mailbox: {mailbox_text}. Rejected reports: {rejected}.</p>"
+        + (f"<h3>Failures our probes do not see</h3><ul>{contradictions}</ul>" if contradictions else "")
     )

@@ -8,7 +8,11 @@ account is needed. The same instance is Postfix's SASL backend (`dovecot_sasl_so
 from __future__ import annotations
 
 import contextlib
+import imaplib
+import os
+import pwd
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -27,6 +31,10 @@ PLAINTEXT_AUTH_ADDRESS = "127.0.0.32"    # disable_plaintext_auth = no: password
 
 SASL_USER = "alice"
 SASL_PASSWORD = "correct horse"
+
+# The mailbox that DMARC and TLS-RPT reports are delivered to (tests/test_reports_realservers.py).
+REPORTS_USER = "reports"
+REPORTS_PASSWORD = "report reader"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,49 @@ class DovecotInstance:
     log_file: Path
     sasl_socket: Path                  # Dovecot's auth service, for Postfix's smtpd_sasl_path
     endpoints: Mapping[str, Endpoint]  # by scenario
+    home: Path | None = None           # the users' home directories (home/<user>/Maildir)
+
+    def imaps(self, user: str = REPORTS_USER, password: str = REPORTS_PASSWORD) -> imaplib.IMAP4_SSL:
+        """A logged-in IMAPS session (the caller logs out)."""
+        endpoint = self.endpoints["imaps-good"]
+        context = ssl.create_default_context(cafile=endpoint.ca_file)
+        session = _NamedIMAPS(endpoint.host, endpoint.port, endpoint.server_name, context)
+        session.login(user, password)
+        return session
+
+    def append(self, folder: str, raw: bytes, flags: str = "") -> None:
+        """Deliver a mail by IMAP APPEND, creating the folder if needed."""
+        session = self.imaps()
+        try:
+            session.create(f'"{folder}"')
+            status, data = session.append(f'"{folder}"', flags or None, None, raw)
+            assert status == "OK", data
+        finally:
+            session.logout()
+
+    def deliver_maildir(self, folder: str, raw: bytes, user: str = REPORTS_USER) -> Path:
+        """Deliver a mail by writing it into the folder's Maildir, as an MDA does (for mails
+        too large to APPEND quickly). The folder must exist (append() or CREATE made it)."""
+        assert self.home is not None
+        directory = self.home / user / "Maildir" / ("." + folder if folder != "INBOX" else "") / "new"
+        name = f"{time.time_ns()}.P{os.getpid()}.mailsec,S={len(raw)}"
+        path = directory / name
+        path.write_bytes(raw)
+        account = pwd.getpwnam("dovecot")
+        os.chown(path, account.pw_uid, account.pw_gid)
+        return path
+
+
+class _NamedIMAPS(imaplib.IMAP4_SSL):
+    """IMAPS to an address, the certificate checked against a name."""
+
+    def __init__(self, address: str, port: int, server_name: str, context: ssl.SSLContext):
+        self._server_name = server_name
+        super().__init__(address, port, ssl_context=context, timeout=10)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self._server_name)
 
 
 def _listener_block(listener: _Listener, port: int) -> str:
@@ -92,6 +143,8 @@ userdb {{
   args = uid=dovecot gid=dovecot home={workdir}/home/%u
 }}
 mail_location = maildir:~/Maildir
+# The mail user is the `dovecot` system account, whose UID is below the default of 500.
+first_valid_uid = {pwd.getpwnam("dovecot").pw_uid}
 
 {service("imap")}
 {service("pop3")}
@@ -136,7 +189,12 @@ def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0) 
     """Start Dovecot with every scenario of `_LISTENERS`; stop it on exit, whatever happens."""
     for sub in ("run", "state", "home"):
         (workdir / sub).mkdir(parents=True)
-    (workdir / "users").write_text(f"{SASL_USER}:{{PLAIN}}{SASL_PASSWORD}\n")
+    # The mail processes run as `dovecot` (userdb static): the report user's home must be theirs.
+    account = pwd.getpwnam("dovecot")
+    (workdir / "home" / REPORTS_USER).mkdir()
+    os.chown(workdir / "home" / REPORTS_USER, account.pw_uid, account.pw_gid)
+    (workdir / "users").write_text(f"{SASL_USER}:{{PLAIN}}{SASL_PASSWORD}\n"
+                                   f"{REPORTS_USER}:{{PLAIN}}{REPORTS_PASSWORD}\n")
     sasl_socket = workdir / "sasl-auth"
     ports = {listener.scenario: free_port(listener.address) for listener in _LISTENERS}
     config_file = workdir / "dovecot.conf"
@@ -145,6 +203,7 @@ def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0) 
         config_file=config_file,
         log_file=workdir / "dovecot.log",
         sasl_socket=sasl_socket,
+        home=workdir / "home",
         endpoints={
             listener.scenario: Endpoint(
                 scenario=listener.scenario, protocol=listener.protocol, host=listener.address,
