@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from .. import __version__
-from ..config import ConfigError, Module, load_config
+from ..config import ConfigError, Module
 from ..logfmt import setup_logging
 from ..service.sharding import Shard
 
@@ -108,6 +108,8 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def check_config(path: str) -> int:
+    from ..config.loader import load_config   # PyYAML and the node walker: only for a file
+
     try:
         config = load_config(path)
     except ConfigError as exc:

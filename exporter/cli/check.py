@@ -21,7 +21,6 @@ from ..config import (
     StartTLS,
     Target,
     TLSSettings,
-    load_config,
     parse_host,
     parse_nameserver,
 )
@@ -36,6 +35,8 @@ def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
     """The configuration (resolver, domain-check settings, listed domains) and the MX module
     the check runs with: from --config.file, else from the command line."""
     if args.check_config_file:
+        from ..config.loader import load_config   # PyYAML and the node walker: only for a file
+
         config = load_config(args.check_config_file)
         return config, config.modules[config.domain_checks.mx_module]
     config = Config(dns=DNSSettings(nameservers=tuple(parse_nameserver(text) for text in args.nameservers)),

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..config import DomainCheckSettings, Domain, Module, Target
 from ..dnsclient import DNSClient
@@ -17,15 +17,24 @@ from ..domains.dane import ChainFor
 from ..logfmt import with_fields
 from ..probes.endpoint import probe_endpoint
 from ..results import EndpointResult, FailureReason
-from ..tlsscan.results import TLSScanResult
-from ..tlsscan.scanner import scan_endpoint
+
+if TYPE_CHECKING:
+    from ..tlsscan.results import TLSScanResult
 
 log = logging.getLogger(__name__)
 
 
 EndpointProbe = Callable[[Target, Module, DNSClient], Awaitable[EndpointResult]]
 DomainCheck = Callable[..., Awaitable[DomainResult]]   # check_domain's signature
-DeepScan = Callable[..., Awaitable[TLSScanResult]]     # scan_endpoint's signature
+DeepScan = Callable[..., Awaitable["TLSScanResult"]]   # scan_endpoint's signature
+
+
+async def deep_scan(*args, **kwargs) -> TLSScanResult:
+    """`tlsscan.scanner.scan_endpoint`, imported on the first deep scan: the `check`
+    command, which uses the other probes, never pays for importing the scanner."""
+    from ..tlsscan.scanner import scan_endpoint
+
+    return await scan_endpoint(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class Probes:
 
     endpoint: EndpointProbe = probe_endpoint
     domain: DomainCheck = check_domain
-    deep_scan: DeepScan = scan_endpoint
+    deep_scan: DeepScan = deep_scan
 
 
 # Every lookup has the DNS timeout, but an SPF evaluation may chain ten of them: bound a
