@@ -27,6 +27,7 @@ import functools
 import ipaddress
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import dns.asyncresolver
 import dns.exception
@@ -293,6 +294,28 @@ async def mx_records(dns_: Resolver, domain: str) -> list[MXRecord]:
         raise
     records = [MXRecord(rdata.preference, normalize_name(rdata.exchange.to_text())) for rdata in answer.records]
     return sorted(records, key=lambda mx: (mx.preference, mx.exchange))
+
+
+class PinnedResolver:
+    """Answers a probe's lookup of one host with addresses known beforehand: those the
+    guard checked (so that a second lookup answering differently, DNS rebinding, cannot
+    send the probe elsewhere), or the one address a per-address probe connects to."""
+
+    def __init__(self, host: str, addresses: Sequence[str], client: "DNSClient | None" = None):
+        self.host = host
+        self.addresses = tuple(addresses)
+        self.client = client
+
+    async def resolve_addresses(self, host: str) -> list[str]:
+        if host != self.host:
+            raise DNSError(DNSErrorKind.ERROR, host, "A", f"only {self.host} may be resolved for this probe")
+        return list(self.addresses)
+
+    def __getattr__(self, name: str):
+        """Every other question (a PTR, a TLSA) goes to `client`, if there is one."""
+        if self.client is None:
+            raise AttributeError(f"{name}: this resolver only knows the addresses of {self.host}")
+        return getattr(self.client, name)
 
 
 async def addresses_of(dns_: Resolver, host: str) -> list[str]:

@@ -7,6 +7,7 @@ them into metrics on each scrape. Nothing here touches Prometheus.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -96,6 +97,88 @@ class EndpointResult:
     # How often the scheduler runs this probe (the module's interval), so that alerts can
     # tell a late result from one on schedule; None for /probe and the CLI.
     interval_seconds: float | None = None
+
+
+def address_order(address: str) -> tuple[int, int]:
+    """Sort key: IPv4 before IPv6, each in numeric order, whatever order DNS answered in."""
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """One run of the endpoint probe against every address of a host (each a server of its
+    own for a sending MTA). `addresses` is in `address_order`, so that two runs against an
+    unchanged host report the same thing in the same order."""
+
+    observed_at: float
+    duration_seconds: float
+    addresses: tuple[EndpointResult, ...]          # one per probed address
+    skipped: tuple[tuple[str, SkipReason], ...] = ()
+    resolve_failure: FailureReason | None = None   # set when no address could be found
+    resolve_detail: str = ""
+    interval_seconds: float | None = None          # as EndpointResult.interval_seconds
+
+    @property
+    def success(self) -> bool:
+        """Every probed address completed its dialogue and handshake."""
+        return self.resolve_failure is None and bool(self.addresses) and all(r.success for r in self.addresses)
+
+    @property
+    def failed(self) -> tuple[EndpointResult, ...]:
+        return tuple(result for result in self.addresses if not result.success)
+
+    @property
+    def failure(self) -> FailureReason | None:
+        """Why the host is not fully healthy: the lookup's failure, else the first failing address's."""
+        if self.resolve_failure is not None:
+            return self.resolve_failure
+        return self.failed[0].failure if self.failed else None
+
+    @property
+    def failure_detail(self) -> str:
+        if self.resolve_failure is not None:
+            return self.resolve_detail
+        if len(self.addresses) == 1:
+            return self.addresses[0].failure_detail
+        return "; ".join(f"{r.address}: {r.failure_detail}" for r in self.failed)
+
+    @property
+    def refused_everywhere(self) -> frozenset[FailureReason]:
+        """The failure reasons when every probed address failed (empty otherwise)."""
+        if self.resolve_failure is not None or not self.addresses or len(self.failed) < len(self.addresses):
+            return frozenset()
+        return frozenset(result.failure for result in self.addresses)
+
+    @property
+    def consistent(self) -> bool | None:
+        """Whether the addresses that answered agree: same leaf certificate, TLS version and
+        cipher suite; None when fewer than two answered with TLS."""
+        seen = {(r.tls.leaf.fingerprint_sha256, r.tls.version, r.tls.cipher)
+                for r in self.addresses if r.tls is not None and r.tls.chain}
+        answered = sum(1 for r in self.addresses if r.tls is not None and r.tls.chain)
+        return None if answered < 2 else len(seen) == 1
+
+    def chains(self) -> dict[str, tuple[bytes, ...]]:
+        """The certificate chain (DER, leaf first) each address presented."""
+        return {r.address: tuple(cert.der for cert in r.tls.chain)
+                for r in self.addresses if r.address is not None and r.tls is not None}
+
+
+class AddressFamily(enum.StrEnum):
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    @classmethod
+    def of(cls, address: str) -> "AddressFamily":
+        return cls.IPV6 if ipaddress.ip_address(address).version == 6 else cls.IPV4
+
+
+class SkipReason(enum.StrEnum):
+    """Why an address of a host was not probed: never the server's fault."""
+
+    OVER_LIMIT = "over_limit"     # the host has more addresses than are probed (MAX_ADDRESSES_PER_HOST)
+    NO_ROUTE = "no_route"         # the exporter's machine has no route to it (commonly: no IPv6)
 
 
 class ProbeOutcome(Protocol):

@@ -7,6 +7,7 @@ The certificate facts come from a real certificate generated here, through the s
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.certs import certificate_info
-from exporter.results import EndpointResult, FailureReason, TLSFacts
+from exporter.results import EndpointResult, FailureReason, HostResult, TLSFacts
 
 NOT_BEFORE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 NOT_AFTER = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
@@ -72,3 +73,12 @@ def failed_result(reason: FailureReason = FailureReason.CONNECTION_REFUSED) -> E
         observed_at=1_780_000_000.0,
         duration_seconds=0.01,
     )
+
+
+def host_result(*addresses: EndpointResult, **fields) -> HostResult:
+    """A host probe made of these address results (an address result without an address
+    is given 127.0.0.1), timed as its first one."""
+    addresses = tuple(result if result.address else replace(result, address="127.0.0.1") for result in addresses)
+    first = addresses[0]
+    return HostResult(observed_at=first.observed_at, duration_seconds=first.duration_seconds,
+                      addresses=addresses, **fields)

@@ -9,7 +9,7 @@ from exporter.metrics.specs import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 
-from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, tls_result
+from results_factory import NOT_AFTER, NOT_BEFORE, failed_result, host_result, tls_result
 
 
 def scrape(results: ResultStores) -> dict[tuple[str, frozenset], float]:
@@ -30,7 +30,7 @@ def test_successful_tls_result_becomes_metrics():
     results = ResultStores()
     store = results.endpoints
     target = Target("127.0.0.1", 25, "smtp", MappingProxyType({"site": "paris"}))
-    store.put(target.key, target, tls_result())
+    store.put(target.key, target, host_result(tls_result()))
     samples = scrape(results)
     labels = {"target": "127.0.0.1:25", "module": "smtp", "site": "paris"}
     assert value(samples, "mailsec_probe_success", **labels) == 1
@@ -49,7 +49,7 @@ def test_failed_result_has_reason_and_no_tls_metrics():
     results = ResultStores()
     store = results.endpoints
     target = Target("mx.example.test", 25, "smtp")
-    store.put(target.key, target, failed_result(FailureReason.STARTTLS_NOT_OFFERED))
+    store.put(target.key, target, host_result(failed_result(FailureReason.STARTTLS_NOT_OFFERED)))
     samples = scrape(results)
     assert value(samples, "mailsec_probe_success", target="mx.example.test:25") == 0
     assert value(samples, "mailsec_probe_failure_info", reason="starttls_not_offered") == 1
@@ -65,8 +65,8 @@ def test_retain_drops_removed_targets_from_the_scrape():
     results = ResultStores()
     store = results.endpoints
     kept, removed = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
-    store.put(kept.key, kept, tls_result())
-    store.put(removed.key, removed, tls_result())
+    store.put(kept.key, kept, host_result(tls_result()))
+    store.put(removed.key, removed, host_result(tls_result()))
     store.retain([kept.key])
     targets = {dict(labels)["target"] for name, labels in scrape(results) if name == "mailsec_probe_success"}
     assert targets == {"a.test:25"}
@@ -96,7 +96,7 @@ def test_cached_rendering_is_byte_for_byte_what_prometheus_client_writes():
     target = Target("mx.example.test", 25, "smtp", MappingProxyType({"note": 'a "quoted"\\ value\nwith a newline'}))
     results = ResultStores()
     store = results.endpoints
-    store.put(target.key, target, tls_result())
+    store.put(target.key, target, host_result(tls_result()))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_OneResult(target, store.get(target.key).result))
     assert b"".join(results.exposition_chunks()) == generate_latest(registry)
@@ -106,11 +106,12 @@ def test_a_replaced_result_is_rendered_anew_and_a_removed_one_disappears():
     results = ResultStores()
     store = results.endpoints
     a, b = Target("a.test", 25, "smtp"), Target("b.test", 25, "smtp")
-    store.put(a.key, a, tls_result())
-    store.put(b.key, b, tls_result())
+    store.put(a.key, a, host_result(tls_result()))
+    store.put(b.key, b, host_result(tls_result()))
     assert "a.test" in b"".join(results.exposition_chunks()).decode()
-    store.put(a.key, a, failed_result(FailureReason.TIMEOUT))
+    store.put(a.key, a, host_result(failed_result(FailureReason.TIMEOUT)))
     second = b"".join(results.exposition_chunks()).decode()
-    assert 'mailsec_probe_failure_info{module="smtp",reason="timeout",target="a.test:25"} 1.0' in second
+    assert ('mailsec_probe_failure_info{address="127.0.0.1",family="ipv4",module="smtp",reason="timeout",'
+            'target="a.test:25"} 1.0') in second
     store.retain([a.key])
     assert "b.test" not in b"".join(results.exposition_chunks()).decode()

@@ -57,7 +57,7 @@ async def _check_all() -> list:
 
 
 def _chain_for(mx: str):
-    return dane_chain() if mx in PROBED_MX else None
+    return {"127.77.1.1": dane_chain()} if mx in PROBED_MX else None
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +108,12 @@ def test_values_follow_the_zone_data(samples):
     assert value(samples, "mailsec_mta_sts_mx_covered", domain="sts-uncovered.test") == 0
     assert value(samples, "mailsec_dane_tlsa_records", mx="mx1.good.test", **good) == 2
     assert value(samples, "mailsec_dane_dnssec_status", mx="mx1.good.test", **good) == 1
-    assert value(samples, "mailsec_dane_valid", mx="mx1.good.test", **good) == 1
-    assert value(samples, "mailsec_dane_valid", mx="mx2.good.test", **good) == 0
+    assert value(samples, "mailsec_dane_valid", mx="mx1.good.test", address="127.77.1.1", **good) == 1
+    assert value(samples, "mailsec_dane_valid", mx="mx2.good.test", address="127.77.1.1", **good) == 0
+    assert value(samples, "mailsec_dane_domain_valid", **good) == 0         # mx2 does not match
     assert value(samples, "mailsec_dane_dnssec_status", mx="mx.unsigned.test", domain="unsigned.test") == 0
-    assert value(samples, "mailsec_dane_valid", mx="mx.unsigned.test", domain="unsigned.test") == 0   # insecure
+    # Insecure records: no chain needed for the verdict, so no address either.
+    assert value(samples, "mailsec_dane_valid", mx="mx.unsigned.test", address="", domain="unsigned.test") == 0
 
 
 def test_unprobed_mx_has_dane_facts_but_no_verdict(samples):

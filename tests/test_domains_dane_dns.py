@@ -14,7 +14,7 @@ from exporter.domains.dnssec import DNSSECStatus, NameDNSSEC
 from exporter.domains.mx import MXHost, MXResult
 from exporter.records.tlsa import Usage
 from tests.dnsfixtures import running_dns_lab
-from tests.dnsfixtures.zones import dane_chain, make_chain
+from tests.dnsfixtures.zones import MX1_GOOD, MX1_GOOD_V6, dane_chain, make_chain
 
 # Knot, Unbound, nginx or hostile DNS servers on privileged loopback ports: started as root.
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ def by_mx(result) -> dict:
 
 
 async def test_tlsa_records_matching_and_not_matching_the_presented_chain(lab):
-    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: dane_chain())
+    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: dane_chain()})
     mx1, mx2 = by_mx(result)["mx1.good.test"], by_mx(result)["mx2.good.test"]
     assert (mx1.dnssec, mx1.tlsa_records, mx1.evaluation.status) == (DNSSECStatus.SECURE, 2, DANEStatus.MATCH)
     assert {record.usage for record in mx1.evaluation.matching} == {Usage.DANE_EE, Usage.DANE_TA}
@@ -42,8 +42,24 @@ async def test_tlsa_records_matching_and_not_matching_the_presented_chain(lab):
 
 async def test_another_certificate_matches_no_record(lab):
     other = make_chain("mx1.good.test")
-    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: other)
+    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: other})
     assert by_mx(result)["mx1.good.test"].evaluation.status is DANEStatus.NO_MATCH
+
+
+@pytest.mark.parametrize("order", [(MX1_GOOD, MX1_GOOD_V6), (MX1_GOOD_V6, MX1_GOOD)])
+async def test_every_address_is_judged_and_the_host_passes_only_when_all_do(lab, order):
+    """One address of mx1 serves the chain its TLSA records name, the other a self-signed
+    one: whatever order the chains come in, the host fails DANE and the finding names the
+    failing address (a verdict that followed the first address would flap)."""
+    chains = {MX1_GOOD: dane_chain(), MX1_GOOD_V6: make_chain("mx1.good.test")}
+    ordered = {address: chains[address] for address in order}
+    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: ordered)
+    mx1 = by_mx(result)["mx1.good.test"]
+    assert mx1.evaluation.status is DANEStatus.NO_MATCH
+    assert [(address, outcome.status) for address, outcome in mx1.by_address] == [
+        (MX1_GOOD, DANEStatus.MATCH), (MX1_GOOD_V6, DANEStatus.NO_MATCH)]
+    [finding] = [f for f in result.findings if f.code == "dane_no_match" and "mx1" in f.message]
+    assert f"at {MX1_GOOD_V6}:" in finding.message and MX1_GOOD not in finding.message
 
 
 async def test_without_a_chain_records_and_dnssec_are_reported_but_not_evaluated(lab):
@@ -60,7 +76,7 @@ async def test_without_a_chain_records_and_dnssec_are_reported_but_not_evaluated
     ("nullmx.test", None, None, None, None),
 ])
 async def test_dane_status_by_zone(lab, domain, mx, dnssec, status, records):
-    result = await check_domain(Domain(domain), DNSClient(lab.resolver), chain_for=lambda host: dane_chain())
+    result = await check_domain(Domain(domain), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: dane_chain()})
     if mx is None:
         assert result.dane == ()
         return

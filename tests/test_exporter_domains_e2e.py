@@ -12,6 +12,7 @@ from exporter.config import Domain
 from exporter.dnsclient import DNSClient
 from exporter.domains.check import check_domain
 from exporter_process import ExporterProcess, sample_value
+from tests.dnsfixtures.zones import MX1_GOOD, MX1_GOOD_V6, MX2_GOOD
 from tests.dnsfixtures import running_dns_lab
 from tests.httpsfixtures import running_https_lab
 
@@ -69,9 +70,12 @@ def test_configured_domains_are_checked_on_schedule(tmp_path):
 
     # The MX hosts of good.test are discovered and probed on port 25. Nothing listens on
     # their loopback addresses: refused, so their next runs back off (one interval more).
-    for mx in ("mx1.good.test:25", "mx2.good.test:25"):
+    # Every address of each is probed: mx1's A and its AAAA (::1), mx2's A.
+    for mx, address in (("mx1.good.test:25", MX1_GOOD), ("mx1.good.test:25", MX1_GOOD_V6),
+                        ("mx2.good.test:25", MX2_GOOD)):
         assert sample_value(samples, "mailsec_probe_failure_info", target=mx, module="smtp",
-                            reason="connection_refused") == 1
+                            address=address, reason="connection_refused") == 1
+    assert sample_value(samples, "mailsec_host_addresses", target="mx1.good.test:25", module="smtp") == 2
     assert sample_value(samples, "mailsec_exporter_backoff_seconds", kind="endpoint",
                         target="mx2.good.test:25", module="smtp") == 300
     assert sample_value(samples, "mailsec_exporter_targets", kind="endpoint") == 2

@@ -18,13 +18,14 @@ from exporter.results import FailureReason
 from exporter.metrics.selfmetrics import ExporterMetrics
 
 from test_tlsscan_metrics import RESULT as SCAN_RESULT
-from results_factory import failed_result, tls_result
+from results_factory import failed_result, host_result, tls_result
 
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
 
 
 def full_exposition() -> str:
-    """An exposition where every family has samples: a TLS success, a failure, self-metrics."""
+    """An exposition where every family has samples: a TLS success on two addresses, a failure,
+    self-metrics."""
     registry = CollectorRegistry(auto_describe=False)
     metrics = ExporterMetrics(registry)
     metrics.record_probe("endpoint", "smtp", True, 0.3)
@@ -36,8 +37,9 @@ def full_exposition() -> str:
     results = ResultStores()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
     # As the scheduler stores a result: with its module's interval.
-    results.endpoints.put(good.key, good, replace(tls_result(), interval_seconds=300.0))
-    results.endpoints.put(bad.key, bad, failed_result(FailureReason.TIMEOUT))
+    two_addresses = host_result(tls_result(), replace(tls_result(), address="::1"))
+    results.endpoints.put(good.key, good, replace(two_addresses, interval_seconds=300.0))
+    results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.TIMEOUT)))
     # Every optional fact known, so that every scan family has a sample.
     results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
     return (generate_latest(registry) + b"".join(results.exposition_chunks())).decode()
@@ -45,7 +47,7 @@ def full_exposition() -> str:
 
 def probe_exposition() -> str:
     """What /probe answers for a TLS success."""
-    return generate_latest(probe_registry(Target("127.0.0.1", 25, "smtp"), tls_result())).decode()
+    return generate_latest(probe_registry(Target("127.0.0.1", 25, "smtp"), host_result(tls_result()))).decode()
 
 
 def documented_families() -> set[str]:

@@ -15,12 +15,13 @@ from exporter.config import Module, MailProtocol, StartTLS, Target, parse_target
 from exporter.dnsclient import DNSError, DNSErrorKind
 from exporter.probes.report import debug_report
 from exporter.web.probe import BadRequest, parse_debug, parse_target, probe_budget
-from exporter.service.guard import PinnedAddresses, TargetRefused, admit
+from exporter.dnsclient import PinnedResolver
+from exporter.service.guard import TargetRefused, admit
 from exporter.results import FailureReason
 
 from exporter_process import ExporterProcess, running_app, sample_value
 from hostile import FakeServer, Script, closed_port, issue, server_tls_context, smtp_server, write_pem
-from results_factory import failed_result, tls_result
+from results_factory import failed_result, host_result, tls_result
 
 # --------------------------------------------------------------------------------------
 # Parameters and budget
@@ -152,7 +153,7 @@ async def test_guard_lets_a_name_matching_a_glob_through_to_the_normal_resolver(
 async def test_guard_pins_the_checked_addresses_of_a_name_allowed_by_network():
     dns = FakeDNS("192.0.2.10", "192.0.2.11")
     pinned = await admit("mx.example.net", 25, patterns("192.0.2.0/24"), dns)
-    assert isinstance(pinned, PinnedAddresses)
+    assert isinstance(pinned, PinnedResolver)
     dns.answers = ["10.0.0.1"]    # the name now points inside the network: DNS rebinding
     assert await pinned.resolve_addresses("mx.example.net") == ["192.0.2.10", "192.0.2.11"]
     with pytest.raises(DNSError):
@@ -179,13 +180,13 @@ async def test_guard_refuses_a_name_with_an_address_outside_the_networks(dns, re
 def test_debug_report_of_a_tls_success_and_of_a_failure():
     module = Module("smtp", MailProtocol.SMTP, 25, StartTLS.REQUIRED, timeout=9.5, interval=60)
     target = Target("127.0.0.1", 25, "smtp")
-    text = debug_report(target, module, tls_result())
+    text = debug_report(target, module, host_result(tls_result()))
     assert "Probe of 127.0.0.1:25 with module smtp (protocol smtp, STARTTLS required, timeout 9.5s)" in text
     assert "Result: success" in text and "TLS: TLSv1.3, cipher TLS_AES_256_GCM_SHA384" in text
     assert "Chain valid: no (self-signed certificate)" in text
     assert "Certificate valid for mail.example.test: yes" in text
     assert "Certificate 0: subject CN=mail.example.test" in text
-    failed = debug_report(target, module, failed_result(FailureReason.CONNECTION_REFUSED))
+    failed = debug_report(target, module, host_result(failed_result(FailureReason.CONNECTION_REFUSED)))
     assert "Result: failure: connection_refused (test)" in failed
     assert "TLS: no handshake completed" in failed and "(nothing was exchanged)" in failed
 

@@ -59,10 +59,10 @@ class ConcurrencyProbe:
         return tls_result()
 
 
-async def test_per_host_limit_serialises_probes_of_one_host():
+async def test_per_host_limit_serialises_probes_of_one_server_address():
     probe = ConcurrencyProbe(seconds=0.05)
     scheduler, store, _ = make_scheduler(probe)
-    targets = [Target("mx.example.test", port, "smtp") for port in (25, 587, 2525)]
+    targets = [Target("127.0.0.1", port, "smtp") for port in (25, 587, 2525)]
     scheduler.apply(make_config(targets, per_host=1))
     await asyncio.sleep(0.5)
     await scheduler.stop()
@@ -221,9 +221,23 @@ class StubDomainResult:
     interval it sets before storing it)."""
 
     mx: SimpleNamespace
+    dane: tuple = ()
     success: bool = True
     duration_seconds: float = 0.0
     interval_seconds: float | None = None
+
+
+MX_ADDRESSES = {"mx.shared.test": "127.0.0.10", "mx.a.test": "127.0.0.11"}
+
+
+class PinnedNames:
+    """The scheduler's DNS in these tests: the addresses of the test's MX names, nothing else."""
+
+    def __init__(self, addresses: dict[str, str]):
+        self._addresses = addresses
+
+    async def resolve_addresses(self, host: str) -> list[str]:
+        return [self._addresses[host]]
 
 
 def domain_result(*mx_hosts: str) -> StubDomainResult:
@@ -246,7 +260,8 @@ async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_na
 
     # Plain stores: the stub results have only what the scheduler reads, not what /metrics renders.
     results = ResultStores(LatestResults(), LatestResults(), LatestResults())
-    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()), Probes(endpoint=probe, domain=check))
+    probes = Probes(endpoint=probe, domain=check, dns=lambda settings: PinnedNames(MX_ADDRESSES))
+    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()), probes)
     configured = Target("mx.a.test", 25, "smtp")     # listed in the config: not probed twice
     config = replace(make_config([configured], interval=60), domains=(Domain("a.test"), Domain("b.test")))
     scheduler.apply(config)
@@ -256,7 +271,8 @@ async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_na
 
     # DANE gets the chain the MX presented to the probe, once it has been probed.
     await scheduler.check_once(Domain("b.test"))
-    assert chains_seen[0] is None and chains_seen[-1] == tuple(c.der for c in probe_result.tls.chain)
+    assert chains_seen[0] is None
+    assert chains_seen[-1] == {"127.0.0.10": tuple(c.der for c in probe_result.tls.chain)}
 
     mx_sets["a.test"], mx_sets["b.test"] = ["mx.a.test"], []     # nobody names mx.shared.test now
     await scheduler.check_once(Domain("a.test"))

@@ -71,14 +71,16 @@ async def test_json_status_has_every_endpoint_with_findings_and_next_run(tmp_pat
     assert list(endpoints) == ["127.0.0.1:2501", "127.0.0.1:2502", "127.0.0.1:2503"]
     good = endpoints["127.0.0.1:2501"]
     assert good["module"] == "smtp" and good["labels"] == {"site": "lab"}
-    assert good["last_result"]["success"] is True and good["last_result"]["starttls_offered"] is True
-    tls = good["last_result"]["tls"]
+    assert good["last_result"]["success"] is True and good["last_result"]["consistent"] is None
+    [address] = good["last_result"]["addresses"]
+    assert address["address"] == "127.0.0.1" and address["family"] == "ipv4" and address["starttls_offered"] is True
+    tls = address["tls"]
     assert tls["version"] == "TLSv1.3" and tls["chain_valid"] is False and tls["hostname_valid"] is True
     assert tls["chain_error"] == "self-signed certificate"
     assert tls["cert_expires_in_days"] == pytest.approx((tls["cert_not_after"] - document["generated_at"]) / 86400, abs=0.1)
     bad = endpoints["127.0.0.1:2502"]["last_result"]
     assert bad["success"] is False and bad["failure"] == "starttls_not_offered" and bad["failure_detail"] == "test"
-    assert bad["tls"] is None
+    assert [address["tls"] for address in bad["addresses"]] == [None]
     assert endpoints["127.0.0.1:2503"]["last_result"] is None                  # configured, not probed yet
     assert all(endpoint["next_run"] > document["generated_at"] for endpoint in endpoints.values())
     assert document["shard"] == {"index": 0, "count": 1} and document["last_reload_error"] is None

@@ -28,7 +28,8 @@ from ..dnsclient import DNSClient, LookupCache
 from ..domains.mx import check_mx
 from ..domains.report import DomainReport, exit_status, render_text
 from ..domains.report import to_json as report_json
-from ..service.runs import Probes, guarded_probe, run_domain_check
+from ..service.limits import ConcurrencyLimits
+from ..service.runs import Probes, probe_host, run_domain_check
 
 
 def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
@@ -47,14 +48,16 @@ def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
 
 
 async def _check_one(domain: Domain, config: Config, module: Module) -> DomainReport:
-    """Probe each MX host first, so that DANE is matched against the chain it presents."""
+    """Probe every address of each MX host first, so that DANE is matched against the
+    chain each presents."""
     probes = Probes()
     dns = DNSClient(config.dns)
+    limits = ConcurrencyLimits(config.global_)
     mx = await check_mx(domain.name, LookupCache(dns))
     targets = [Target(host.name, module.port, module.name) for host in mx.hosts if not host.is_ip_literal]
-    results = await asyncio.gather(*(guarded_probe(probes.endpoint, target, module, dns) for target in targets))
-    chains = {target.host: tuple(cert.der for cert in result.tls.chain)
-              for target, result in zip(targets, results) if result.tls is not None}
+    results = await asyncio.gather(*(probe_host(probes.endpoint, target, module, dns, limits.slot)
+                                     for target in targets))
+    chains = {target.host: result.chains() for target, result in zip(targets, results)}
     result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
     return DomainReport(result, tuple(zip(targets, results)))
 

@@ -233,6 +233,6 @@ RESERVED_LABELS = frozenset({
     "target", "module", "host", "port", "reason", "domain", "instance", "job",
     "phase", "version", "cipher", "key_type",
     "subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash",
-    "selector", "mx", "address", "zone", "check", "qualifier", "class", "group",
+    "selector", "mx", "address", "family", "zone", "check", "qualifier", "class", "group",
 })
 

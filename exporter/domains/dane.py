@@ -2,8 +2,10 @@
 
 `evaluate_dane` is pure: the TLSA records, their DNSSEC status and the chain (DER, leaf
 first) come from elsewhere. `check_dane` gathers them for every MX host: the TLSA RRset at
-_25._tcp.<mx> and its DNSSEC status from the DNS client, the chain from the caller (the
-core TLS probe's last view of port 25 of that host), which may not exist yet.
+_25._tcp.<mx> and its DNSSEC status from the DNS client, and from the caller the chain each
+address of the host presented (the core TLS probe's last view of port 25), which may not
+exist yet. Each address is a server a sender may pick, so each is judged: the host passes
+only when every address does.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from cryptography import x509
 
@@ -22,7 +24,8 @@ from .common import CheckFailure, Finding, Severity, failure_from
 from .dnssec import DNSSECStatus, NameDNSSEC, dnssec_status
 from .mx import MXResult
 
-ChainFor = Callable[[str], "Sequence[bytes] | None"]
+# MX host -> {address: the chain it presented}; None when the host was not probed yet.
+ChainFor = Callable[[str], "Mapping[str, Sequence[bytes]] | None"]
 
 
 class DANEStatus(enum.StrEnum):
@@ -89,7 +92,8 @@ class MXDANE:
     records: tuple[TLSARecord, ...] = ()   # the valid TLSA records at _25._tcp.<mx>
     malformed: tuple[str, ...] = ()        # why each other TLSA record is rejected
     dnssec: DNSSECStatus | None = None     # of the TLSA RRset; insecure also when the MX or address RRset is
-    evaluation: DANEResult | None = None   # None: not evaluated (failure, or no chain seen yet)
+    evaluation: DANEResult | None = None   # all addresses together; None: not evaluated (no chain seen yet)
+    by_address: tuple[tuple[str, DANEResult], ...] = ()   # each probed address's own outcome
 
     @property
     def tlsa_records(self) -> int:
@@ -136,9 +140,25 @@ async def _check_host(dns: Resolver, host: str, path_secure: bool, chain_for: Ch
     dnssec = status.status
     if dnssec is DNSSECStatus.SECURE and not path_secure:
         dnssec = DNSSECStatus.INSECURE
-    chain = chain_for(host) if chain_for is not None else None
-    evaluation = evaluate_dane(tuple(records), dnssec, chain, reference_name=host)
-    return MXDANE(host, None, tuple(records), tuple(malformed), dnssec, evaluation)
+    chains = chain_for(host) if chain_for is not None else None
+    evaluation, by_address = evaluate_addresses(tuple(records), dnssec, chains, host)
+    return MXDANE(host, None, tuple(records), tuple(malformed), dnssec, evaluation, by_address)
+
+
+def evaluate_addresses(
+    records: tuple[TLSARecord, ...], dnssec: DNSSECStatus, chains: Mapping[str, Sequence[bytes]] | None, host: str,
+) -> tuple[DANEResult | None, tuple[tuple[str, DANEResult], ...]]:
+    """The host's outcome (a match only when every address matches) and each address's.
+    Addresses are in sorted order, so that the outcome never depends on DNS answer order."""
+    verdict = evaluate_dane(records, dnssec, None, reference_name=host)
+    if verdict is not None or not chains:     # decided by the records alone, or no chain yet
+        return verdict, tuple((address, verdict) for address in sorted(chains or ())) if verdict else ()
+    by_address = tuple((address, evaluate_dane(records, dnssec, chains[address], reference_name=host))
+                       for address in sorted(chains))
+    failing = [result for _, result in by_address if not result.authenticated]
+    if failing:
+        return failing[0], by_address
+    return DANEResult(DANEStatus.MATCH, tuple(dict.fromkeys(r for _, res in by_address for r in res.matching))), by_address
 
 
 def dane_findings(results: tuple[MXDANE, ...]) -> list[Finding]:
@@ -162,7 +182,9 @@ def dane_findings(results: tuple[MXDANE, ...]) -> list[Finding]:
                                  f"{name}: only PKIX-TA(0)/PKIX-EE(1) records, unusable for SMTP (RFC 7672 §3.1.3)",
                                  "publish DANE-EE(3) or DANE-TA(2) records, e.g. '3 1 1 <SHA-256 of the key>'"))
         elif status is DANEStatus.NO_MATCH:
+            addresses = [address for address, outcome in result.by_address if not outcome.authenticated]
+            where = f" at {', '.join(addresses)}" if addresses else ""
             found.append(Finding(Severity.ERROR, "dane_no_match",
-                                 f"{name}: no TLSA record matches the certificate {result.mx} presents on port 25: DANE senders will not deliver",
+                                 f"{name}: no TLSA record matches the certificate {result.mx} presents on port 25{where}: DANE senders will not deliver there",
                                  "publish TLSA records for the current certificate (keep the old ones until it is deployed)"))
     return found

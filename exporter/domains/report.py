@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..config import Target
 from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until
-from ..results import EndpointResult
+from ..results import AddressFamily, EndpointResult, HostResult
 from .check import DomainResult
 from .common import Finding, Severity
 
@@ -18,12 +18,37 @@ from .common import Finding, Severity
 @dataclass(frozen=True)
 class DomainReport:
     result: DomainResult
-    mx_probes: tuple[tuple[Target, EndpointResult], ...]   # one per MX host probed
+    mx_probes: tuple[tuple[Target, HostResult], ...]   # one per MX host probed
 
 
-def endpoint_findings(target: Target, result: EndpointResult, now: float) -> tuple[Finding, ...]:
-    """What an MX host's STARTTLS probe says, as findings."""
-    where = target.address
+def host_findings(target: Target, result: HostResult, now: float) -> tuple[Finding, ...]:
+    """What the STARTTLS probe of every address of an MX host says, as findings: each
+    address's own, then what only the addresses together show."""
+    if result.resolve_failure is not None:
+        return (Finding(Severity.ERROR, f"mx_tls_{result.resolve_failure.value}",
+                        f"{target.address}: probe failed: {result.resolve_failure.value} ({result.resolve_detail})",
+                        "give the MX host an address, or remove the MX record"),)
+    several = len(result.addresses) > 1
+    found = [finding for address_result in result.addresses
+             for finding in endpoint_findings(target, address_result, now, several)]
+    if result.consistent is False:
+        found.append(Finding(Severity.WARNING, "mx_addresses_disagree",
+                             f"{target.address}: its addresses present different certificates or TLS settings "
+                             f"({', '.join(r.address or '?' for r in result.addresses)})",
+                             "deploy the same certificate and TLS settings on every server behind the name"))
+    by_family = {family: [r.success for r in result.addresses if r.address and AddressFamily.of(r.address) is family]
+                 for family in AddressFamily}
+    if any(by_family[AddressFamily.IPV4]) and by_family[AddressFamily.IPV6] and not any(by_family[AddressFamily.IPV6]):
+        found.append(Finding(Severity.ERROR, "mx_ipv6_unreachable",
+                             f"{target.address}: answers over IPv4 but not over IPv6: IPv6 senders cannot deliver",
+                             "make the server listen on its IPv6 address (and the firewall let port 25 in), "
+                             "or remove the AAAA record"))
+    return tuple(found)
+
+
+def endpoint_findings(target: Target, result: EndpointResult, now: float, name_address: bool = False) -> tuple[Finding, ...]:
+    """What one address's STARTTLS probe says, as findings."""
+    where = f"{target.address} ({result.address})" if name_address else target.address
     if not result.success:
         fix = {
             "starttls_not_offered": "enable STARTTLS (Postfix: smtpd_tls_security_level = may) with a valid certificate",
@@ -63,7 +88,7 @@ def endpoint_findings(target: Target, result: EndpointResult, now: float) -> tup
 
 def grouped_findings(report: DomainReport, now: float) -> dict[str, tuple[Finding, ...]]:
     groups = dict(report.result.findings_by_check())
-    groups["mx_tls"] = tuple(f for target, result in report.mx_probes for f in endpoint_findings(target, result, now))
+    groups["mx_tls"] = tuple(f for target, result in report.mx_probes for f in host_findings(target, result, now))
     return groups
 
 
@@ -95,7 +120,10 @@ def to_json(reports: list[DomainReport], now: float) -> dict:
                 "mx_endpoints": [
                     {"target": target.address, "success": result.success,
                      "failure": result.failure.value if result.failure else None,
-                     "tls_version": result.tls.version if result.tls else None}
+                     "consistent": result.consistent,
+                     "addresses": [{"address": r.address, "success": r.success,
+                                    "failure": r.failure.value if r.failure else None,
+                                    "tls_version": r.tls.version if r.tls else None} for r in result.addresses]}
                     for target, result in report.mx_probes
                 ],
             }

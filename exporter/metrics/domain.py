@@ -52,7 +52,8 @@ DOMAIN_METRICS = (
     MetricSpec("mailsec_fcrdns_valid", "1 if the MX address's PTR name resolves back to it.", ("mx", "address")),
     MetricSpec("mailsec_dane_tlsa_records", "Number of TLSA records at _25._tcp.<mx>.", ("mx",)),
     MetricSpec("mailsec_dane_dnssec_status", "DNSSEC status of the MX host's TLSA records, as DANE senders see it: -1 bogus, 0 insecure, 1 secure.", ("mx",)),
-    MetricSpec("mailsec_dane_valid", "1 if the TLSA records authenticate the chain the MX presents on port 25 (DANE in effect).", ("mx",)),
+    MetricSpec("mailsec_dane_valid", "1 if the TLSA records authenticate the chain this address of the MX presents on port 25 (DANE in effect).", ("mx", "address")),
+    MetricSpec("mailsec_dane_domain_valid", "1 if every address of every MX host with DANE in effect presents a chain its TLSA records authenticate."),
 )
 
 def add_domain_samples(families: Families, domain: Domain, result: DomainResult) -> None:
@@ -98,6 +99,10 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
             add("mailsec_fcrdns_valid", float(reverse.forward_confirmed), mx=reverse.mx, address=reverse.address)
     for host in result.dane:
         _add_dane(add, host)
+    evaluated = [host.evaluation for host in result.dane
+                 if host.evaluation is not None and host.evaluation.status is not DANEStatus.NO_RECORDS]
+    if evaluated:
+        add("mailsec_dane_domain_valid", float(all(evaluation.authenticated for evaluation in evaluated)))
 
 
 def _add_mta_sts(add: Callable[..., None], mta_sts: MTASTSResult) -> None:
@@ -116,8 +121,10 @@ def _add_dane(add: Callable[..., None], host: MXDANE) -> None:
     add("mailsec_dane_tlsa_records", float(host.tlsa_records), mx=host.mx)
     add("mailsec_dane_dnssec_status", DNSSEC_VALUES[host.dnssec], mx=host.mx)
     # Not evaluated (no chain seen yet) or DANE not in use: no value rather than a made-up 0.
-    if host.evaluation is not None and host.evaluation.status is not DANEStatus.NO_RECORDS:
-        add("mailsec_dane_valid", float(host.evaluation.authenticated), mx=host.mx)
+    if host.evaluation is None or host.evaluation.status is DANEStatus.NO_RECORDS:
+        return
+    for address, outcome in host.by_address or (("", host.evaluation),):   # "": decided before any chain
+        add("mailsec_dane_valid", float(outcome.authenticated), mx=host.mx, address=address)
 
 
 def _add_spf(add: Callable[..., None], result: DomainResult) -> None:

@@ -1,42 +1,51 @@
 """The metric families of an endpoint probe result, and its samples.
 
+Every address of a host is probed: each family below carries the `address` probed and its
+`family` (ipv4, ipv6), except the host's rollup (mailsec_host_*) and its interval. A host
+whose name did not resolve has one set of samples with both labels empty.
+
 Nothing here is a global metric object: samples are built from the immutable results
 (once per result for /metrics, see exposition.py; per request for /probe). Every family is
 declared once in a `MetricSpec` table, which `docs/metrics.md` must match (a test keeps the
-two in step). The domain and deep-scan families live beside their checks, in
-domain_metrics.py and tlsscan_metrics.py.
+two in step).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..config import Target
+from ..results import AddressFamily, EndpointResult, HostResult, SkipReason, TLSFacts
 from .specs import Families, MetricSpec, subject_labels
-from ..results import EndpointResult
 
 
 ENDPOINT_METRICS = (
-    MetricSpec("mailsec_probe_success", "1 if the last probe of the endpoint completed its dialogue and TLS handshake, else 0."),
-    MetricSpec("mailsec_probe_failure_info", "Why the last probe failed; present only while it fails.", ("reason",)),
-    MetricSpec("mailsec_probe_duration_seconds", "How long the last probe took."),
-    MetricSpec("mailsec_probe_phase_duration_seconds", "How long each phase of the last probe took.", ("phase",)),
-    MetricSpec("mailsec_probe_last_run_timestamp_seconds", "When the last probe started."),
+    MetricSpec("mailsec_probe_success", "1 if the last probe of the address completed its dialogue and TLS handshake, else 0.", ("address", "family")),
+    MetricSpec("mailsec_probe_failure_info", "Why the last probe of the address failed; present only while it fails.", ("address", "family", "reason")),
+    MetricSpec("mailsec_probe_duration_seconds", "How long the last probe of the address took.", ("address", "family")),
+    MetricSpec("mailsec_probe_phase_duration_seconds", "How long each phase of the last probe of the address took.", ("address", "family", "phase")),
+    MetricSpec("mailsec_probe_last_run_timestamp_seconds", "When the last probe of the address started.", ("address", "family")),
     MetricSpec("mailsec_probe_interval_seconds", "How often the exporter probes the endpoint (its module's interval); absent from /probe."),
-    MetricSpec("mailsec_starttls_offered", "1 if the server advertised STARTTLS (STLS for POP3) before TLS; absent for implicit TLS."),
-    MetricSpec("mailsec_plaintext_auth_exposed", "1 if the server offered password authentication before TLS."),
-    MetricSpec("mailsec_tls_version_info", "The TLS version negotiated by the last probe.", ("version",)),
-    MetricSpec("mailsec_tls_cipher_info", "The cipher suite negotiated by the last probe.", ("cipher",)),
-    MetricSpec("mailsec_cert_not_before_timestamp_seconds", "The leaf certificate's notBefore."),
-    MetricSpec("mailsec_cert_not_after_timestamp_seconds", "The leaf certificate's notAfter."),
-    MetricSpec("mailsec_cert_chain_earliest_expiry_timestamp_seconds", "The earliest notAfter among the certificates the server presented."),
-    MetricSpec("mailsec_cert_chain_certificates", "How many certificates the server presented."),
-    MetricSpec("mailsec_cert_chain_valid", "1 if the presented chain verifies against the trust store (system or the module's ca_file)."),
-    MetricSpec("mailsec_cert_hostname_valid", "1 if the leaf certificate is valid for the checked name (RFC 6125)."),
-    MetricSpec("mailsec_cert_self_signed", "1 if the leaf certificate is self-signed."),
-    MetricSpec("mailsec_cert_key_size", "Size of the leaf certificate's public key.", ("key_type",)),
+    MetricSpec("mailsec_host_addresses", "How many addresses of the host the last run probed."),
+    MetricSpec("mailsec_host_addresses_succeeded", "How many addresses of the host the last run probed successfully."),
+    MetricSpec("mailsec_host_addresses_skipped", "Addresses of the host the last run did not probe, by reason (over_limit, no_route).", ("reason",)),
+    MetricSpec("mailsec_host_addresses_consistent", "1 if the addresses that answered present the same certificate, TLS version and cipher suite; absent with fewer than two."),
+    MetricSpec("mailsec_starttls_offered", "1 if the server advertised STARTTLS (STLS for POP3) before TLS; absent for implicit TLS.", ("address", "family")),
+    MetricSpec("mailsec_plaintext_auth_exposed", "1 if the server offered password authentication before TLS.", ("address", "family")),
+    MetricSpec("mailsec_tls_version_info", "The TLS version negotiated by the last probe.", ("address", "family", "version")),
+    MetricSpec("mailsec_tls_cipher_info", "The cipher suite negotiated by the last probe.", ("address", "family", "cipher")),
+    MetricSpec("mailsec_cert_not_before_timestamp_seconds", "The leaf certificate's notBefore.", ("address", "family")),
+    MetricSpec("mailsec_cert_not_after_timestamp_seconds", "The leaf certificate's notAfter.", ("address", "family")),
+    MetricSpec("mailsec_cert_chain_earliest_expiry_timestamp_seconds", "The earliest notAfter among the certificates the server presented.", ("address", "family")),
+    MetricSpec("mailsec_cert_chain_certificates", "How many certificates the server presented.", ("address", "family")),
+    MetricSpec("mailsec_cert_chain_valid", "1 if the presented chain verifies against the trust store (system or the module's ca_file).", ("address", "family")),
+    MetricSpec("mailsec_cert_hostname_valid", "1 if the leaf certificate is valid for the checked name (RFC 6125).", ("address", "family")),
+    MetricSpec("mailsec_cert_self_signed", "1 if the leaf certificate is self-signed.", ("address", "family")),
+    MetricSpec("mailsec_cert_key_size", "Size of the leaf certificate's public key.", ("address", "family", "key_type")),
     MetricSpec(
         "mailsec_cert_info",
         "Text facts of the leaf certificate; always 1.",
-        ("subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash"),
+        ("address", "family", "subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash"),
     ),
 )
 
@@ -46,21 +55,46 @@ PHASES = ("connect", "greeting", "tls_handshake")
 # SAN lists can be long (hundreds of names on shared hosting): cap the label value.
 _MAX_SANS_LABEL = 1024
 
+Add = Callable[..., None]
 
-def add_endpoint_samples(families: Families, target: Target, result: EndpointResult) -> None:
-    """Add the samples of one endpoint's latest result."""
+
+def add_endpoint_samples(families: Families, target: Target, result: HostResult) -> None:
+    """Add the samples of one endpoint's latest result: each address's, and the host's rollup."""
     base = subject_labels(target)
 
-    def add(name: str, value: float, **extra: str) -> None:
-        families.add(name, {**base, **extra} if extra else base, value)
+    def add_to(labels: dict[str, str]) -> Add:
+        def add(name: str, value: float, **extra: str) -> None:
+            families.add(name, {**labels, **extra} if extra else labels, value)
+        return add
 
+    host = add_to(base)
+    if result.interval_seconds is not None:
+        host("mailsec_probe_interval_seconds", result.interval_seconds)
+    host("mailsec_host_addresses", float(len(result.addresses)))
+    host("mailsec_host_addresses_succeeded", float(sum(1 for r in result.addresses if r.success)))
+    for reason in SkipReason:
+        host("mailsec_host_addresses_skipped", float(sum(1 for _, why in result.skipped if why is reason)),
+             reason=reason.value)
+    if result.consistent is not None:
+        host("mailsec_host_addresses_consistent", float(result.consistent))
+    if result.resolve_failure is not None:     # no address: the probe facts, with empty address labels
+        add = add_to({**base, "address": "", "family": ""})
+        add("mailsec_probe_success", 0.0)
+        add("mailsec_probe_failure_info", 1.0, reason=result.resolve_failure.value)
+        add("mailsec_probe_duration_seconds", result.duration_seconds)
+        add("mailsec_probe_last_run_timestamp_seconds", result.observed_at)
+    for address_result in result.addresses:
+        address = address_result.address or ""
+        family = AddressFamily.of(address).value if address else ""
+        _add_address_samples(add_to({**base, "address": address, "family": family}), address_result)
+
+
+def _add_address_samples(add: Add, result: EndpointResult) -> None:
     add("mailsec_probe_success", 1.0 if result.success else 0.0)
     if result.failure is not None:
         add("mailsec_probe_failure_info", 1.0, reason=result.failure.value)
     add("mailsec_probe_duration_seconds", result.duration_seconds)
     add("mailsec_probe_last_run_timestamp_seconds", result.observed_at)
-    if result.interval_seconds is not None:
-        add("mailsec_probe_interval_seconds", result.interval_seconds)
     phase_seconds = (result.connect_seconds, result.greeting_seconds, result.tls_handshake_seconds)
     for phase, seconds in zip(PHASES, phase_seconds):
         if seconds is not None:
@@ -69,10 +103,12 @@ def add_endpoint_samples(families: Families, target: Target, result: EndpointRes
         add("mailsec_starttls_offered", float(result.starttls_offered))
     if result.plaintext_auth_exposed is not None:
         add("mailsec_plaintext_auth_exposed", float(result.plaintext_auth_exposed))
-
     tls = result.tls
-    if tls is None or not tls.chain:
-        return
+    if tls is not None and tls.chain:
+        _add_tls_samples(add, tls)
+
+
+def _add_tls_samples(add: Add, tls: TLSFacts) -> None:
     leaf = tls.leaf
     add("mailsec_tls_version_info", 1.0, version=tls.version)
     add("mailsec_tls_cipher_info", 1.0, cipher=tls.cipher)

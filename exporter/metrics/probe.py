@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from ..config import Domain, Target
 from ..domains.check import DomainResult
-from ..results import EndpointResult
+from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
 from .domain import DOMAIN_METRICS, add_domain_samples
 from .endpoint import ENDPOINT_METRICS, add_endpoint_samples
@@ -42,7 +42,7 @@ def _registry(collector: Collector) -> CollectorRegistry:
     return registry
 
 
-def probe_registry(target: Target, result: EndpointResult, scan: TLSScanResult | None = None) -> CollectorRegistry:
+def probe_registry(target: Target, result: HostResult, scan: TLSScanResult | None = None) -> CollectorRegistry:
     """The metrics of one /probe?target= answer: the probe's, and the cached deep scan's if any."""
     families = Families(ENDPOINT_METRICS + TLSSCAN_METRICS)
     add_endpoint_samples(families, target, result)

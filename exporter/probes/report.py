@@ -1,5 +1,5 @@
-"""An endpoint probe's result for people (the /probe?debug=true report) and for programs
-(the JSON of the status page)."""
+"""An endpoint probe's result, every address of the host, for people (the /probe?debug=true
+report) and for programs (the JSON of the status page)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,31 @@ from typing import Any
 
 from ..config import Module, Target
 from ..presentation import days_until, utc_time, yes_no
-from ..results import EndpointResult, outcome_fields
+from ..results import AddressFamily, EndpointResult, HostResult, outcome_fields
 
 
-def debug_report(target: Target, module: Module, result: EndpointResult) -> str:
-    """A readable account of one probe: outcome, facts, and the dialogue as it happened."""
+def debug_report(target: Target, module: Module, result: HostResult) -> str:
+    """A readable account of one probe: outcome, then each address's facts and dialogue."""
     lines = [
         f"Probe of {target.address} with module {module.name} "
         f"(protocol {module.protocol}, STARTTLS {module.starttls}, timeout {module.timeout:.3g}s)",
         f"Started: {utc_time(result.observed_at)}, took {result.duration_seconds:.3f}s",
         "Result: success" if result.success else f"Result: failure: {result.failure} ({result.failure_detail})",
-        f"Address: {result.address or 'none'}",
+        f"Addresses: {', '.join(r.address or '?' for r in result.addresses) or 'none'}",
+    ]
+    lines.extend(f"Not probed: {address} ({reason})" for address, reason in result.skipped)
+    if result.consistent is not None:
+        lines.append(f"Addresses agree (certificate, TLS version, cipher): {yes_no(result.consistent)}")
+    for address_result in result.addresses:
+        lines.append("")
+        lines.extend(_address_lines(module, address_result))
+    return "\n".join(lines) + "\n"
+
+
+def _address_lines(module: Module, result: EndpointResult) -> list[str]:
+    lines = [
+        f"== {result.address}: " + ("success" if result.success else f"failure: {result.failure} ({result.failure_detail})"),
+        f"Took {result.duration_seconds:.3f}s",
     ]
     if not module.protocol.implicit_tls:
         lines.append(f"STARTTLS offered: {yes_no(result.starttls_offered)}")
@@ -25,10 +39,9 @@ def debug_report(target: Target, module: Module, result: EndpointResult) -> str:
     lines.append(f"Capabilities before TLS: {' '.join(result.capabilities_before_tls) or 'none'}")
     lines.append(f"Capabilities after TLS: {' '.join(result.capabilities_after_tls) or 'none'}")
     lines.extend(_tls_lines(result))
-    lines.append("")
     lines.append("Dialogue (C: client, S: server, TLS: handshake, *: events):")
     lines.extend(result.transcript or ("(nothing was exchanged)",))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _tls_lines(result: EndpointResult) -> list[str]:
@@ -70,11 +83,21 @@ def _tls_json(result: EndpointResult, now: float) -> dict[str, Any] | None:
     }
 
 
-def to_json(result: EndpointResult, now: float) -> dict[str, Any]:
+def address_json(result: EndpointResult, now: float) -> dict[str, Any]:
     return {
         **outcome_fields(result),
         "address": result.address,
+        "family": AddressFamily.of(result.address).value if result.address else None,
         "starttls_offered": result.starttls_offered,
         "plaintext_auth_exposed": result.plaintext_auth_exposed,
         "tls": _tls_json(result, now),
+    }
+
+
+def to_json(result: HostResult, now: float) -> dict[str, Any]:
+    return {
+        **outcome_fields(result),
+        "consistent": result.consistent,
+        "skipped": [{"address": address, "reason": reason.value} for address, reason in result.skipped],
+        "addresses": [address_json(address_result, now) for address_result in result.addresses],
     }

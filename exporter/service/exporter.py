@@ -1,12 +1,13 @@
 """The running exporter: configuration, results, scheduler and registry, wired together,
-and the one way into each job for a request: `probe_now`, `check_domain_now`, `latest_scan`."""
+and the one way into each job for a request: `probe_now` and `check_domain_now`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import time
+from typing import AsyncIterator
 
 from prometheus_client import CollectorRegistry
 
@@ -14,10 +15,10 @@ from ..config import Config, ConfigError, Domain, Module, Target, load_config
 from ..domains.check import DomainResult
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
-from ..results import EndpointResult, FailureReason
+from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
 from .guard import admit, admit_domain
-from .runs import Probes, failed_result, guarded_probe
+from .runs import Probes, SlotFor, probe_host
 from .scancache import ProbeScanCache
 from .scheduler import Scheduler
 from .sharding import Shard
@@ -67,22 +68,30 @@ class Exporter:
         ))
         return config
 
-    async def probe_now(self, target: Target, module: Module, budget: float) -> EndpointResult:
+    async def probe_now(self, target: Target, module: Module, budget: float) -> tuple[HostResult, TLSScanResult | None]:
         """Probe a target named by a request: admitted by `probe.allowed_targets` (else
-        TargetRefused), within the concurrency limits, all within `budget` seconds (a
-        TimeoutError while checking admission). The result is not stored."""
-        started_at, started = time.time(), time.monotonic()
+        TargetRefused; TimeoutError when admission could not be checked within `budget`),
+        every address within the concurrency limits, all within `budget` seconds. With
+        the result, the cached deep scan of a module that has one. Nothing is stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
         async with asyncio.timeout(budget):
-            dns = await admit(target.host, target.port, self.config.probe.allowed_targets, self.scheduler.dns)
-        try:
-            async with self.scheduler.limits.slot(target.host, wait_limit=budget - (time.monotonic() - started)):
-                remaining = budget - (time.monotonic() - started)
-                return await guarded_probe(self.probes.endpoint, target,
-                                           dataclasses.replace(module, timeout=remaining), dns)
-        except TimeoutError:
-            detail = (f"no probe slot became free within {budget:.3g}s "
-                      "(global.concurrency and global.per_host_concurrency are all in use)")
-            return failed_result(FailureReason.TIMEOUT, detail, started_at, time.monotonic() - started)
+            resolver = await admit(target.host, target.port, self.config.probe.allowed_targets, self.scheduler.dns)
+        result = await probe_host(self.probes.endpoint, target, dataclasses.replace(module, timeout=budget),
+                                  resolver, self._slot_until(deadline), deadline)
+        scan = self.probe_scans.latest(target, module, resolver) if module.deep_scan is not None else None
+        return result, scan
+
+    def _slot_until(self, deadline: float) -> SlotFor:
+        """Address slots that are given up on (a failed probe of that address) at `deadline`."""
+        limits = self.scheduler.limits
+
+        @contextlib.asynccontextmanager
+        async def slot(address: str) -> AsyncIterator[None]:
+            async with limits.slot(address, wait_limit=max(0.0, deadline - asyncio.get_running_loop().time())):
+                yield
+
+        return slot
 
     def request_domain(self, name: str, selectors: tuple[str, ...]) -> Domain:
         """The domain a request names (normalized), admitted by `probe.allowed_domains` (else
@@ -97,10 +106,6 @@ class Exporter:
         """Check a domain named by a request now (see `request_domain`); None when the
         checks did not finish within `budget` seconds. The result is not stored."""
         return await self.scheduler.check_domain(domain, budget)
-
-    def latest_scan(self, target: Target, module: Module) -> TLSScanResult | None:
-        """The cached deep scan of a requested target, refreshed in the background."""
-        return self.probe_scans.latest(target, module) if module.deep_scan is not None else None
 
     async def stop(self) -> None:
         await self.probe_scans.stop()

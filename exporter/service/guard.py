@@ -22,24 +22,11 @@ import ipaddress
 from typing import Sequence
 
 from ..config import TargetPattern
-from ..dnsclient import DNSClient, DNSError, DNSErrorKind
+from ..dnsclient import DNSClient, DNSError, PinnedResolver
 
 
 class TargetRefused(Exception):
     """/probe must not connect to this target. str() says why, for the HTTP answer."""
-
-
-class PinnedAddresses:
-    """Answers the probe's lookup of one host with the addresses the guard checked."""
-
-    def __init__(self, host: str, addresses: Sequence[str]):
-        self.host = host
-        self.addresses = tuple(addresses)
-
-    async def resolve_addresses(self, host: str) -> list[str]:
-        if host != self.host:
-            raise DNSError(DNSErrorKind.ERROR, host, "A", f"only {self.host} may be resolved for this probe")
-        return list(self.addresses)
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -52,7 +39,7 @@ def _is_ip_literal(host: str) -> bool:
 
 async def admit(
     host: str, port: int, patterns: Sequence[TargetPattern], dns: DNSClient
-) -> DNSClient | PinnedAddresses:
+) -> DNSClient | PinnedResolver:
     """The resolver the probe of host:port must use, or TargetRefused.
 
     `host` is normalized (parse_host): a canonical IP literal or a lower-case DNS name.
@@ -77,7 +64,7 @@ async def admit(
     outside = [a for a in addresses if not any(pattern.matches_address(a, port) for pattern in networks)]
     if outside:
         raise TargetRefused(f"{not_allowed}: {host} resolves to {', '.join(outside)}, outside the allowed networks")
-    return PinnedAddresses(host, addresses)
+    return PinnedResolver(host, addresses, dns)
 
 
 def admit_domain(name: str, patterns: Sequence[str]) -> None:

@@ -1,45 +1,57 @@
 """The concurrency limits of one loaded configuration: how many probes run at once, all
-hosts together, and how many connect to one host at once (mail servers rate-limit and
-block scanners)."""
+servers together, and how many connect to one server address at once (mail servers
+rate-limit and block scanners). The per-server limit counts addresses, not names: forty
+names of one address share one slot, and every job (scheduled or on demand, probe or
+deep scan) takes the slot of the address it connects to."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from typing import AsyncIterator
 
 from ..config import GlobalSettings
 
 
+class _AddressSlots:
+    """The semaphore of one address, and how many hold it or wait for it."""
+
+    def __init__(self, size: int):
+        self.semaphore = asyncio.Semaphore(size)
+        self.users = 0
+
+
 class ConcurrencyLimits:
     def __init__(self, settings: GlobalSettings):
         self.overall = asyncio.Semaphore(settings.concurrency)
-        self._per_host = settings.per_host_concurrency
-        self._hosts: dict[str, asyncio.Semaphore] = {}
-
-    def for_host(self, host: str) -> asyncio.Semaphore:
-        key = host.lower().rstrip(".")
-        if key not in self._hosts:
-            self._hosts[key] = asyncio.Semaphore(self._per_host)
-        return self._hosts[key]
+        self._per_address = settings.per_host_concurrency
+        self._addresses: dict[str, _AddressSlots] = {}   # only addresses in use: no growth
 
     @contextlib.asynccontextmanager
-    async def slot(self, host: str, wait_limit: float | None = None) -> AsyncIterator[None]:
-        """Hold one of the slots (overall and for `host`) while probing.
+    async def slot(self, address: str, wait_limit: float | None = None) -> AsyncIterator[None]:
+        """Hold one of the slots (overall and for the server `address`) while probing it.
 
         Waiting for the slots gives up with TimeoutError after `wait_limit` seconds; the
         probe itself, inside the slot, is not bounded here.
         """
-        host_limit = self.for_host(host)
-        async with asyncio.timeout(wait_limit):
-            await self.overall.acquire()
-            try:
-                await host_limit.acquire()
-            except BaseException:
-                self.overall.release()
-                raise
+        key = str(ipaddress.ip_address(address))
+        slots = self._addresses.get(key) or self._addresses.setdefault(key, _AddressSlots(self._per_address))
+        slots.users += 1
         try:
-            yield
+            async with asyncio.timeout(wait_limit):
+                await self.overall.acquire()
+                try:
+                    await slots.semaphore.acquire()
+                except BaseException:
+                    self.overall.release()
+                    raise
+            try:
+                yield
+            finally:
+                slots.semaphore.release()
+                self.overall.release()
         finally:
-            host_limit.release()
-            self.overall.release()
+            slots.users -= 1
+            if slots.users == 0:
+                del self._addresses[key]

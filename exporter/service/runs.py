@@ -5,31 +5,33 @@ overrun or raise."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import logging
+import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import AsyncContextManager, Awaitable, Callable
 
-from ..config import DomainCheckSettings, Domain, Module, Target
-from ..dnsclient import DNSClient
+from ..config import DNSSettings, DomainCheckSettings, Domain, Module, Target
+from ..dnsclient import DNSClient, DNSError, PinnedResolver
 from ..domains.check import DomainResult, check_domain
 from ..domains.dane import ChainFor
 from ..logfmt import with_fields
 from ..probes.endpoint import probe_endpoint
-from ..results import EndpointResult, FailureReason
-
-if TYPE_CHECKING:
-    from ..tlsscan.results import TLSScanResult
+from ..results import EndpointResult, FailureReason, HostResult, SkipReason, address_order
+from ..tlsscan.results import TLSScanResult
 
 log = logging.getLogger(__name__)
 
 
 EndpointProbe = Callable[[Target, Module, DNSClient], Awaitable[EndpointResult]]
+SlotFor = Callable[[str], AsyncContextManager[None]]   # the concurrency slot of an address
 DomainCheck = Callable[..., Awaitable[DomainResult]]   # check_domain's signature
-DeepScan = Callable[..., Awaitable["TLSScanResult"]]   # scan_endpoint's signature
+DeepScan = Callable[..., Awaitable[TLSScanResult]]     # scan_endpoint's signature
 
 
-async def deep_scan(*args, **kwargs) -> TLSScanResult:
+async def scan_endpoint_on_demand(*args, **kwargs) -> TLSScanResult:
     """`tlsscan.scanner.scan_endpoint`, imported on the first deep scan: the `check`
     command, which uses the other probes, never pays for importing the scanner."""
     from ..tlsscan.scanner import scan_endpoint
@@ -43,7 +45,8 @@ class Probes:
 
     endpoint: EndpointProbe = probe_endpoint
     domain: DomainCheck = check_domain
-    deep_scan: DeepScan = deep_scan
+    deep_scan: DeepScan = scan_endpoint_on_demand
+    dns: Callable[[DNSSettings], DNSClient] = DNSClient    # every lookup, host addresses included
 
 
 # Every lookup has the DNS timeout, but an SPF evaluation may chain ten of them: bound a
@@ -77,6 +80,109 @@ async def guarded_probe(probe: EndpointProbe, target: Target, module: Module, dn
         log.exception("probe raised", extra=with_fields(target=target.address, module=module.name))
         detail = f"{type(exc).__name__}: {exc}"
         return failed_result(FailureReason.INTERNAL_ERROR, detail, started_at, time.monotonic() - started)
+
+
+# Each address of a host is probed (a sending MTA may pick any); beyond this many, the rest
+# are reported as skipped. Eight covers round-robin pools; it bounds what one DNS name
+# can make the exporter connect to.
+MAX_ADDRESSES_PER_HOST = 8
+
+_NO_ROUTE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+
+
+def has_route(address: str) -> bool:
+    """Whether this machine can send to `address` at all (commonly false for IPv6 on an
+    IPv4-only network). A UDP connect() only consults the routing table: nothing is sent."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((address, 9))
+    except OSError as exc:
+        if exc.errno in _NO_ROUTE_ERRNOS:
+            return False
+        raise
+    return True
+
+
+def plan_addresses(addresses: list[str]) -> tuple[list[str], list[tuple[str, SkipReason]]]:
+    """Which addresses to probe, in `address_order`, and which are skipped and why."""
+    ordered = sorted(set(addresses), key=address_order)
+    probed: list[str] = []
+    skipped: list[tuple[str, SkipReason]] = []
+    for address in ordered:
+        if not has_route(address):
+            skipped.append((address, SkipReason.NO_ROUTE))
+        elif len(probed) >= MAX_ADDRESSES_PER_HOST:
+            skipped.append((address, SkipReason.OVER_LIMIT))
+        else:
+            probed.append(address)
+    return probed, skipped
+
+
+async def probe_host(
+    probe: EndpointProbe, target: Target, module: Module, resolver: DNSClient | PinnedResolver,
+    slot: SlotFor, deadline: float | None = None,
+) -> HostResult:
+    """Probe every address of `target` (each within its own concurrency slot); a lookup
+    that fails or finds nothing is the result's `resolve_failure`. With `deadline` (loop
+    time), no address probe runs past it."""
+    observed_at, started = time.time(), time.monotonic()
+    try:
+        async with asyncio.timeout(module.timeout):
+            addresses = await resolver.resolve_addresses(target.host)
+    except (DNSError, TimeoutError) as exc:
+        detail = str(exc) if isinstance(exc, DNSError) else f"{target.host}: no address within {module.timeout:g}s"
+        return HostResult(observed_at, time.monotonic() - started, (), (), FailureReason.DNS_ERROR, detail)
+    probed, skipped = plan_addresses(addresses)
+    for address, reason in skipped:
+        _log_skip_once(address, reason)
+
+    async def one(address: str) -> EndpointResult:
+        waited_from = time.time()
+        try:
+            async with slot(address):
+                timeout = module.timeout if deadline is None else min(module.timeout, deadline - _now())
+                result = await guarded_probe(probe, target, dataclasses.replace(module, timeout=max(timeout, 0.001)),
+                                             PinnedResolver(target.host, [address], _client_of(resolver)))
+                return result if result.address == address else dataclasses.replace(result, address=address)
+        except TimeoutError:   # guarded_probe never raises it: only the wait for the slot can
+            detail = ("no probe slot became free in time (global.concurrency and "
+                      "global.per_host_concurrency are all in use)")
+            return dataclasses.replace(failed_result(FailureReason.TIMEOUT, detail, waited_from,
+                                                     time.time() - waited_from), address=address)
+
+    results = await asyncio.gather(*(one(address) for address in probed))
+    return HostResult(observed_at, time.monotonic() - started, tuple(results), tuple(skipped))
+
+
+async def first_address(resolver: DNSClient, host: str) -> str:
+    """The first address of `host` in `address_order`: the server a deep scan looks at, the
+    same one whatever order DNS answers in. Raises DNSError."""
+    return min(await resolver.resolve_addresses(host), key=address_order)
+
+
+def failed_scan(error: DNSError, observed_at: float) -> TLSScanResult:
+    return TLSScanResult(success=False, failure=FailureReason.DNS_ERROR, failure_detail=str(error),
+                         observed_at=observed_at, duration_seconds=0.0, connections=0)
+
+
+def _client_of(resolver: DNSClient | PinnedResolver) -> DNSClient | None:
+    return resolver.client if isinstance(resolver, PinnedResolver) else resolver
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+_skips_logged: set[SkipReason] = set()
+
+
+def _log_skip_once(address: str, reason: SkipReason) -> None:
+    """A machine without IPv6 skips every IPv6 address of every host: say so once."""
+    if reason not in _skips_logged:
+        _skips_logged.add(reason)
+        log.warning("addresses skipped: %s (first: %s); later ones are counted in mailsec_host_addresses_skipped",
+                    reason.value, address)
 
 
 async def run_domain_check(

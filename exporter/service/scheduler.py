@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from ..config import Config, DeepScanSettings, Domain, Module, Target
-from ..dnsclient import DNSClient
+from ..dnsclient import DNSClient, DNSError, PinnedResolver
 from ..domains.check import DomainResult
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
-from ..results import EndpointResult, FailureReason, JobKind
+from ..results import FailureReason, HostResult, JobKind
 from ..tlsscan.results import TLSScanResult
 from .limits import ConcurrencyLimits
 from .runs import (
     DOMAIN_CHECK_TIMEOUT_SECONDS,
     TIMEOUT_GRACE_SECONDS,
     Probes,
-    guarded_probe,
+    SlotFor,
+    failed_scan,
+    first_address,
+    probe_host,
     run_domain_check,
 )
 from .store import ResultStores
@@ -81,8 +85,9 @@ class Scheduler:
         self._refusals: dict[JobKey, int] = {}            # consecutive refusals
         self._last_failure: dict[str, FailureReason | None] = {}   # by target key
         self._next_run: dict[JobKey, float] = {}          # Unix time
+        self._rechecks: set[asyncio.Task] = set()         # domain checks run as an MX chain arrives
         self.config = Config()
-        self.dns = DNSClient(self.config.dns)
+        self.dns = probes.dns(self.config.dns)
         self.limits = ConcurrencyLimits(self.config.global_)
 
     def apply(self, config: Config) -> None:
@@ -91,7 +96,7 @@ class Scheduler:
         Results of jobs whose settings did not change survive; removed targets vanish.
         """
         self.config = config
-        self.dns = DNSClient(config.dns)
+        self.dns = self._probes.dns(config.dns)
         self.limits = ConcurrencyLimits(config.global_)
         jobs = [self._endpoint_job(target) for target in config.targets]
         self._configured_endpoints = {job.key for job in jobs}
@@ -171,7 +176,7 @@ class Scheduler:
         self._metrics.targets.labels(key.kind).dec()
 
     async def stop(self) -> None:
-        tasks = [task for _, task in self._jobs.values()]
+        tasks = [task for _, task in self._jobs.values()] + list(self._rechecks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -195,7 +200,7 @@ class Scheduler:
     def _backoff(self, job: _Job, result: object) -> float:
         """Seconds to add before the next run of `job` after `result` (0 unless refused)."""
         target = job.settings[0]
-        if getattr(result, "failure", None) not in BACKOFF_REASONS or not isinstance(target, Target):
+        if not _refused(result) or not isinstance(target, Target):
             if self._refusals.pop(job.key, None) is not None:
                 self._metrics.backoff.remove(job.key.kind, target.address, target.module)
             return 0.0
@@ -208,13 +213,27 @@ class Scheduler:
         if due is not None:
             self._metrics.scheduler_lag.observe(max(0.0, time.monotonic() - due))
 
-    async def run_once(self, target: Target, module: Module, due: float | None = None) -> EndpointResult:
-        """Probe `target` now (within the limits), store and return the result."""
-        async with self.limits.slot(target.host):
-            self._observe_lag(due)
-            result = await guarded_probe(self._probes.endpoint, target, module, self.dns)
+    def _slots_after(self, due: float | None) -> SlotFor:
+        """The address slots of one run; the first one taken marks how late the run started."""
+        started = False
+
+        @contextlib.asynccontextmanager
+        async def slot(address: str) -> AsyncIterator[None]:
+            nonlocal started
+            async with self.limits.slot(address):
+                if not started:
+                    started = True
+                    self._observe_lag(due)
+                yield
+
+        return slot
+
+    async def run_once(self, target: Target, module: Module, due: float | None = None) -> HostResult:
+        """Probe every address of `target` now (within the limits), store and return the result."""
+        result = await probe_host(self._probes.endpoint, target, module, self.dns, self._slots_after(due))
         result = replace(result, interval_seconds=module.interval)
         self._endpoints.put(target.key, target, result)
+        self._recheck_domains_waiting_for(target)
         self._metrics.record_probe(JobKind.ENDPOINT, module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
         return result
@@ -244,7 +263,7 @@ class Scheduler:
         DANE uses the chains the MX probes saw."""
         try:
             return await run_domain_check(self._probes.domain, domain, self.dns, self.config.domain_checks,
-                                          self.mx_chain, budget)
+                                          self.mx_chains, budget)
         except TimeoutError:
             log.warning("domain check did not finish in time", extra=with_fields(domain=domain.name, budget=budget))
         except Exception:
@@ -270,35 +289,53 @@ class Scheduler:
                         self._stop_job(job.key)
                     (self._scans if job.key.kind is JobKind.DEEP_SCAN else self._endpoints).discard(job.key.subject)
 
-    def mx_chain(self, host: str) -> tuple[bytes, ...] | None:
-        """The certificate chain the MX host last presented on the MX module's port (DANE)."""
+    def _recheck_domains_waiting_for(self, target: Target) -> None:
+        """At start-up a domain is checked before its MX hosts are probed, so its DANE
+        verdict waits for their chains: check such a domain again as soon as one arrives,
+        rather than a whole interval later."""
+        if self._mx_target(target.host) != target:
+            return
+        for name, hosts in self._mx_of.items():
+            entry = self._domains.get(name)
+            if target.host in hosts and entry is not None and any(
+                    dane.mx == target.host and dane.failure is None and dane.evaluation is None
+                    for dane in entry.result.dane):
+                task = asyncio.create_task(self.check_once(entry.subject), name=f"DANE recheck {name}")
+                self._rechecks.add(task)
+                task.add_done_callback(self._rechecks.discard)
+
+    def mx_chains(self, host: str) -> dict[str, tuple[bytes, ...]] | None:
+        """The certificate chain each address of the MX host last presented on the MX
+        module's port (DANE); None when the host was not probed yet."""
         entry = self._endpoints.get(self._mx_target(host).key)
-        if entry is None or entry.result.tls is None:
-            return None
-        return tuple(cert.der for cert in entry.result.tls.chain)
+        return None if entry is None else entry.result.chains()
 
     async def scan_once(
         self, target: Target, module: Module, settings: DeepScanSettings, due: float | None = None
     ) -> TLSScanResult | None:
         """Deep-scan `target` now and store the result. The scan holds the host's slot for
         its whole run: its connections count against the per-host limit like any probe's."""
-        async with self.limits.slot(target.host):
-            self._observe_lag(due)
-            result = await self.deep_scan(target, module, settings)
+        result = await self.deep_scan(target, module, settings, self._slots_after(due))
         if result is not None:
             self._scans.put(target.key, target, result)
         return result
 
-    async def deep_scan(self, target: Target, module: Module, settings: DeepScanSettings) -> TLSScanResult | None:
-        """One deep scan, counted in the self-metrics; None (logged) if the scan raised or
-        overran its budget. The caller holds the concurrency slot."""
+    async def deep_scan(self, target: Target, module: Module, settings: DeepScanSettings,
+                        slot: SlotFor, resolver: DNSClient | PinnedResolver | None = None) -> TLSScanResult | None:
+        """One deep scan of the first address of `target` (in `address_order`, so the same
+        server each time) within that address's slot, counted in the self-metrics; None
+        (logged) if the scan raised or overran its budget."""
         started = time.monotonic()
         try:
+            address = await first_address(resolver or self.dns, target.host)
+        except DNSError as exc:
+            self._metrics.record_probe(JobKind.DEEP_SCAN, module.name, False, time.monotonic() - started)
+            return failed_scan(exc, time.time())
+        try:
             # The scan keeps to its budget itself; the margin only catches a scan that fails to.
-            async with asyncio.timeout(settings.budget + TIMEOUT_GRACE_SECONDS):
-                result = await self._probes.deep_scan(
-                    target, module, self.dns, min_delay=settings.min_delay, budget=settings.budget
-                )
+            async with slot(address), asyncio.timeout(settings.budget + TIMEOUT_GRACE_SECONDS):
+                result = await self._probes.deep_scan(target, module, PinnedResolver(target.host, [address], self.dns),
+                                                      min_delay=settings.min_delay, budget=settings.budget)
         except Exception:   # TimeoutError included
             log.exception("deep scan failed", extra=with_fields(target=target.address, module=module.name))
             self._metrics.record_probe(JobKind.DEEP_SCAN, module.name, False, time.monotonic() - started)
@@ -306,7 +343,7 @@ class Scheduler:
         self._metrics.record_probe(JobKind.DEEP_SCAN, module.name, result.success, result.duration_seconds)
         return result
 
-    def _log_state_change(self, target: Target, result: EndpointResult) -> None:
+    def _log_state_change(self, target: Target, result: HostResult) -> None:
         """Log a target's first result and each change of its failure reason, not every run."""
         previous = self._last_failure.get(target.key, "unknown")
         if result.failure == previous:
@@ -319,3 +356,11 @@ class Scheduler:
                 target=target.address, module=target.module,
                 reason=result.failure.value, detail=result.failure_detail,
             ))
+
+
+def _refused(result: object) -> bool:
+    """Whether `result` says "go away" (see BACKOFF_REASONS) from every address it tried."""
+    if isinstance(result, HostResult):
+        reasons = result.refused_everywhere
+        return bool(reasons) and reasons <= BACKOFF_REASONS
+    return getattr(result, "failure", None) in BACKOFF_REASONS

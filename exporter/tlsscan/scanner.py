@@ -9,7 +9,8 @@ servers rate-limit, so the scan spends as few as it can):
    curve, those not seen yet first: a server that takes the client's curve order shows a new
    curve with each ECDHE suite it picks, at no cost (groups are reported once, with the
    version that showed them first; mailsec_tls_group_supported is the union).
-2. TLS 1.3 suites and groups together. Every hello offers the suites not yet accepted and the
+2. TLS 1.3 suites and groups together (the state machine of tls13.py decides each hello from
+   the answers so far). Every hello offers the suites not yet accepted and the
    groups not yet seen; the answer (ServerHello or HelloRetryRequest) names one of each, so a
    hello finds a suite and a group at once. A refusal of such a hello is ambiguous (no suite
    left, or no group left); the next hello offers the accepted suites too, with the groups
@@ -77,6 +78,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 
 from ..certs import certificate_info
 from ..config import Module, Target
@@ -86,16 +88,15 @@ from ..probes.tlsconn import client_context, sni_name
 from ..results import CertificateInfo, FailureReason
 from ..tlswire import NamedGroup, ProtocolVersion
 from ..tlswire.ciphers import SSL2_CIPHER_KINDS, CIPHER_SUITES, KeyExchange
-from ..tlswire.grading import (
-    Class, grade_certificate_key, grade_cipher_suite, grade_dh_parameters, grade_group,
-    grade_signature_hash, grade_version, worst,
-)
+from ..tlswire.grading import Class, grade_cipher_suite, grade_dh_parameters, grade_group, worst
 from ..tlswire.hello import (
     COMPRESSION_DEFLATE, DEFAULT_CIPHERS_PER_HELLO, DEFAULT_GROUPS, DEFAULT_KEY_SHARE_GROUPS,
     build_client_hello, build_sslv2_client_hello, split_cipher_codes,
 )
 from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
+from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
+from .grade import grade_scan
 from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 
@@ -197,6 +198,25 @@ def answer_to(flight: ServerFlight, version: ProtocolVersion, offered: tuple[int
     return hello.cipher_code, "accepted"
 
 
+def _tls13_answer(flight: ServerFlight, offered: tuple[int, ...]) -> tuple[tls13.Answer, str]:
+    """The answer to a TLS 1.3 hello for tls13.observe, and answer_to's reason."""
+    version = ProtocolVersion.TLS1_3
+    code, reason = answer_to(flight, version, offered)
+    if code is None:
+        return tls13.Answer(None, says_other_version=_says_other_version(flight, version)), reason
+    assert flight.server_hello is not None
+    return tls13.Answer(code, flight.server_hello.key_share_group), reason
+
+
+@dataclasses.dataclass
+class _VersionProgress:
+    """The enumeration of one version below TLS 1.3 so far."""
+
+    accepted: list[int] = dataclasses.field(default_factory=list)
+    first_reason: str | None = None     # answer_to's reason for the version's first hello
+    order_tested: bool = False          # the order test hello (at most one per version) was sent
+
+
 class _ScanRun:
     """The state of one scan, filled in as it goes so that a failure keeps what was learnt."""
 
@@ -255,117 +275,74 @@ class _ScanRun:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
     async def _scan_tls13(self) -> None:
-        """Step 2 of the module docstring. Each hello offers the suites left, then (to show the
-        order, or once the suites are known to have run out) the accepted ones in reverse; and
-        the groups not seen yet, then (when a refusal must mean "no suite left") the groups
-        already seen. Which group a server names in TLS 1.3 says nothing about the others: it
-        may follow the client's order in TLS 1.2 and its own in TLS 1.3 (OpenSSL 3.0 does)."""
+        """Step 2 of the module docstring: the hellos tls13.py's state machine asks for."""
         version = ProtocolVersion.TLS1_3
-        picks = self.picks[version]
-        working = self.tls13_working_groups
-        suites_left = list(offer_order(version))
-        groups_left = [group for group in TLS13_GROUPS if group not in self._groups_seen()]
-        accepted: list[int] = []
-        suites_done = groups_done = ambiguous = False
-        # The first hello offers only the groups TLS 1.2 did not show; if it is refused, the
-        # next offers them all: accepted then, the groups left were what it lacked.
-        retry_with_seen = False
+        state = tls13.start(offer_order(version), TLS13_GROUPS, seen_groups=self._groups_seen())
         first_reason: str | None = None
-        while True:
-            suites_done, groups_done = suites_done or not suites_left, groups_done or not groups_left
-            if suites_done and groups_done:
-                break
-            own_order = server_order_verdict(picks, set(accepted))
-            offer_accepted = bool(accepted) and (
-                suites_done or ambiguous or (len(accepted) >= 2 and own_order is not True))
-            offer_seen = groups_done or retry_with_seen
-            suites = ([] if suites_done else suites_left) + (accepted[::-1] if offer_accepted else [])
-            seen = [group for group in TLS13_GROUPS if group not in groups_left]
-            groups = ([] if groups_done else groups_left) + (seen if offer_seen else [])
-            key_shares = tuple(g for g in DEFAULT_KEY_SHARE_GROUPS if g in (seen if groups_done else groups_left))
-            flight = await self._hello(version, suites, groups=groups, key_share_groups=key_shares)
-            code, reason = answer_to(flight, version, suites)
+        while (offer := tls13.next_hello(state)) is not None:
+            flight = await self._hello(version, list(offer.suites), groups=list(offer.groups),
+                                       key_share_groups=offer.key_share_groups)
+            answer, reason = _tls13_answer(flight, offer.suites)
             first_reason = first_reason or reason
-            if code is None:
-                if not accepted and not offer_seen and len(groups_left) < len(TLS13_GROUPS) \
-                        and not _says_other_version(flight, version):
-                    retry_with_seen = True                 # no TLS 1.3, or none of the groups left
-                elif not accepted:
-                    suites_done = groups_done = True       # no TLS 1.3, or no suite at all
-                elif offer_seen and offer_accepted:
-                    break                                  # refused what worked before: stop here
-                elif offer_seen:
-                    suites_done = True                     # a group that works was offered
-                elif offer_accepted:
-                    groups_done, ambiguous = True, False   # suites that work were offered
-                else:
-                    ambiguous = True                       # either ran out; the next hello tells
-                continue
-            picks.append((tuple(suites), code))
-            if retry_with_seen:
-                groups_done, retry_with_seen = True, False
-            assert flight.server_hello is not None
-            group = flight.server_hello.key_share_group
-            new_suite, new_group = code in suites_left, group in groups_left
-            if new_suite:
-                accepted.append(code)
-                suites_left.remove(code)
-            if group is not None and group not in working:
-                working.append(group)
-            if new_group:
-                groups_left.remove(group)
-                self.groups.append(GroupSupport(version, group, grade_group(group)))
-                if ambiguous:               # a group was left, so the suites had run out
-                    suites_done, ambiguous = True, False
-            if offer_accepted and not new_suite and not suites_done \
-                    and server_order_verdict(picks, set(accepted)) is False:
-                suites_done = True          # it follows our order and skipped every suite left
-            if not (new_suite or new_group or suites_done or groups_done):
-                break                       # an answer naming nothing new: stop here
-        self._record_version(version, accepted, first_reason)
+            found_before = len(state.found_groups)
+            state = tls13.observe(state, answer)
+            self._record_groups(version, state.found_groups[found_before:])
+        self.picks[version] = list(state.picks)
+        self.tls13_working_groups = list(state.working_groups)
+        self._record_version(version, list(state.accepted), first_reason)
 
     async def _scan_version(self, version: ProtocolVersion) -> None:
         """TLS 1.2 and below (steps 1 and 3 of the module docstring)."""
-        accepted: list[int] = []
-        first_reason: str | None = None
+        progress = _VersionProgress()
         known_good = self._accepted_above(version)
-        if known_good:
-            flight = await self._hello(version, known_good)
-            code, first_reason = answer_to(flight, version, known_good)
-            if code is None and _refuses_version(flight):
-                self._record_version(version, accepted, first_reason)
-                return
-            if code is not None:
-                accepted.append(code)
-                self.picks[version].append((tuple(known_good), code))
-        full_list = [code for code in offer_order(version) if code not in accepted]
+        if known_good and not await self._offer_known_good(version, known_good, progress):
+            self._record_version(version, progress.accepted, progress.first_reason)
+            return
+        full_list = [code for code in offer_order(version) if code not in progress.accepted]
         # A server seen refusing by a bare close would close on the mixed list too, and it
         # would be offered again family by family: offer the families at once.
         pending = _key_exchange_families(full_list) if self.closes_on_refusal else [full_list]
-        order_tested = False
         while pending:
-            remaining = pending.pop(0)
-            while remaining:
-                offered = remaining
-                test = None if order_tested else self._order_test(version, remaining, accepted)
+            pending[:0] = await self._enumerate(version, pending.pop(0), progress)
+        self._record_version(version, progress.accepted, progress.first_reason)
+
+    async def _offer_known_good(self, version: ProtocolVersion, known_good: list[int],
+                                progress: _VersionProgress) -> bool:
+        """The first hello of a version below a supported one: the suites that one accepted.
+        False when the answer shows the version is not supported at all."""
+        flight = await self._hello(version, known_good)
+        code, progress.first_reason = answer_to(flight, version, known_good)
+        if code is None:
+            return not _refuses_version(flight)
+        progress.accepted.append(code)
+        self.picks[version].append((tuple(known_good), code))
+        return True
+
+    async def _enumerate(self, version: ProtocolVersion, remaining: list[int],
+                         progress: _VersionProgress) -> list[list[int]]:
+        """Offer `remaining` again without each suite the server picks, until a refusal; the
+        lists to offer instead of the refused one when the refusal may hide accepted suites.
+        The version's order test (once) stands in for one of these hellos."""
+        while remaining:
+            test = None if progress.order_tested else self._order_test(version, remaining, progress.accepted)
+            offered = remaining if test is None else list(test)
+            progress.order_tested = progress.order_tested or test is not None
+            flight = await self._hello(version, offered)
+            code, reason = answer_to(flight, version, offered)
+            progress.first_reason = progress.first_reason or reason
+            if code is None:
                 if test is not None:
-                    order_tested, offered = True, list(test)
-                flight = await self._hello(version, offered)
-                code, reason = answer_to(flight, version, offered)
-                first_reason = first_reason or reason
-                if code is None:
-                    if test is not None:
-                        continue            # no verdict from the test; the plain list comes next
-                    if _may_hide_accepted_suites(flight):
-                        pending[:0] = self._smaller_hellos(version, remaining, accepted)
-                    break
-                self.picks[version].append((tuple(offered), code))
-                if code in remaining:
-                    accepted.append(code)
-                    remaining.remove(code)
-                elif code == offered[-2] and test is not None:
-                    break                   # it follows our order and skipped every suite left
-        self._record_version(version, accepted, first_reason)
+                    continue            # no verdict from the test; the plain list comes next
+                if _may_hide_accepted_suites(flight):
+                    return self._smaller_hellos(version, remaining, progress.accepted)
+                return []
+            self.picks[version].append((tuple(offered), code))
+            if code in remaining:
+                progress.accepted.append(code)
+                remaining.remove(code)
+            elif test is not None and code == offered[-2]:
+                break                   # it follows our order and skipped every suite left
+        return []
 
     def _record_version(self, version: ProtocolVersion, accepted: list[int], first_reason: str | None) -> None:
         self.accepted[version] = accepted
@@ -470,7 +447,7 @@ class _ScanRun:
             parameters = flight.key_exchange.parameters if flight.key_exchange else None
             if not isinstance(parameters, ECDHParameters) or parameters.named_curve not in remaining:
                 return
-            self.groups.append(GroupSupport(version, parameters.named_curve, grade_group(parameters.named_curve)))
+            self._record_groups(version, (parameters.named_curve,))
             remaining.remove(parameters.named_curve)
 
     async def _find_tls13_certificate(self) -> None:
@@ -506,13 +483,16 @@ class _ScanRun:
                 and flight.server_hello is not None and flight.server_hello.version == version
                 and parameters.named_curve in TLS12_EC_GROUPS):
             if parameters.named_curve not in self._groups_seen():
-                self.groups.append(GroupSupport(version, parameters.named_curve, grade_group(parameters.named_curve)))
+                self._record_groups(version, (parameters.named_curve,))
             elif groups is None:
                 self.tls12_repeated_curve = True
         return flight
 
     def _groups_seen(self) -> set[int]:
         return {support.group for support in self.groups}
+
+    def _record_groups(self, version: ProtocolVersion, groups: Sequence[int]) -> None:
+        self.groups += [GroupSupport(version, group, grade_group(group)) for group in groups]
 
     def _tls12_curve_order(self, version: ProtocolVersion) -> list[int]:
         """Every EC curve, in TLS 1.2 those not seen yet first: a server that takes the client's
@@ -549,29 +529,13 @@ class _ScanRun:
         self.failure_detail = detail
 
     def result(self, observed_at: float, duration: float) -> TLSScanResult:
-        ciphers = [AcceptedCipher(version, code, CIPHER_SUITES[code].name, grade_cipher_suite(code))
-                   for version in TLS_VERSIONS for code in self.accepted.get(version, [])]
-        ciphers += [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
-                    for kind in self.sslv2_kinds]
+        """What the scan found so far, graded by grade.grade_scan."""
+        ciphers = self._accepted_ciphers()
         certificates = _certificates(self.leaf_ders)
-        dh_grade = worst(*(grade_dh_parameters(p.p, p.g) for p in self.dh_parameters)) if self.dh_parameters else None
-        renegotiation = all(self.renegotiation_seen) if self.renegotiation_seen else None
-        compression = any(self.compression_seen) if self.compression_seen else None
+        dh_grade = _worst_dh_grade(self.dh_parameters)
+        renegotiation = _all_or_none(self.renegotiation_seen)
+        compression = _any_or_none(self.compression_seen)
         versions = sorted(self.versions, key=lambda v: v.version, reverse=True)
-        supported = [v.version for v in versions if v.supported]
-        grade = None
-        if supported:
-            grade = worst(
-                *(grade_version(v) for v in supported),
-                *(c.grade for c in ciphers),
-                *(g.grade for g in self.groups),
-                *((dh_grade,) if dh_grade is not None else ()),
-                *(worst(grade_certificate_key(c.key_type, c.key_bits), grade_signature_hash(c.signature_hash))
-                  for c in certificates),
-                # NCSC-NL 2025: TLS compression and the lack of secure renegotiation are insufficient.
-                Class.INSUFFICIENT if compression else Class.GOOD,
-                Class.INSUFFICIENT if renegotiation is False else Class.GOOD,
-            )
         return TLSScanResult(
             success=self.failure is None,
             failure=self.failure,
@@ -581,18 +545,43 @@ class _ScanRun:
             connections=self.connector.connections if self.connector else 0,
             address=self.address,
             versions=tuple(versions),
-            ciphers=tuple(ciphers),
+            ciphers=ciphers,
             server_cipher_order=tuple(self.server_cipher_order),
             groups=tuple(self.groups),
-            dh_min_size=min(p.p_bits for p in self.dh_parameters) if self.dh_parameters else None,
+            dh_min_size=min((p.p_bits for p in self.dh_parameters), default=None),
             dh_grade=dh_grade,
             secure_renegotiation=renegotiation,
             compression=compression,
-            extended_master_secret=all(self.ems_seen) if self.ems_seen else None,
-            ocsp_stapling=any(self.ocsp_seen) if self.ocsp_seen else None,
+            extended_master_secret=_all_or_none(self.ems_seen),
+            ocsp_stapling=_any_or_none(self.ocsp_seen),
             certificates=certificates,
-            grade=grade,
+            grade=grade_scan(versions=[v.version for v in versions if v.supported], ciphers=ciphers,
+                             groups=self.groups, dh_grade=dh_grade, certificates=certificates,
+                             compression=compression, secure_renegotiation=renegotiation),
         )
+
+    def _accepted_ciphers(self) -> tuple[AcceptedCipher, ...]:
+        """Per version in TLS_VERSIONS order, then SSLv2, each in the order found."""
+        tls = [AcceptedCipher(version, code, CIPHER_SUITES[code].name, grade_cipher_suite(code))
+               for version in TLS_VERSIONS for code in self.accepted.get(version, [])]
+        sslv2 = [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
+                 for kind in self.sslv2_kinds]
+        return (*tls, *sslv2)
+
+
+def _all_or_none(seen: list[bool]) -> bool | None:
+    """Whether every flight showed it; None when no flight could."""
+    return all(seen) if seen else None
+
+
+def _any_or_none(seen: list[bool]) -> bool | None:
+    """Whether some flight showed it; None when no flight could."""
+    return any(seen) if seen else None
+
+
+def _worst_dh_grade(parameters: list[DHParameters]) -> Class | None:
+    """The class of the weakest DH parameters seen; None when no DHE suite was picked."""
+    return worst(*(grade_dh_parameters(p.p, p.g) for p in parameters)) if parameters else None
 
 
 def _certificates(leaf_ders: dict[bytes, None]) -> tuple[CertificateInfo, ...]:

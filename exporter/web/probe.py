@@ -115,7 +115,7 @@ async def answer_probe(exporter: Exporter, request: web.Request) -> web.Response
     except BadRequest as exc:
         return _refusal(exporter, "invalid", str(exc))
     try:
-        result = await exporter.probe_now(target, module, budget)
+        result, scan = await exporter.probe_now(target, module, budget)
     except TargetRefused as exc:
         return _refusal(exporter, "refused", str(exc))
     except TimeoutError:
@@ -124,7 +124,7 @@ async def answer_probe(exporter: Exporter, request: web.Request) -> web.Response
     exporter.metrics.probe_requests.labels("success" if result.success else "failure").inc()
     if debug:
         return _text_answer(debug_report(target, dataclasses.replace(module, timeout=budget), result))
-    return _metrics_answer(request, probe_registry(target, result, exporter.latest_scan(target, module)))
+    return _metrics_answer(request, probe_registry(target, result, scan))
 
 
 def _request_domain(exporter: Exporter, query) -> Domain:

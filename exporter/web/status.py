@@ -128,17 +128,35 @@ def _tls_cells(tls: dict[str, Any] | None) -> str:
     )
 
 
-def _endpoint_row(endpoint: dict[str, Any]) -> str:
-    result = endpoint["last_result"]
+def _endpoint_rows(endpoint: dict[str, Any]) -> str:
+    """One row per probed address (a host with one address: one row, as before)."""
+    host = endpoint["last_result"]
+    if host is None or not host["addresses"]:
+        return _endpoint_row(endpoint, host, _target_cell(endpoint, host, None))
+    return "".join(_endpoint_row(endpoint, result, _target_cell(endpoint, host, result["address"]))
+                   for result in host["addresses"])
+
+
+def _target_cell(endpoint: dict[str, Any], host: dict[str, Any] | None, address: str | None) -> str:
     labels = ", ".join(f"{name}={value}" for name, value in endpoint["labels"].items())
+    notes = [labels] if labels else []
+    if address is not None and (len(host["addresses"]) > 1 or address != endpoint["target"].rsplit(":", 1)[0]):
+        notes.append(f"address {address}")
+    if host is not None and host["consistent"] is False:
+        notes.append("addresses disagree: certificate, TLS version or cipher")
+    notes += [f"not probed: {skip['address']} ({skip['reason']})" for skip in (host or {}).get("skipped", ())]
+    small = "".join(f"<br><small>{_e(note)}</small>" for note in notes)
+    return f'<td><a href="#{_e(_anchor(endpoint))}">{_e(endpoint["target"])}</a>{small}</td>'
+
+
+def _endpoint_row(endpoint: dict[str, Any], result: dict[str, Any] | None, target_cell: str) -> str:
     cells = [
-        f'<td><a href="#{_e(_anchor(endpoint))}">{_e(endpoint["target"])}</a>'
-        + (f"<br><small>{_e(labels)}</small>" if labels else "") + "</td>",
+        target_cell,
         f"<td>{_e(endpoint['module'])}</td>",
         f"<td>{_status_cell(result)}</td>",
         f'<td class="detail">{_e(result["failure_detail"]) if result else ""}</td>',
     ]
-    if result is None:
+    if result is None or "tls" not in result:
         cells.append('<td colspan="6" class="pending">—</td>')
     else:
         cells.append(_tls_cells(result["tls"]))
@@ -226,7 +244,7 @@ def render_status_html(document: dict[str, Any]) -> str:
     if document["last_reload_error"]:
         banner = (f'<p class="banner">The last reload failed; the previous configuration keeps running: '
                   f'<span class="detail">{_e(document["last_reload_error"])}</span></p>')
-    rows = "".join(_endpoint_row(endpoint) for endpoint in endpoints) or (
+    rows = "".join(_endpoint_rows(endpoint) for endpoint in endpoints) or (
         '<tr><td colspan="12" class="pending">no endpoints configured</td></tr>'
     )
     return f"""<!DOCTYPE html>
