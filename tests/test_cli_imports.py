@@ -1,0 +1,45 @@
+"""Each one-shot command imports only what it uses: a fresh interpreter imports the
+command's module and reports which heavy modules ended up in sys.modules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SERVER_SIDE = ("aiohttp", "prometheus_client", "exporter.web", "exporter.metrics", "exporter.service.scheduler")
+CONFIG_FILE = ("yaml", "exporter.config.loader", "exporter.config.yamlnodes")
+
+# module imported -> modules that must stay out of sys.modules
+MUST_NOT_IMPORT = {
+    "exporter.cli": SERVER_SIDE + CONFIG_FILE + ("dns", "cryptography", "exporter.cli.check", "exporter.cli.scan"),
+    "exporter.cli.check": SERVER_SIDE + CONFIG_FILE + (
+        "exporter.tlsscan.scanner", "publicsuffixlist", "OpenSSL"),
+    "exporter.cli.scan": SERVER_SIDE + CONFIG_FILE + (
+        "exporter.domains", "exporter.records.psl", "publicsuffixlist", "OpenSSL"),
+}
+
+
+def imported_by(module: str) -> set[str]:
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    return set(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("module", sorted(MUST_NOT_IMPORT))
+def test_a_command_imports_only_what_it_uses(module):
+    loaded = imported_by(module)
+    assert module in loaded
+    unwanted = {name for name in loaded for heavy in MUST_NOT_IMPORT[module]
+                if name == heavy or name.startswith(heavy + ".")}
+    assert unwanted == set()
+
+
+def test_the_config_loader_comes_on_first_use():
+    # `from exporter.config import load_config` keeps working, and only then loads PyYAML.
+    code = ("import sys, exporter.config as c; before = 'yaml' in sys.modules; "
+            "from exporter.config import load_config; print(before, 'yaml' in sys.modules, load_config.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["False", "True", "exporter.config.loader"]
