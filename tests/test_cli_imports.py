@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.hostile import closed_port
+
 SERVER_SIDE = ("aiohttp", "prometheus_client", "exporter.web", "exporter.metrics", "exporter.service.scheduler")
 CONFIG_FILE = ("yaml", "exporter.config.loader", "exporter.config.yamlnodes")
 
@@ -18,7 +20,7 @@ MUST_NOT_IMPORT = {
     "exporter.cli.check": SERVER_SIDE + CONFIG_FILE + (
         "exporter.tlsscan.scanner", "publicsuffixlist", "OpenSSL"),
     "exporter.cli.scan": SERVER_SIDE + CONFIG_FILE + (
-        "exporter.domains", "exporter.records.psl", "publicsuffixlist", "OpenSSL"),
+        "exporter.domains", "exporter.records.psl", "publicsuffixlist", "OpenSSL", "dns"),
 }
 
 
@@ -43,3 +45,14 @@ def test_the_config_loader_comes_on_first_use():
             "from exporter.config import load_config; print(before, 'yaml' in sys.modules, load_config.__module__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.split() == ["False", "True", "exporter.config.loader"]
+
+
+def test_a_scan_of_an_ip_address_never_imports_dnspython():
+    # The whole command, run to its end (a refused connection): nothing to resolve, so
+    # dnspython, imported by the first lookup, is never imported.
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "exporter", "scan", f"127.0.0.1:{closed_port()}", "--timeout", "2"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "connection_refused" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "exporter.tlsscan.scanner" in imported and "dns.asyncresolver" not in imported
