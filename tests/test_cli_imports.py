@@ -56,3 +56,10 @@ def test_a_scan_of_an_ip_address_never_imports_dnspython():
     assert done.returncode == 2 and "connection_refused" in done.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "exporter.tlsscan.scanner" in imported and "dns.asyncresolver" not in imported
+
+
+def test_a_one_shot_command_is_imported_with_the_collector_off_then_on_again():
+    code = ("import gc; from exporter.cli import one_shot_command; f = one_shot_command('check'); "
+            "print(f.__module__, gc.isenabled(), gc.get_freeze_count() > 10000)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["exporter.cli.check", "True", "True"]
