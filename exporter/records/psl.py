@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from importlib.resources import files
 
 PSL_PACKAGE, PSL_FILE = "publicsuffixlist", "public_suffix_list.dat"
 
 
-@dataclass(frozen=True)
-class SuffixRules:
-    rules: frozenset[str]   # "co.uk", "*.ck", "!www.ck"; IDN rules in Unicode, as the list writes them
-    max_labels: int         # the most labels in one rule (a wildcard's "*" counted)
-
+# The rules as written: "co.uk", "*.ck", "!www.ck"; IDN rules in Unicode.
+SuffixRules = frozenset[str]
 
 # A rule is a line's first word; lines starting with "//" are comments.
 _RULE = re.compile(r"^(?!//)\S+", re.MULTILINE)
@@ -33,8 +29,7 @@ _RULE = re.compile(r"^(?!//)\S+", re.MULTILINE)
 def parse_rules(text: str) -> SuffixRules:
     """The rules of a list in the PSL format, lower-cased (one regular expression over the
     whole text: a loop over its ~16,000 lines in Python costs three times as much)."""
-    rules = frozenset(_RULE.findall(text.lower()))
-    return SuffixRules(rules, max((rule.count(".") + 1 for rule in rules), default=0))
+    return frozenset(_RULE.findall(text.lower()))
 
 
 @functools.cache
@@ -53,14 +48,14 @@ def public_suffix_labels(labels: list[str], psl: SuffixRules) -> int:
     count = len(labels)
     if count == 1:
         return 1
-    for start in range(max(0, count - psl.max_labels - 1), count):
+    for start in range(count):
         depth = count - start
         suffix = ".".join(labels[start:])
-        if "!" + suffix in psl.rules:
+        if "!" + suffix in psl:
             return depth - 1
-        if "*." + suffix in psl.rules:
+        if "*." + suffix in psl:
             return depth + 1 if start > 0 else depth
-        if suffix in psl.rules:
+        if suffix in psl:
             return depth
     return 1
 
