@@ -239,18 +239,29 @@ class DNSClient:
         return await addresses_of(self, host)
 
 
+# Questions one domain check run may ask. A domain is checked in about 10 to 40 (SPF's own
+# limits bound its part); this stops a domain whose records fan out (many MX hosts, many
+# DKIM selectors) from costing thousands of queries.
+QUERY_BUDGET = 400
+
+
 class LookupCache:
     """A DNSClient for one check run: each (name, type) is asked once, its answer or its
-    error kept. Concurrent askers of the same question share one query."""
+    error kept. Concurrent askers of the same question share one query. At most `budget`
+    distinct questions: any further one fails with a DNSError (kind ERROR)."""
 
-    def __init__(self, client: DNSClient):
+    def __init__(self, client: DNSClient, budget: int = QUERY_BUDGET):
         self.client = client
+        self._budget = budget
         self._outcomes: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer | DNSError]] = {}
 
     async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
         key = (normalize_name(name), rdtype, checking_disabled)
         outcome = self._outcomes.get(key)
         if outcome is None:
+            if len(self._outcomes) >= self._budget:
+                raise DNSError(DNSErrorKind.ERROR, name, rdtype,
+                               f"query budget of this check run ({self._budget} questions) used up")
             outcome = self._outcomes[key] = self._ask(key, name, rdtype, checking_disabled)
         # Most questions of a run are asked again (MX host addresses by several checks),
         # or their answer is kept by the client: no task, no shield for those.

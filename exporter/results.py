@@ -18,6 +18,7 @@ class JobKind(enum.StrEnum):
     ENDPOINT = "endpoint"
     DOMAIN = "domain"
     DEEP_SCAN = "deep_scan"
+    BLOCKLIST = "blocklist"
 
 
 class FailureReason(enum.StrEnum):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import resource
 import ssl
 import subprocess
 import sys
@@ -29,11 +30,13 @@ _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
 @contextlib.asynccontextmanager
-async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebConfig = WebConfig()):
-    """(exporter, aiohttp test client) of an exporter serving on 127.0.0.1 in this event loop."""
+async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebConfig = WebConfig(),
+                      lifecycle: bool = False):
+    """(exporter, aiohttp test client) of an exporter serving on 127.0.0.1 in this event loop;
+    `lifecycle` as --web.enable-lifecycle."""
     exporter = Exporter(str(config_path), probes=Probes(endpoint=probe))
     exporter.reload()
-    client = TestClient(TestServer(build_app(exporter, web_config), host="127.0.0.1"))
+    client = TestClient(TestServer(build_app(exporter, web_config, lifecycle=lifecycle), host="127.0.0.1"))
     await client.start_server()
     try:
         yield exporter, client
@@ -44,7 +47,8 @@ async def running_app(config_path: Path, probe=probe_endpoint, web_config: WebCo
 
 class ExporterProcess:
     def __init__(self, config_path: Path, *extra_args: str, scheme: str = "http",
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, descriptor_limit: int | None = None,
+                 start_timeout: float = 20):
         self.config_path = config_path
         self.scheme = scheme
         self.ssl_context = ssl_context     # to verify the exporter's certificate over https
@@ -57,9 +61,11 @@ class ExporterProcess:
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
+            preexec_fn=None if descriptor_limit is None else lambda: resource.setrlimit(
+                resource.RLIMIT_NOFILE, (descriptor_limit, descriptor_limit)),
         )
         threading.Thread(target=self._read_log, daemon=True).start()
-        if not self._listening.wait(timeout=20):
+        if not self._listening.wait(timeout=start_timeout):
             self.stop()
             raise RuntimeError("exporter did not start:\n" + self.log)
 

@@ -507,11 +507,11 @@ BAD_FILES = [
      "invalid YAML: while scanning for the next token, found character '\\t' that cannot start any token"),
     # --- top level
     ("list at top", "- global\n", 1,
-     "the top level must be a mapping with keys global, dns, probe, domain_checks, modules, targets, domains; got a list"),
+     "the top level must be a mapping with keys global, dns, probe, domain_checks, modules, targets, domains, blocklists; got a list"),
     ("string at top", "hello\n", 1,
-     "the top level must be a mapping with keys global, dns, probe, domain_checks, modules, targets, domains; got 'hello'"),
+     "the top level must be a mapping with keys global, dns, probe, domain_checks, modules, targets, domains, blocklists; got 'hello'"),
     ("unknown top key", "global: {}\ntarget: []\n", 2,
-     "target: unknown key (did you mean 'targets'?); allowed here: global, dns, probe, domain_checks, modules, targets, domains"),
+     "target: unknown key (did you mean 'targets'?); allowed here: global, dns, probe, domain_checks, modules, targets, domains, blocklists"),
     ("duplicate key", "targets: []\ndns: {}\ntargets: []\n", 3, "targets: duplicate key (first on line 1)"),
     ("merge key", "global:\n  <<: {interval: 5m}\n", 2, "global: merge keys (<<) are not supported"),
     ("integer key", "global:\n  1: 2\n", 2, "global: keys must be strings, got 1"),
@@ -680,7 +680,7 @@ BAD_FILES = [
      f"domains[0].dkim_selectors[0]: {'s' * 63}._domainkey.{'d' * 60}.{'e' * 60}.{'f' * 60}.example "
      "is longer than 253 characters"),
     ("domain unknown key", "domains:\n  - {name: gmail.com, selectors: [s1]}\n", 2,
-     "domains[0].selectors: unknown key (did you mean 'dkim_selectors'?); allowed here: name, dkim_selectors, labels"),
+     "domains[0].selectors: unknown key (did you mean 'dkim_selectors'?); allowed here: name, dkim_selectors, labels, blocklist_spf"),
     ("custom tag", "domains:\n  - name: !host gmail.com\n", 2,
      "domains[0].name: must be a string, got a value tagged !host; put it in quotes to make it text"),
 ]

@@ -166,9 +166,9 @@ def test_every_alert_has_a_severity_a_summary_and_a_description():
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
         assert {"summary", "description"} <= rule["annotations"].keys(), rule["alert"]
-        # Each names what it is about: an endpoint, a domain, or an exporter.
+        # Each names what it is about: an endpoint, a domain, a blocklist, or an exporter.
         for text in rule["annotations"].values():
-            assert any(f"$labels.{label}" in text for label in ("target", "domain", "instance")), rule["alert"]
+            assert any(f"$labels.{label}" in text for label in ("target", "domain", "list", "instance")), rule["alert"]
 
 
 def test_every_alert_and_severity_has_a_unit_test_where_it_fires():

@@ -20,6 +20,8 @@ from exporter.metrics.selfmetrics import ExporterMetrics
 from test_tlsscan_metrics import RESULT as SCAN_RESULT
 from results_factory import failed_result, host_result, tls_result
 
+from blocklist_factory import DBL, ZEN, listed_result, unusable_result
+
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
 
 
@@ -42,6 +44,8 @@ def full_exposition() -> str:
     results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.TIMEOUT)))
     # Every optional fact known, so that every scan family has a sample.
     results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
+    results.blocklists.put(ZEN.name, ZEN, listed_result())
+    results.blocklists.put(DBL.name, DBL, unusable_result())
     return (generate_latest(registry) + b"".join(results.exposition_chunks())).decode()
 
 

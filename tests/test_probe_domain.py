@@ -59,3 +59,26 @@ async def test_domain_probe_refusals_and_debug(config):
     assert sample_value(bogus, "probe_success") == 0       # SERVFAIL: checks could not run
     assert debug.status == 200 and "== spf-plusall.test" in text and "fix:" in text
     assert counts == {"refused": 1, "invalid": 1, "failure": 1}
+
+
+async def test_domain_probes_take_a_concurrency_slot_and_a_bounded_selector_list(config):
+    async with running_app(config) as (exporter, client):
+        too_many = await client.get("/probe", params=[("domain", "good.test")] +
+                                    [("dkim_selector", f"s{n}") for n in range(11)])
+        too_many_text = await too_many.text()
+        overall = exporter.scheduler.limits.overall
+        held = 0
+        while not overall.locked():           # every slot busy, as under a flood of probes
+            await overall.acquire()
+            held += 1
+        try:
+            starved = parse(await (await client.get(
+                "/probe", params={"domain": "good.test"},
+                headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})).text())
+        finally:
+            for _ in range(held):
+                overall.release()
+        served = parse(await (await client.get("/probe", params={"domain": "good.test"})).text())
+    assert too_many.status == 400 and "at most 10 dkim_selector" in too_many_text
+    assert sample_value(starved, "probe_success") == 0 and sample_value(starved, "mailsec_dmarc_policy") is None
+    assert sample_value(served, "probe_success") == 1

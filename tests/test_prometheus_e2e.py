@@ -118,6 +118,12 @@ def exporter_config(mail_endpoints) -> str:
     config["dns"] = {"nameservers": [f"{resolver.address}:{resolver.port}"], "timeout": "3s"}
     config["domains"] = DOMAINS
     config["domain_checks"] = {"mta_sts_ca_file": running_https_lab().ca_file}   # nginx's test CA
+    # The lab's test blocklists: one listing the MX addresses of good.test, one refusing us.
+    config["blocklists"] = {"lists": [
+        {"name": "bl", "zone": "bl.test", "kind": "ip",
+         "codes": {"127.0.0.2": "spam", "127.0.0.4-127.0.0.7": "exploited", "127.0.0.10-127.0.0.11": "policy"}},
+        {"name": "refusing", "zone": "refusing.test", "kind": "ip", "refusal_codes": ["127.255.255.254"]},
+    ]}
     return yaml.safe_dump(config)
 
 
@@ -130,6 +136,7 @@ def prometheus(mail_endpoints, tmp_path_factory):
     try:
         server.wait_for(f"count(mailsec_probe_success{{scenario!=\"\"}}) == {len(mail_endpoints)}")
         server.wait_for(f"count(mailsec_domain_check_last_run_timestamp_seconds) == {len(DOMAINS)}")
+        server.wait_for("count(mailsec_blocklist_usable) == 2")
         server.wait_for("count(mailsec_tls_scan_success == 1) == 1", timeout=120)
         # rate() panels need a few scrapes, including a second probe run of some target.
         server.wait_for('count_over_time(up{job="mailsec"}[5m]) > 5')
@@ -181,7 +188,8 @@ def firing(server) -> set[tuple[str, str]]:
     def subject(labels: dict[str, str]) -> str:
         if "scenario" in labels:
             return labels["scenario"]
-        return "/".join(labels[name] for name in ("domain", "selector", "check") if name in labels)
+        return "/".join(labels[name] for name in ("domain", "selector", "check", "list", "address", "name")
+                        if name in labels)
 
     return {
         (alert["labels"]["alertname"], subject(alert["labels"]))
@@ -215,6 +223,9 @@ EXPECTED_ALERTS = {
     # (smtpd_tls_ciphers = medium) accepts anonymous DH and legacy suites, with a 1024-bit prime.
     ("MailsecTlsInsufficientCipherAccepted", DEEP_SCANNED),
     ("MailsecTlsWeakDhParameters", DEEP_SCANNED),
+    ("MailsecBlocklistNewlyListed", "bl/127.77.1.1"),        # the MX addresses of good.test and others
+    ("MailsecBlocklistNewlyListed", "bl/::1"),
+    ("MailsecBlocklistUnusable", "refusing"),
 }
 GOOD_ENDPOINTS = {"smtp-good", "submission-good", "smtps-good", "smtp-ecdsa", "imap-good", "imaps-good", "pop3-good", "pop3s-good"}
 # Any of their selectors or checks; good.test's two broken selectors are in EXPECTED_ALERTS.
@@ -227,6 +238,7 @@ MUST_STAY_SILENT = {
     ("MailsecSpfInvalid", "spf-many.test"),             # MailsecSpfTooManyLookups's
     ("MailsecSpfInvalid", "dmarc-ext.test"),            # MailsecSpfMissing's
     ("MailsecTlsGradeInsufficient", DEEP_SCANNED),      # explained by the cipher and DH alerts
+    ("MailsecBlocklistNewlyListed", "bl/127.77.1.2"),   # a policy listing: normal for an inbound MX
 }
 
 

@@ -135,7 +135,7 @@ async def test_a_real_hostile_greeting_is_escaped(tmp_path):
 
 async def test_a_failed_reload_is_shown_on_the_page(tmp_path):
     config = write_config(tmp_path, (2501,))
-    async with running_app(config, probe=ScriptedProbe({2501: [tls_result()]})) as (_, client):
+    async with running_app(config, probe=ScriptedProbe({2501: [tls_result()]}), lifecycle=True) as (_, client):
         config.write_text("targets: [{host: <bad>, module: smtp}]\n")
         response = await client.post("/-/reload")
         assert response.status == 500

@@ -116,10 +116,17 @@ def test_a_bad_config_at_start_exits_non_zero(tmp_path):
     assert run.returncode == 1 and str(bad) in run.stderr
 
 
+def test_reload_over_http_is_refused_without_the_lifecycle_flag(exporter):
+    status, _, body = exporter.get("/-/reload", method="POST")
+    assert status == 403 and "--web.enable-lifecycle" in body
+    exporter.process.send_signal(signal.SIGHUP)                      # SIGHUP still reloads
+    exporter.wait_for(lambda s: "config loaded" in exporter.log.split("listening on", 1)[1])
+
+
 def test_reload_over_http(tmp_path):
     first, second = closed_port(), closed_port()
     config = write_config(tmp_path / "config.yml", [first])
-    process = ExporterProcess(config)
+    process = ExporterProcess(config, "--web.enable-lifecycle")
     try:
         process.wait_for(lambda s: sample_value(s, "mailsec_probe_success", target=f"127.0.0.1:{first}") is not None)
         assert process.get("/-/reload")[0] == 405                      # GET does not reload

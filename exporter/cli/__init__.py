@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
+import re
 import sys
 from typing import Callable
 
@@ -21,12 +23,37 @@ DEFAULT_LISTEN_ADDRESS = ":10054"
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
-    """":10054" -> (None, 10054) (all interfaces); "127.0.0.1:0"; "[::1]:10054"."""
+    """":10054" -> (None, 10054) (all interfaces); "127.0.0.1:0"; "[::1]:10054"; "localhost:80".
+    An IPv6 address must be in brackets, as in Prometheus; anything else is refused."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"invalid listen address {value!r}: expected [HOST]:PORT")
-    host = host.strip("[]")
+    problem = _listen_host_problem(host)
+    if problem:
+        raise argparse.ArgumentTypeError(f"invalid listen address {value!r}: {problem}")
+    if host.startswith("["):
+        host = host[1:-1]
     return (host or None), int(port)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
+
+
+def _listen_host_problem(host: str) -> str | None:
+    """Why `host` (the part before the port) cannot be listened on, or None."""
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]")) or "[" in host[1:] or "]" in host[:-1]:
+            return "unbalanced brackets"
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"{host[1:-1]!r} in brackets is not an IPv6 address"
+        return None
+    if ":" in host:
+        return "an IPv6 address must be in brackets, e.g. [::1]:10054"
+    if host and not _HOST_NAME.fullmatch(host):
+        return f"{host!r} is neither an IP address nor a host name"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_listen_address,
         default=DEFAULT_LISTEN_ADDRESS,
         help="address to serve metrics on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow reloading the configuration with POST /-/reload (default: off; SIGHUP always reloads)",
     )
     parser.add_argument(
         "--web.config.file",

@@ -1,6 +1,7 @@
 """`mailsec-exporter check DOMAIN...`: every domain check and the STARTTLS probe of each
 MX host (whose chain DANE is matched against), the way checkdmarc or an online checker
-would. Exit status: 0 clean, 1 findings, 2 a check could not run."""
+would, and the blocklists of --config.file (if any) about the domain's addresses and names.
+Exit status: 0 clean, 1 findings, 2 a check could not run."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from ..dnsclient import DNSClient, LookupCache
 from ..domains.mx import check_mx
 from ..domains.report import DomainReport, exit_status, render_text
 from ..domains.report import to_json as report_json
+from ..reputation import report as blocklist_report
+from ..reputation.blocklists import check_domain_now as check_blocklists
 from ..service.limits import ConcurrencyLimits
 from ..service.runs import Probes, probe_host, run_domain_check
 
@@ -59,7 +62,10 @@ async def _check_one(domain: Domain, config: Config, module: Module) -> DomainRe
                                      for target in targets))
     chains = {target.host: result.chains() for target, result in zip(targets, results)}
     result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
-    return DomainReport(result, tuple(zip(targets, results)))
+    # Only the lists the configuration names: querying a list has terms of use.
+    listed = await check_blocklists(domain, result, config.blocklists, dns) if config.blocklists.lists else []
+    more = {"blocklists": blocklist_report.findings(listed)} if listed else {}
+    return DomainReport(result, tuple(zip(targets, results)), more, blocklist_report.failures(listed))
 
 
 def check_command(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from ..service.sharding import Shard
 from ..web.app import build_app
 from ..config.web import WebConfig, WebConfigError, load_web_config
 from ..web.auth import ssl_context
+from ..web.server import ConnectionGuard, EventTally, ServerLimits, ServerLog, listening_sockets
 
 log = logging.getLogger("exporter")
 
@@ -32,36 +33,64 @@ async def serve(args: argparse.Namespace, shard: Shard) -> int:
     except WebConfigError as exc:
         print(f"web config error: {exc}", file=sys.stderr)
         return 1
+    host, port = args.listen_address
+    try:
+        listeners = listening_sockets(host, port)
+    except OSError as exc:
+        print(f"cannot listen on {format_listen_address(host, port)}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     exporter = Exporter(args.config_file, shard=shard)
     try:
         exporter.reload()
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        for sock in listeners:
+            sock.close()
         return 1
-    runner = web.AppRunner(build_app(exporter, web_config), access_log=None, handle_signals=False)
-    await runner.setup()
-    listen = args.listen_address
     tls = ssl_context(web_config.tls) if web_config.tls else None
-    site = web.TCPSite(runner, listen[0], listen[1], ssl_context=tls)
-    await site.start()
-    for address in runner.addresses:
-        log.info("listening on %s:%s", *address[:2], extra=with_fields(
-            scheme="https" if tls else "http", basic_auth=bool(web_config.basic_auth_users)))
+    limits = ServerLimits.for_this_process()
+    tally = EventTally()
+    guard = ConnectionGuard(limits, tally, tls)
+    app = build_app(exporter, web_config, lifecycle=args.enable_lifecycle, outer_middlewares=(guard.middleware,))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=ServerLog(tally),
+                           **limits.handler_args())
+    await runner.setup()
+    guard.start(listeners, runner.server)
+    for sock in listeners:
+        log.info("listening on %s:%s", *sock.getsockname()[:2], extra=with_fields(
+            scheme="https" if tls else "http", basic_auth=bool(web_config.basic_auth_users),
+            lifecycle_api=args.enable_lifecycle, max_connections=limits.max_connections,
+            read_timeout=f"{limits.read_timeout:g}s"))
 
     stopping = asyncio.Event()
+    reloads: set[asyncio.Task] = set()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload_quietly, exporter)
+    loop.add_signal_handler(signal.SIGHUP, _start_reload, exporter, reloads)
     await stopping.wait()
     log.info("shutting down")
+    guard.close()
     await exporter.stop()
     await runner.cleanup()
     return 0
 
 
-def _reload_quietly(exporter) -> None:
+def format_listen_address(host: str | None, port: int) -> str:
+    if host is None:
+        return f":{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _start_reload(exporter: Exporter, running: set[asyncio.Task]) -> None:
+    """SIGHUP: reload as POST /-/reload does, the file parsed off the event loop."""
+    task = asyncio.ensure_future(_reload_quietly(exporter))
+    running.add(task)
+    task.add_done_callback(running.discard)
+
+
+async def _reload_quietly(exporter: Exporter) -> None:
     try:
-        exporter.reload()
+        await exporter.reload_off_loop()
     except ConfigError:
         pass  # already logged; the previous config keeps running

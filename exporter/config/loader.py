@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from . import yamlnodes as nodes
+from .blocklists import parse_blocklists
 from .model import (
     TLS_VERSIONS,
     Config,
@@ -70,7 +71,7 @@ _interval = functools.partial(nodes.duration, maximum=_YEAR)    # between two ru
 _timeout = functools.partial(nodes.duration, maximum=_DAY)      # of a probe or a deep scan
 _wait = functools.partial(nodes.duration, maximum=_HOUR)        # of one lookup or fetch
 
-_TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains")
+_TOP_LEVEL_KEYS = ("global", "dns", "probe", "domain_checks", "modules", "targets", "domains", "blocklists")
 
 
 def _parse_config(root: yaml.Node | None, source: str) -> Config:
@@ -86,6 +87,7 @@ def _parse_config(root: yaml.Node | None, source: str) -> Config:
         modules=MappingProxyType(modules),
         targets=_parse_targets(top.get("targets"), "targets", modules),
         domains=_parse_domains(top.get("domains"), "domains"),
+        blocklists=parse_blocklists(top.get("blocklists"), "blocklists"),
         source=source,
     )
 
@@ -348,7 +350,7 @@ def _parse_dkim_selectors(node: yaml.Node | None, path: str, domain: str) -> tup
     return tuple(selectors)
 
 
-_DOMAIN_KEYS = ("name", "dkim_selectors", "labels")
+_DOMAIN_KEYS = ("name", "dkim_selectors", "labels", "blocklist_spf")
 
 
 def _parse_domains(node: yaml.Node | None, path: str) -> tuple[Domain, ...]:
@@ -369,6 +371,7 @@ def _parse_domains(node: yaml.Node | None, path: str) -> tuple[Domain, ...]:
                     fields.get("dkim_selectors"), fields.path_of("dkim_selectors"), name
                 ),
                 labels=nodes.labels(fields.get("labels"), fields.path_of("labels")),
+                **nodes.given(fields, {"blocklist_spf": nodes.boolean}),
             )
         )
     return tuple(domains)

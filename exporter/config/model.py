@@ -133,6 +133,8 @@ class Domain:
     name: str
     dkim_selectors: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Check the addresses its SPF authorises against the IP blocklists; None: blocklists.spf_addresses.
+    blocklist_spf: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,74 @@ class DomainCheckSettings:
     mx_module: str = "smtp"               # the module those MX endpoints are probed with
 
 
+class BlocklistKind(enum.StrEnum):
+    """What a DNS blocklist lists (RFC 5782): IP addresses, or domain names."""
+
+    IP = "ip"
+    DOMAIN = "domain"
+
+
+class ListingMeaning(enum.StrEnum):
+    """What a listing says, whichever list made it: the `meaning` label, a closed set."""
+
+    SPAM = "spam"                 # a source of spam (Spamhaus SBL, SpamCop, Barracuda, PSBL, UCEPROTECT)
+    SNOWSHOE = "snowshoe"         # spam spread thin over many addresses (Spamhaus CSS)
+    EXPLOITED = "exploited"       # a compromised host, a bot, an open proxy (Spamhaus XBL)
+    HIJACKED = "hijacked"         # a stolen or criminal netblock (Spamhaus DROP)
+    # An end-user or dynamic range that should not send mail directly (Spamhaus PBL):
+    # normal for an MX that only receives, wrong for an address that sends.
+    POLICY = "policy"
+    PHISHING = "phishing"
+    MALWARE = "malware"
+    BOTNET_CC = "botnet_cc"       # a botnet command-and-control host
+    ABUSED = "abused"             # a legitimate domain or redirector abused by spammers (Spamhaus DBL 127.0.1.1xx)
+    POOR_REPUTATION = "poor_reputation"   # a reputation list's bad grades (Mailspike L1-L5)
+    OTHER = "other"               # a code the list's `codes` do not name
+
+
+@dataclass(frozen=True)
+class ReturnCodes:
+    """Answers from `first` to `last` (both included) mean `meaning`."""
+
+    first: ipaddress.IPv4Address
+    last: ipaddress.IPv4Address
+    meaning: ListingMeaning
+
+
+@dataclass(frozen=True)
+class Blocklist:
+    """One DNS blocklist (DNSBL/RBL) the exporter queries."""
+
+    name: str                         # the `list` label
+    zone: str                         # e.g. zen.spamhaus.org, without the query key
+    kind: BlocklistKind
+    codes: tuple[ReturnCodes, ...] = ()
+    # Answers that say "you may not query" (Spamhaus: 127.255.255.252/254/255), each a
+    # (first, last) range: an error of the list, never a listing.
+    refusal_codes: tuple[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address], ...] = ()
+    query_key: str | None = None      # put before the zone (Spamhaus DQS: <key>.zen.dq.spamhaus.net); a secret
+    interval: float = 3600.0          # seconds between two runs of the list
+    removal_url: str | None = None    # where a listed address or name asks for removal
+    # The entries that must be listed and must not be (RFC 5782 §5); None: the RFC's
+    # (127.0.0.2 and 127.0.0.1 for IP lists, test and invalid for domain lists).
+    test_listed: str | None = None
+    test_not_listed: str | None = None
+
+    @property
+    def query_zone(self) -> str:
+        """The zone queries are made under: the key, if any, before the zone."""
+        return f"{self.query_key}.{self.zone}" if self.query_key else self.zone
+
+
+@dataclass(frozen=True)
+class BlocklistSettings:
+    """The `blocklists:` section: which lists, and what else is checked against them."""
+
+    lists: tuple[Blocklist, ...] = ()
+    spf_addresses: bool = False       # also the addresses each domain's SPF authorises (per domain: blocklist_spf)
+    concurrency: int = 8              # queries to one list at once
+
+
 @dataclass(frozen=True)
 class Config:
     global_: GlobalSettings = GlobalSettings()
@@ -213,6 +283,7 @@ class Config:
     modules: Mapping[str, Module] = field(default_factory=lambda: MappingProxyType({}))
     targets: tuple[Target, ...] = ()
     domains: tuple[Domain, ...] = ()
+    blocklists: BlocklistSettings = BlocklistSettings()
     source: str = "<defaults>"        # the file this was loaded from
 
 

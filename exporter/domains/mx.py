@@ -36,6 +36,11 @@ class MXResult:
     findings: tuple[Finding, ...] = ()
 
 
+# The MX hosts looked at (by preference, then name), so that a domain cannot turn itself into
+# a thousand probe targets: whoever controls a watched domain's DNS chooses its MX records.
+MAX_MX_HOSTS = 10
+
+
 async def check_mx(domain: str, dns: Resolver) -> MXResult:
     try:
         records = await mx_records(dns, domain)
@@ -52,8 +57,17 @@ async def check_mx(domain: str, dns: Resolver) -> MXResult:
                 Severity.WARNING, "null_mx_preference", f"the null MX of {domain} has preference {records[0].preference}",
                 "publish it as 'MX 0 .' (RFC 7505)"))
         return MXResult(failure=None, null_mx=True, findings=tuple(findings))
-    hosts = await asyncio.gather(*(_host(dns, r.exchange, r.preference) for r in records if r.exchange))
-    return MXResult(failure=None, hosts=tuple(hosts), findings=tuple(_findings(domain, records, hosts)))
+    named = [r for r in records if r.exchange]
+    hosts = await asyncio.gather(*(_host(dns, r.exchange, r.preference) for r in named[:MAX_MX_HOSTS]))
+    findings = _findings(domain, records, hosts)
+    if len(named) > MAX_MX_HOSTS:
+        left_out = ", ".join(r.exchange for r in named[MAX_MX_HOSTS:MAX_MX_HOSTS + 5])
+        findings.append(Finding(
+            Severity.WARNING, "mx_too_many",
+            f"{domain} has {len(named)} MX records: only the {MAX_MX_HOSTS} most preferred are checked and probed "
+            f"(left out: {left_out}{', ...' if len(named) > MAX_MX_HOSTS + 5 else ''})",
+            "publish fewer MX records: senders rarely try more than a few"))
+    return MXResult(failure=None, hosts=tuple(hosts), findings=tuple(findings))
 
 
 async def _host(dns: Resolver, name: str, preference: int) -> MXHost:
@@ -111,6 +125,13 @@ def _findings(domain: str, records, hosts: list[MXHost]) -> list[Finding]:
                 Severity.WARNING, "mx_cname", f"MX {host.name} is a CNAME (RFC 5321 §5.1 forbids aliases)",
                 "point the MX at the canonical host name",
             ))
+        for address in host.addresses:
+            if (kind := non_public_kind(address)) is not None:
+                found.append(Finding(
+                    Severity.ERROR, "mx_address_not_public",
+                    f"MX {host.name} has the {kind} address {address}: senders on the Internet cannot reach it",
+                    f"publish the public address of {host.name} (split-horizon DNS leaking an internal one?)",
+                ))
     reachable = [host for host in hosts if host.addresses]
     if reachable and not any(host.has_ipv6 for host in reachable):
         found.append(Finding(
@@ -118,3 +139,30 @@ def _findings(domain: str, records, hosts: list[MXHost]) -> list[Finding]:
             "add AAAA records to the MX hosts",
         ))
     return found
+
+
+def non_public_kind(address: str) -> str | None:
+    """What kind of address this is when it is not a public unicast one (loopback, private,
+    link-local, documentation, ...), else None. As danecheck does for MX addresses."""
+    ip = ipaddress.ip_address(address)
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    for kind, test in _KINDS:
+        if test(ip):
+            return kind
+    return None if ip.is_global else "reserved"
+
+
+_DOCUMENTATION = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20"))
+_KINDS = (
+    ("loopback", lambda ip: ip.is_loopback),
+    ("unspecified", lambda ip: ip.is_unspecified),
+    ("link-local", lambda ip: ip.is_link_local),
+    ("multicast", lambda ip: ip.is_multicast),
+    ("documentation", lambda ip: any(ip in net for net in _DOCUMENTATION if net.version == ip.version)),
+    ("unique-local", lambda ip: ip.version == 6 and ip in ipaddress.ip_network("fc00::/7")),
+    ("shared (carrier-grade NAT)", lambda ip: ip.version == 4 and ip in ipaddress.ip_network("100.64.0.0/10")),
+    ("reserved", lambda ip: ip.is_reserved),
+    ("private", lambda ip: ip.is_private),
+)

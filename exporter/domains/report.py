@@ -6,10 +6,12 @@ Pure functions of results already gathered; the `check` command gathers them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
 
 from ..config import Target
-from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until
+from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until, printable
 from ..results import AddressFamily, EndpointResult, HostResult
 from .check import DomainResult
 from .common import Finding, Severity
@@ -19,6 +21,9 @@ from .common import Finding, Severity
 class DomainReport:
     result: DomainResult
     mx_probes: tuple[tuple[Target, HostResult], ...]   # one per MX host probed
+    # Checks run outside domains/ (the blocklists): findings by group, and what could not run.
+    more_findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    more_failures: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def host_findings(target: Target, result: HostResult, now: float) -> tuple[Finding, ...]:
@@ -89,12 +94,14 @@ def endpoint_findings(target: Target, result: EndpointResult, now: float, name_a
 def grouped_findings(report: DomainReport, now: float) -> dict[str, tuple[Finding, ...]]:
     groups = dict(report.result.findings_by_check())
     groups["mx_tls"] = tuple(f for target, result in report.mx_probes for f in host_findings(target, result, now))
+    groups.update(report.more_findings)
     return groups
 
 
 def failures(report: DomainReport) -> dict[str, str]:
     """Checks that could not run, with why."""
-    return {check: str(failure) for check, failure in report.result.check_failures().items() if failure is not None}
+    failed = {check: str(failure) for check, failure in report.result.check_failures().items() if failure is not None}
+    return {**failed, **report.more_failures}
 
 
 def exit_status(reports: list[DomainReport], now: float) -> int:
@@ -152,4 +159,4 @@ def render_text(reports: list[DomainReport], now: float) -> str:
         if not any(grouped_findings(report, now).values()) and not failures(report):
             lines.append("  no findings")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)   # DNS text is server-controlled

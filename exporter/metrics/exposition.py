@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.utils import floatToGoString
 
+from .blocklists import BLOCKLIST_METRICS, add_blocklist_samples
 from .endpoint import ENDPOINT_METRICS, add_endpoint_samples
 from .domain import DOMAIN_METRICS, add_domain_samples
 from .specs import Families, MetricSpec
@@ -54,6 +55,7 @@ RESULT_FAMILIES: dict[JobKind, tuple[tuple[MetricSpec, ...], AddSamples]] = {
     JobKind.ENDPOINT: (ENDPOINT_METRICS, add_endpoint_samples),
     JobKind.DOMAIN: (DOMAIN_METRICS, add_domain_samples),
     JobKind.DEEP_SCAN: (TLSSCAN_METRICS, add_scan_samples),
+    JobKind.BLOCKLIST: (BLOCKLIST_METRICS, add_blocklist_samples),
 }
 _HEADERS = {spec.name: family_header(spec) for specs, _ in RESULT_FAMILIES.values() for spec in specs}
 

@@ -10,10 +10,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..config import Domain, Target
+from ..config import Blocklist, Domain, Target
 from ..domains.check import DomainResult
+from ..reputation.blocklists import BlocklistResult
 from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
+from .blocklists import BLOCKLIST_METRICS, add_blocklist_samples
 from .domain import DOMAIN_METRICS, add_domain_samples
 from .endpoint import ENDPOINT_METRICS, add_endpoint_samples
 from .specs import Families
@@ -51,9 +53,15 @@ def probe_registry(target: Target, result: HostResult, scan: TLSScanResult | Non
     return _registry(_ProbeAnswer(result.success, result.duration_seconds, families))
 
 
-def domain_probe_registry(domain: Domain, result: DomainResult | None, duration: float) -> CollectorRegistry:
-    """The metrics of one /probe?domain= answer; only probe_* when the checks did not finish."""
-    families = Families(DOMAIN_METRICS)
+def domain_probe_registry(
+    domain: Domain, result: DomainResult | None, duration: float,
+    blocklists: Iterable[tuple[Blocklist, BlocklistResult]] = (),
+) -> CollectorRegistry:
+    """The metrics of one /probe?domain= answer; only probe_* when the checks did not finish.
+    `blocklists`: the lists' latest results about the domain (they run on their own schedule)."""
+    families = Families(DOMAIN_METRICS + BLOCKLIST_METRICS)
     if result is not None:
         add_domain_samples(families, domain, result)
+    for blocklist, listed in blocklists:
+        add_blocklist_samples(families, blocklist, listed)
     return _registry(_ProbeAnswer(result is not None and result.success, duration, families))

@@ -59,7 +59,7 @@ class ExporterMetrics:
         )
         self.targets = Gauge(
             "mailsec_exporter_targets",
-            "Jobs the scheduler runs, by kind (endpoint, domain, deep_scan).",
+            "Jobs the scheduler runs, by kind (endpoint, domain, deep_scan, blocklist).",
             ["kind"],
             registry=registry,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Module, Target
-from ..presentation import days_until, utc_time, yes_no
+from ..presentation import days_until, printable, utc_time, yes_no
 from ..results import AddressFamily, EndpointResult, HostResult, outcome_fields
 
 
@@ -25,7 +25,8 @@ def debug_report(target: Target, module: Module, result: HostResult) -> str:
     for address_result in result.addresses:
         lines.append("")
         lines.extend(_address_lines(module, address_result))
-    return "\n".join(lines) + "\n"
+    # Greetings, details, certificate names: the server's words, shown without their controls.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _address_lines(module: Module, result: EndpointResult) -> list[str]:

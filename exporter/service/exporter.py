@@ -11,10 +11,11 @@ from typing import AsyncIterator
 
 from prometheus_client import CollectorRegistry
 
-from ..config import Config, ConfigError, Domain, Module, Target, load_config
+from ..config import Blocklist, Config, ConfigError, Domain, Module, Target, load_config
 from ..domains.check import DomainResult
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
+from ..reputation.blocklists import BlocklistResult
 from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
 from .guard import admit, admit_domain
@@ -40,6 +41,7 @@ class Exporter:
         self.results = ResultStores()
         self.scheduler = Scheduler(self.results, self.metrics, probes)
         self.probe_scans = ProbeScanCache(self.scheduler)
+        self._reload_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -52,10 +54,29 @@ class Exporter:
         try:
             loaded = load_config(self.config_path)
         except ConfigError as exc:
-            self.metrics.record_reload(False)
-            self.last_reload_error = str(exc)
-            log.error("config not loaded, keeping the previous one", extra=with_fields(error=exc))
+            self._reload_failed(exc)
             raise
+        return self._apply(loaded)
+
+    async def reload_off_loop(self) -> Config:
+        """As `reload`, for a running server (POST /-/reload, SIGHUP): the file is parsed in a
+        worker thread, so that the event loop keeps answering scrapes and running probes
+        meanwhile, and applied on the loop. Reloads run one at a time: the last one applies the
+        file as it was when it was read last."""
+        async with self._reload_lock:
+            try:
+                loaded = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as exc:
+                self._reload_failed(exc)
+                raise
+            return self._apply(loaded)
+
+    def _reload_failed(self, exc: ConfigError) -> None:
+        self.metrics.record_reload(False)
+        self.last_reload_error = str(exc)
+        log.error("config not loaded, keeping the previous one", extra=with_fields(error=exc))
+
+    def _apply(self, loaded: Config) -> Config:
         config = self.shard.select(loaded)
         self.scheduler.apply(config)
         self.config = config
@@ -103,9 +124,26 @@ class Exporter:
         return Domain(name, selectors or listed.dkim_selectors, listed.labels)
 
     async def check_domain_now(self, domain: Domain, budget: float) -> DomainResult | None:
-        """Check a domain named by a request now (see `request_domain`); None when the
-        checks did not finish within `budget` seconds. The result is not stored."""
-        return await self.scheduler.check_domain(domain, budget)
+        """Check a domain named by a request now (see `request_domain`), within one of the
+        overall concurrency slots, as scheduled runs are; None when the checks did not
+        finish within `budget` seconds, slot wait included. The result is not stored."""
+        deadline = asyncio.get_running_loop().time() + budget
+        overall = self.scheduler.limits.overall
+        try:
+            async with asyncio.timeout(budget):
+                await overall.acquire()
+        except TimeoutError:
+            return None
+        try:
+            return await self.scheduler.check_domain(domain, deadline - asyncio.get_running_loop().time())
+        finally:
+            overall.release()
+
+    def latest_blocklists(self, domain: str) -> list[tuple[Blocklist, BlocklistResult]]:
+        """Each list's latest result narrowed to what comes from `domain` (for /probe?domain=).
+        Lists run on their own schedule only: a request never queries them."""
+        return [(entry.subject, dataclasses.replace(entry.result.for_domain(domain), interval_seconds=None))
+                for entry in self.results.blocklists.snapshot()]
 
     async def stop(self) -> None:
         await self.probe_scans.stop()

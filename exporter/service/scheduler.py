@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Awaitable, Callable
 
-from ..config import Config, DeepScanSettings, Domain, Module, Target
+from ..config import Blocklist, Config, DeepScanSettings, Domain, Module, Target
 from ..dnsclient import DNSClient, DNSError, PinnedResolver
 from ..domains.check import DomainResult
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
+from ..reputation.blocklists import BlocklistResult, run_blocklist
 from ..results import FailureReason, HostResult, JobKind
 from ..tlsscan.results import TLSScanResult
 from .limits import ConcurrencyLimits
@@ -76,6 +77,8 @@ class Scheduler:
         self._endpoints = results.endpoints
         self._domains = results.domains
         self._scans = results.scans
+        self._blocklists = results.blocklists
+        self._listed_since = results.listed_since
         self._metrics = metrics
         self._probes = probes
         self._jobs: dict[JobKey, tuple[_Job, asyncio.Task]] = {}
@@ -102,6 +105,7 @@ class Scheduler:
         self._configured_endpoints = {job.key for job in jobs}
         jobs += [self._scan_job(target) for target in config.targets if config.modules[target.module].deep_scan]
         jobs += [self._domain_job(domain) for domain in config.domains]
+        jobs += [self._blocklist_job(blocklist) for blocklist in config.blocklists.lists]
         wanted = {job.key: job for job in jobs}
         # MX hosts discovered by the checks of domains that stay configured.
         self._mx_of = {name: hosts for name, hosts in self._mx_of.items() if JobKey(JobKind.DOMAIN, name) in wanted}
@@ -116,8 +120,9 @@ class Scheduler:
             if key not in self._jobs:
                 self._start_job(job)
         for kind, store in ((JobKind.ENDPOINT, self._endpoints), (JobKind.DOMAIN, self._domains),
-                            (JobKind.DEEP_SCAN, self._scans)):
+                            (JobKind.DEEP_SCAN, self._scans), (JobKind.BLOCKLIST, self._blocklists)):
             store.retain(key.subject for key in wanted if key.kind is kind)
+        self._listed_since.retain(key.subject for key in wanted if key.kind is JobKind.BLOCKLIST)
         self._last_failure = {k: v for k, v in self._last_failure.items() if JobKey(JobKind.ENDPOINT, k) in wanted}
 
     def next_run(self, kind: JobKind, subject: str) -> float | None:
@@ -143,6 +148,14 @@ class Scheduler:
         interval = self.domain_interval()
         run = functools.partial(self.check_once, domain)
         return _Job(JobKey(JobKind.DOMAIN, domain.name), (domain, settings, interval), interval, run)
+
+    def _blocklist_job(self, blocklist: Blocklist) -> _Job:
+        # Domains and targets are read at each run: a reload that changes them does not
+        # restart the job (and query the list again at once).
+        settings = self.config.blocklists
+        run = functools.partial(self.blocklist_once, blocklist)
+        return _Job(JobKey(JobKind.BLOCKLIST, blocklist.name), (blocklist, settings.spf_addresses, settings.concurrency),
+                    blocklist.interval, run)
 
     def _mx_target(self, host: str) -> Target:
         module = self.config.modules[self.config.domain_checks.mx_module]
@@ -269,6 +282,35 @@ class Scheduler:
         except Exception:
             log.exception("domain check failed", extra=with_fields(domain=domain.name))
         return None
+
+    async def blocklist_once(self, blocklist: Blocklist, due: float | None = None) -> BlocklistResult | None:
+        """Check the watched domains' and targets' addresses or names against `blocklist` now
+        (the MX hosts from the domains' latest results) and store the result, each listing
+        with when it was first seen. A run that raises or overruns its interval is logged."""
+        async with self.limits.overall:
+            self._observe_lag(due)
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(blocklist.interval):
+                    result = await run_blocklist(blocklist, self.config.blocklists, self.config.domains,
+                                                 self.config.targets, self.dns, self.stored_domain_result)
+            except TimeoutError:
+                log.warning("blocklist run did not finish within its interval", extra=with_fields(list=blocklist.name))
+                result = None
+            except Exception:
+                log.exception("blocklist run failed", extra=with_fields(list=blocklist.name))
+                result = None
+        if result is None:
+            self._metrics.record_probe(JobKind.BLOCKLIST, "", False, time.monotonic() - started)
+            return None
+        result = self._listed_since.stamp(replace(result, interval_seconds=blocklist.interval))
+        self._metrics.record_probe(JobKind.BLOCKLIST, "", result.success, result.duration_seconds)
+        self._blocklists.put(blocklist.name, blocklist, result)
+        return result
+
+    def stored_domain_result(self, name: str) -> DomainResult | None:
+        entry = self._domains.get(name)
+        return entry.result if entry is not None else None
 
     def _discover_mx(self, domain: str, hosts: frozenset[str]) -> None:
         """Probe the MX hosts a domain names (each once, however many domains share it) and

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
 from ..metrics.exposition import exposition_chunks, renderer
+from ..reputation.blocklists import ListedSince
 from ..results import JobKind
 
 if TYPE_CHECKING:   # result types only: the store itself does not care what it keeps
-    from ..config import Domain, Target
+    from ..config import Blocklist, Domain, Target
+    from ..reputation.blocklists import BlocklistResult
     from ..domains.check import DomainResult
     from ..results import EndpointResult
     from ..tlsscan.results import TLSScanResult
@@ -116,8 +118,11 @@ class ResultStores:
     endpoints: LatestResults["Target", "EndpointResult"] = field(default_factory=_rendered(JobKind.ENDPOINT))
     domains: LatestResults["Domain", "DomainResult"] = field(default_factory=_rendered(JobKind.DOMAIN))
     scans: LatestResults["Target", "TLSScanResult"] = field(default_factory=_rendered(JobKind.DEEP_SCAN))
+    blocklists: LatestResults["Blocklist", "BlocklistResult"] = field(default_factory=_rendered(JobKind.BLOCKLIST))
+    # When each current blocklist listing was first seen: kept for the life of the process.
+    listed_since: ListedSince = field(default_factory=ListedSince)
 
     def exposition_chunks(self) -> Iterator[bytes]:
         """Every stored result's families, one chunk per family (see metrics.exposition)."""
-        stores = (self.endpoints, self.domains, self.scans)
+        stores = (self.endpoints, self.domains, self.scans, self.blocklists)
         return exposition_chunks(entry.derived for store in stores for entry in store.snapshot())

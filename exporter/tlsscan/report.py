@@ -3,7 +3,7 @@ of it for `mailsec-exporter scan HOST:PORT [--json]`, a summary for the status p
 
 from __future__ import annotations
 
-from ..presentation import yes_no
+from ..presentation import printable, yes_no
 from ..results import outcome_fields
 from .results import TLSScanResult
 
@@ -47,7 +47,7 @@ def render_table(result: TLSScanResult) -> str:
         lines.append("")
         lines.append(f"Certificate: {cert.subject}")
         lines.append(f"  key {cert.key_type} {cert.key_bits} bits, signature hash {cert.signature_hash or 'none (EdDSA)'}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"   # subjects, details: the server's words
 
 
 def to_json(result: TLSScanResult) -> dict:

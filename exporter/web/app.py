@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -13,9 +14,11 @@ from ..config.web import WebConfig
 from ..service.exporter import Exporter
 from .auth import auth_middleware
 from .probe import answer_probe
+from .server import MAX_BODY_BYTES
 from .status import render_status_html, status_document
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
+LIFECYCLE_KEY = web.AppKey("lifecycle", bool)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -46,10 +49,17 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: no configuration loaded\n")
 
 
+LIFECYCLE_DISABLED = ("Lifecycle API is not enabled: start the exporter with --web.enable-lifecycle "
+                      "to reload over HTTP. SIGHUP always reloads.\n")
+
+
 async def reload(request: web.Request) -> web.Response:
-    """POST /-/reload: as SIGHUP; an invalid file answers 500 with the reason."""
+    """POST /-/reload: as SIGHUP, when --web.enable-lifecycle allows it (as in Prometheus);
+    an invalid file answers 500 with the reason. The file is parsed off the event loop."""
+    if not request.app[LIFECYCLE_KEY]:
+        return web.Response(status=403, text=LIFECYCLE_DISABLED)
     try:
-        config = request.app[EXPORTER_KEY].reload()
+        config = await request.app[EXPORTER_KEY].reload_off_loop()
     except ConfigError as exc:
         return web.Response(status=500, text=f"config not reloaded, the previous one keeps running: {exc}\n")
     return web.Response(text=f"config reloaded: {len(config.targets)} targets, {len(config.domains)} domains\n")
@@ -65,12 +75,16 @@ async def status_json(request: web.Request) -> web.Response:
     return web.json_response(status_document(request.app[EXPORTER_KEY], time.time()))
 
 
-def build_app(exporter: Exporter, web_config: WebConfig = WebConfig()) -> web.Application:
-    middlewares = []
+def build_app(exporter: Exporter, web_config: WebConfig = WebConfig(), *, lifecycle: bool = False,
+              outer_middlewares: tuple[Middleware, ...] = ()) -> web.Application:
+    """The routes; `lifecycle` enables POST /-/reload; `outer_middlewares` run before
+    authentication (the connection guard of web/server.py)."""
+    middlewares = list(outer_middlewares)
     if web_config.basic_auth_users:
         middlewares.append(auth_middleware(web_config.basic_auth_users, web_config.public_paths))
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[EXPORTER_KEY] = exporter
+    app[LIFECYCLE_KEY] = lifecycle
     app.router.add_get("/", status_page)
     app.router.add_get("/api/v1/status", status_json)
     app.router.add_get("/metrics", metrics)

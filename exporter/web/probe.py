@@ -22,12 +22,15 @@ from ..config import Domain, Module, Target, check_dkim_selector, normalize_dns_
 from ..domains.report import DomainReport, render_text
 from ..metrics.probe import domain_probe_registry, probe_registry
 from ..probes.report import debug_report
+from ..reputation.report import failures as blocklist_failures
+from ..reputation.report import findings as blocklist_findings
 from ..service.exporter import Exporter
 from ..service.guard import TargetRefused
 
 TARGET_PARAMETERS = ("target", "module", "debug")
 DOMAIN_PARAMETERS = ("domain", "dkim_selector", "debug")
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+MAX_DKIM_SELECTORS = 10   # each costs DNS questions: a request may not ask for hundreds
 
 
 class BadRequest(Exception):
@@ -131,7 +134,10 @@ def _request_domain(exporter: Exporter, query) -> Domain:
     _check_parameters(query, DOMAIN_PARAMETERS, ("domain",))
     try:
         name = normalize_dns_name(query["domain"])
-        selectors = tuple(dict.fromkeys(check_dkim_selector(s) for s in query.getall("dkim_selector", [])))
+        given = query.getall("dkim_selector", [])
+        if len(given) > MAX_DKIM_SELECTORS:
+            raise BadRequest(f"at most {MAX_DKIM_SELECTORS} dkim_selector parameters; got {len(given)}")
+        selectors = tuple(dict.fromkeys(check_dkim_selector(s) for s in given))
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     return exporter.request_domain(name, selectors)
@@ -153,8 +159,11 @@ async def answer_domain_probe(exporter: Exporter, request: web.Request) -> web.R
     result = await exporter.check_domain_now(domain, budget)
     duration = time.monotonic() - started
     exporter.metrics.probe_requests.labels("success" if result is not None and result.success else "failure").inc()
+    blocklists = exporter.latest_blocklists(domain.name)
     if debug:
         if result is None:
             return _text_answer(f"Checks of {domain.name} did not finish within {budget:.3g}s\n")
-        return _text_answer(render_text([DomainReport(result, ())], time.time()))
-    return _metrics_answer(request, domain_probe_registry(domain, result, duration))
+        listed = [listed for _, listed in blocklists]
+        report = DomainReport(result, (), {"blocklists": blocklist_findings(listed)}, blocklist_failures(listed))
+        return _text_answer(render_text([report], time.time()))
+    return _metrics_answer(request, domain_probe_registry(domain, result, duration, blocklists))

@@ -12,8 +12,9 @@ from typing import Any
 
 from .. import __version__
 from ..config import Domain, Target
-from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, utc_time
+from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, printable, utc_time
 from ..probes.report import to_json as endpoint_json
+from ..reputation.report import to_json as blocklist_json
 from ..results import JobKind, outcome_fields
 from ..service.exporter import Exporter
 from ..service.store import FAILURES_KEPT, SUCCESSES_KEPT
@@ -56,6 +57,15 @@ def _domain_document(exporter: Exporter, domain: Domain) -> dict[str, Any]:
     }
 
 
+def _blocklist_document(exporter: Exporter, name: str) -> dict[str, Any]:
+    entry = exporter.results.blocklists.get(name)
+    return {
+        "list": name,
+        "next_run": exporter.scheduler.next_run(JobKind.BLOCKLIST, name),
+        "last_result": blocklist_json(entry.result) if entry else None,
+    }
+
+
 def status_document(exporter: Exporter, now: float) -> dict[str, Any]:
     config = exporter.config
     targets = (*config.targets, *exporter.scheduler.discovered_targets()) if config else ()
@@ -67,6 +77,8 @@ def status_document(exporter: Exporter, now: float) -> dict[str, Any]:
         "generated_at": now,
         "endpoints": [_endpoint_document(exporter, target, now) for target in targets],
         "domains": [_domain_document(exporter, domain) for domain in (config.domains if config else ())],
+        "blocklists": [_blocklist_document(exporter, blocklist.name)
+                       for blocklist in (config.blocklists.lists if config else ())],
     }
 
 
@@ -89,7 +101,7 @@ th { background: #f0f0f0; }
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(printable(str(value)), quote=True)   # no bidi overrides or controls either
 
 
 def _time(timestamp: float | None) -> str:
@@ -265,6 +277,7 @@ shard {shard['index']} of {shard['count']} · page generated {_e(_time(document[
 {rows}
 </table>
 {_scans_and_domains_html(document)}
+{_blocklists_html(document["blocklists"])}
 <h2>Recent results</h2>
 <p>Per endpoint: the last {FAILURES_KEPT} failures and the last {SUCCESSES_KEPT} successes, newest first.</p>
 {"".join(_history_section(endpoint) for endpoint in endpoints)}
@@ -291,3 +304,48 @@ def _scans_and_domains_html(document: dict[str, Any]) -> str:
             "<h2>Domain findings</h2>" + "".join(_findings_section(d) for d in domains)
         )
     return "\n".join(parts)
+
+
+def _blocklist_row(blocklist: dict[str, Any]) -> str:
+    result = blocklist["last_result"]
+    name = f"<td>{_e(blocklist['list'])}</td>"
+    if result is None:
+        return f'<tr class="blocklist">{name}<td colspan="4" class="pending">not run yet</td>' \
+               f"<td>{_e(_time(blocklist['next_run']))}</td></tr>"
+    status = ('<span class="ok">usable</span>' if result["usable"] else
+              f'<span class="fail">unusable</span> {_e(result["problem"])}')
+    detail = _e(result["problem_detail"]) or "<br>".join(
+        f"{_e(error['subject'])}: {_e(error['reason'])} {_e(error['detail'])}" for error in result["errors"])
+    listed = len(result["listings"])
+    return (f'<tr class="blocklist">{name}<td>{status}</td><td class="detail">{detail}</td>'
+            f'<td><span class="{"fail" if listed else "ok"}">{listed}</span> of {result["subjects"]}</td>'
+            f"<td>{_e(_time(result['observed_at']))}</td><td>{_e(_time(blocklist['next_run']))}</td></tr>")
+
+
+def _listing_row(name: str, listing: dict[str, Any]) -> str:
+    url = listing["removal_url"]
+    link = f'<a href="{_e(url)}" rel="noreferrer">{_e(url)}</a>' if url else "—"
+    css = "warn" if listing["meanings"] == ["policy"] else "fail"
+    return (f"<tr><td>{_e(name)}</td><td>{_e(listing['subject'])}<br><small>{_e('; '.join(listing['origins']))}"
+            f'</small></td><td><span class="{css}">{_e(", ".join(listing["meanings"]))}</span>'
+            f"<br><small>{_e(', '.join(listing['codes']))}</small></td>"
+            f"<td>{_e(_time(listing['listed_since']))}</td>"
+            f'<td class="detail">{_e(listing["reason"])}</td><td>{link}</td></tr>')
+
+
+def _blocklists_html(blocklists: list[dict[str, Any]]) -> str:
+    if not blocklists:
+        return ""
+    rows = "".join(_blocklist_row(blocklist) for blocklist in blocklists)
+    listings = "".join(_listing_row(blocklist["list"], listing) for blocklist in blocklists
+                       if blocklist["last_result"] for listing in blocklist["last_result"]["listings"])
+    notes = sorted({note for blocklist in blocklists if blocklist["last_result"]
+                    for note in blocklist["last_result"]["notes"]})
+    return (
+        '<h2 id="blocklists">Blocklists</h2><table id="blocklist-table"><tr><th>List</th><th>Status</th>'
+        "<th>Problem</th><th>Listed</th><th>Last run</th><th>Next run</th></tr>" + rows + "</table>"
+        '<h3>Listings</h3><table id="listings"><tr><th>List</th><th>Address or name</th><th>Meaning</th>'
+        "<th>Listed since</th><th>Reason (TXT)</th><th>Removal</th></tr>"
+        + (listings or '<tr><td colspan="6" class="pending">nothing listed</td></tr>') + "</table>"
+        + ("<h3>Not checked</h3><ul>" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>" if notes else "")
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 
 import dns.flags
 import dns.message
@@ -24,6 +25,7 @@ PORT = 53
 ZONE = "hostile.test"
 SPF_CHAIN_DEPTH = 100
 HUGE_TXT_OCTETS = 64000   # one TXT record, close to the 65535-octet message limit
+SLOW_SECONDS = 0.3        # how long the slow-list behaviour takes to answer
 
 BEHAVIOURS = {
     "truncated": "UDP answers have TC set and no records; TCP connections are accepted, never answered",
@@ -33,6 +35,8 @@ BEHAVIOURS = {
     "spf-deep": f"an SPF include chain {SPF_CHAIN_DEPTH} records deep",
     "garbage": "answers are bytes that are not a DNS message (after the query's ID)",
     "silent": "no answer at all",
+    "slow-list": f"a DNS blocklist answering after {SLOW_SECONDS}s: 127.0.0.2 for its test entry "
+                 "(2.0.0.127.slow-list.hostile.test), NXDOMAIN for every other name",
 }
 
 
@@ -99,15 +103,26 @@ def build_reply(query: dns.message.Message, over_tcp: bool) -> bytes | None:
         response.answer.append(dns.rrset.from_text(second, 300, "IN", "CNAME", first))
     elif behaviour in ("spf-loop", "spf-deep") and rdtype == dns.rdatatype.TXT:
         _spf_answer(response, name, behaviour)
+    elif behaviour == "slow-list":
+        if name == f"2.0.0.127.slow-list.{ZONE}" and rdtype == dns.rdatatype.A:
+            response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", "127.0.0.2"))
+        else:
+            response.set_rcode(dns.rcode.NXDOMAIN)
     elif behaviour is None or behaviour not in BEHAVIOURS:
         response.set_rcode(dns.rcode.NXDOMAIN)
     # Anything else: NOERROR without records (NODATA).
     return response.to_wire(max_size=65535)
 
 
+def reply_delay(query: dns.message.Message) -> float:
+    """Seconds to wait before sending the reply to `query`."""
+    return SLOW_SECONDS if _behaviour(query.question[0].name.to_text()) == "slow-list" else 0.0
+
+
 class HostileDNS:
     def __init__(self):
         self.queries: list[tuple[str, str]] = []
+        self.arrivals: list[tuple[float, str]] = []    # (time.monotonic(), name) of each query
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._connections: set[asyncio.Task] = set()
@@ -127,6 +142,7 @@ class HostileDNS:
         query = dns.message.from_wire(wire)
         question = query.question[0]
         self.queries.append((question.name.to_text().rstrip(".").lower(), dns.rdatatype.to_text(question.rdtype)))
+        self.arrivals.append((time.monotonic(), self.queries[-1][0]))
         return query
 
     async def _start(self) -> None:
@@ -137,9 +153,10 @@ class HostileDNS:
                 self.transport = transport
 
             def datagram_received(self, data, addr):
-                reply = build_reply(server._parse(data), over_tcp=False)
+                query = server._parse(data)
+                reply = build_reply(query, over_tcp=False)
                 if reply is not None:
-                    self.transport.sendto(reply, addr)
+                    server._loop.call_later(reply_delay(query), self.transport.sendto, reply, addr)
 
         self._udp, _ = await self._loop.create_datagram_endpoint(UDP, local_addr=(HOSTILE_ADDRESS, PORT))
         self._tcp = await asyncio.start_server(self._serve_tcp, HOSTILE_ADDRESS, PORT, reuse_address=True)
@@ -149,7 +166,9 @@ class HostileDNS:
         try:
             while True:
                 size = int.from_bytes(await reader.readexactly(2), "big")
-                reply = build_reply(self._parse(await reader.readexactly(size)), over_tcp=True)
+                query = self._parse(await reader.readexactly(size))
+                reply = build_reply(query, over_tcp=True)
+                await asyncio.sleep(reply_delay(query))
                 if reply is None:
                     await reader.read()   # hang: hold the connection until the client leaves
                     return

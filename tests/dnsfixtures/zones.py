@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -50,8 +51,34 @@ MX2_GOOD = "127.77.1.2"       # its PTR names another host: forward-confirmed re
 MX_SIGNED = "127.77.1.3"
 MX_UNSIGNED = "127.77.1.4"
 MX_BOGUS = "127.77.1.5"
+# pair.test: one MX name, two servers (tests/test_addresses_realpostfix.py runs Postfix on
+# both, one presenting the certificate its TLSA record names, one another), and a second MX
+# name with an IPv4 and an IPv6 (::1) address.
+PAIR_FIRST = "127.77.3.1"
+PAIR_SECOND = "127.77.3.2"
 
 BIG_TXT_STRINGS = [("x" * 200) + str(n) for n in range(10)]   # > 1232 bytes: truncated over UDP
+
+# DNS blocklists (RFC 5782) served inside `test.`, and what they list. Each IP list entry is
+# (address, return code); the addresses are the MX hosts' and those blspf.test's SPF authorises.
+BL_ZONE = "bl.test"                # an IP list, codes as Spamhaus ZEN's
+DBL_ZONE = "dbl.test"              # a domain list
+REFUSING_ZONE = "refusing.test"    # answers 127.255.255.254 ("you may not query") to everything
+DEAD_ZONE = "dead.test"            # no records at all: its test entry is NXDOMAIN
+ALL_ZONE = "all.test"              # lists every address, 127.0.0.1 included
+HIJACKED_ZONE = "nxhijack.test"    # answers an address outside 127.0.0.0/8, as NXDOMAIN-rewriting resolvers do
+SPF_LISTED = "127.77.3.9"          # in blspf.test's ip4:127.77.3.8/29
+SPF_OTHER_CODE = "127.77.3.10"     # listed with a code the list's table does not name
+BL_ENTRIES = {
+    "127.0.0.2": "127.0.0.2",      # the RFC 5782 test entry
+    MX1_GOOD: "127.0.0.2",         # spam
+    MX2_GOOD: "127.0.0.10",        # policy (PBL): normal for an MX that only receives
+    MX1_GOOD_V6: "127.0.0.4",      # exploited, in the nibble format
+    SPF_LISTED: "127.0.0.3",       # snowshoe
+    SPF_OTHER_CODE: "127.0.0.99",
+}
+BL_REASON = "Listed for spam, see https://bl.test/lookup?ip={address}"
+DBL_ENTRIES = {"test": "127.0.1.2", "good.test": "127.0.1.2", "reports.test": "127.0.1.4"}
 
 
 def _dkim_rsa(bits: int) -> str:
@@ -227,11 +254,48 @@ def test_zone_records() -> str:
         f"mx.dane-pkix 300 A {MX1_GOOD}",
         f"_25._tcp.mx.dane-pkix 300 TLSA 1 0 1 {hashlib.sha256(dane_chain()[0]).hexdigest()}",
         "_25._tcp.mx.dane-pkix 300 TLSA 3 1 7 abcd",   # matching type 7 is not defined
+        # pair.test: see PAIR_FIRST. DANE-EE 3 1 1 of dane_credential()'s leaf, names ignored.
+        "pair 300 MX 10 mx.pair.test.",
+        "pair 300 MX 20 mx6.pair.test.",
+        f"mx.pair 300 A {PAIR_FIRST}",
+        f"mx.pair 300 A {PAIR_SECOND}",
+        f"mx6.pair 300 A {PAIR_FIRST}",
+        "mx6.pair 300 AAAA ::1",
+        f"_25._tcp.mx.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
+        f"_25._tcp.mx6.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
+        *blocklist_records(),
         # TCP fallback: an answer too big for one UDP datagram.
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[:5]),
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[5:]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _reversed(address: str) -> str:
+    parsed = ipaddress.ip_address(address)
+    if parsed.version == 4:
+        return ".".join(reversed(address.split(".")))
+    return ".".join(reversed(parsed.exploded.replace(":", "")))
+
+
+def blocklist_records() -> list[str]:
+    """The test lists (relative to `test.`), and blspf.test, whose SPF authorises a /29,
+    a /125, an `a` with /31, its MX, an own include, and skips a /16 and a provider's include."""
+    spf = ("v=spf1 ip4:127.77.3.8/29 ip4:127.77.0.0/16 ip6:fd00::/125 a:out.blspf.test/31 mx "
+           "include:_spf.blspf.test include:_spf.good.test ~ip4:127.77.5.5 -all")
+    return [
+        *(f"{_reversed(address)}.bl 300 A {code}" for address, code in BL_ENTRIES.items()),
+        *(f"{_reversed(address)}.bl 300 TXT {_txt(BL_REASON.format(address=address))}" for address in BL_ENTRIES),
+        *(f"{name}.dbl 300 A {code}" for name, code in DBL_ENTRIES.items()),
+        f"good.test.dbl 300 TXT {_txt('Spam domain, see https://bl.test/domain?good.test')}",
+        "*.refusing 300 A 127.255.255.254",
+        "*.all 300 A 127.0.0.2",
+        "*.nxhijack 300 A 192.0.2.80",
+        "blspf 300 MX 10 mx1.good.test.",
+        f"blspf 300 TXT {_txt(spf)}",
+        f"_spf.blspf 300 TXT {_txt('v=spf1 ip4:127.77.3.20 -all')}",
+        "out.blspf 300 A 127.77.3.30",
+    ]
 
 
 def child_zone_records(label: str, mx_address: str) -> str:
