@@ -18,7 +18,7 @@ CONFIG_FILE = ("yaml", "exporter.config.loader", "exporter.config.yamlnodes")
 MUST_NOT_IMPORT = {
     "exporter.cli": SERVER_SIDE + CONFIG_FILE + ("dns", "cryptography", "exporter.cli.check", "exporter.cli.scan"),
     "exporter.cli.check": SERVER_SIDE + CONFIG_FILE + (
-        "exporter.tlsscan.scanner", "publicsuffixlist", "OpenSSL"),
+        "exporter.tlsscan.scanner", "publicsuffixlist", "OpenSSL", "exporter.reputation"),
     "exporter.cli.scan": SERVER_SIDE + CONFIG_FILE + (
         "exporter.domains", "exporter.records.psl", "publicsuffixlist", "OpenSSL", "dns"),
 }

@@ -29,8 +29,6 @@ from ..dnsclient import DNSClient, LookupCache
 from ..domains.mx import check_mx
 from ..domains.report import DomainReport, exit_status, render_text
 from ..domains.report import to_json as report_json
-from ..reputation import report as blocklist_report
-from ..reputation.blocklists import check_domain_now as check_blocklists
 from ..service.limits import ConcurrencyLimits
 from ..service.runs import Probes, probe_host, run_domain_check
 
@@ -62,10 +60,16 @@ async def _check_one(domain: Domain, config: Config, module: Module) -> DomainRe
                                      for target in targets))
     chains = {target.host: result.chains() for target, result in zip(targets, results)}
     result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
+    probed = tuple(zip(targets, results))
     # Only the lists the configuration names: querying a list has terms of use.
-    listed = await check_blocklists(domain, result, config.blocklists, dns) if config.blocklists.lists else []
+    if not config.blocklists.lists:
+        return DomainReport(result, probed)
+    from ..reputation import report as blocklist_report   # imported only when lists are configured
+    from ..reputation.blocklists import check_domain_now as check_blocklists
+
+    listed = await check_blocklists(domain, result, config.blocklists, dns)
     more = {"blocklists": blocklist_report.findings(listed)} if listed else {}
-    return DomainReport(result, tuple(zip(targets, results)), more, blocklist_report.failures(listed))
+    return DomainReport(result, probed, more, blocklist_report.failures(listed))
 
 
 def check_command(args: argparse.Namespace) -> int:
