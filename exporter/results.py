@@ -11,6 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
+from .config import MailProtocol
+
 
 class JobKind(enum.StrEnum):
     """What a run probes: the `kind` label of the exporter's own metrics."""
@@ -76,6 +78,135 @@ class TLSFacts:
         return min(cert.not_after for cert in self.chain)
 
 
+class Capability(enum.StrEnum):
+    """The capabilities the probe names, a closed set: the `capability` label. Which ones a
+    protocol family can offer is `CAPABILITIES_BY_FAMILY`; any other is counted as unknown."""
+
+    # SMTP extensions (EHLO keywords)
+    AUTH = "AUTH"
+    STARTTLS = "STARTTLS"
+    REQUIRETLS = "REQUIRETLS"              # RFC 8689
+    SMTPUTF8 = "SMTPUTF8"
+    CHUNKING = "CHUNKING"
+    BINARYMIME = "BINARYMIME"
+    SIZE = "SIZE"
+    PIPELINING = "PIPELINING"              # SMTP and POP3
+    EIGHTBITMIME = "8BITMIME"
+    DSN = "DSN"
+    ENHANCEDSTATUSCODES = "ENHANCEDSTATUSCODES"
+    VRFY = "VRFY"
+    ETRN = "ETRN"
+    # IMAP capabilities (STARTTLS above too; AUTH=... are counted as mechanisms)
+    IMAP4REV1 = "IMAP4REV1"
+    IMAP4REV2 = "IMAP4REV2"
+    LOGINDISABLED = "LOGINDISABLED"
+    SASL_IR = "SASL-IR"
+    ID = "ID"
+    IDLE = "IDLE"
+    ENABLE = "ENABLE"
+    LITERAL_PLUS = "LITERAL+"
+    LITERAL_MINUS = "LITERAL-"
+    LOGIN_REFERRALS = "LOGIN-REFERRALS"
+    NAMESPACE = "NAMESPACE"
+    UIDPLUS = "UIDPLUS"
+    MOVE = "MOVE"
+    CONDSTORE = "CONDSTORE"
+    QRESYNC = "QRESYNC"
+    SPECIAL_USE = "SPECIAL-USE"
+    UTF8_ACCEPT = "UTF8=ACCEPT"
+    COMPRESS_DEFLATE = "COMPRESS=DEFLATE"
+    # POP3 capabilities (CAPA keywords; PIPELINING above too)
+    STLS = "STLS"
+    USER = "USER"
+    SASL = "SASL"
+    CAPA = "CAPA"
+    TOP = "TOP"
+    UIDL = "UIDL"
+    RESP_CODES = "RESP-CODES"
+    AUTH_RESP_CODE = "AUTH-RESP-CODE"
+    EXPIRE = "EXPIRE"
+    LOGIN_DELAY = "LOGIN-DELAY"
+    IMPLEMENTATION = "IMPLEMENTATION"
+    UTF8 = "UTF8"
+
+
+_C = Capability
+CAPABILITIES_BY_FAMILY: dict[str, tuple[Capability, ...]] = {
+    "smtp": (_C.AUTH, _C.STARTTLS, _C.REQUIRETLS, _C.SMTPUTF8, _C.CHUNKING, _C.BINARYMIME, _C.SIZE,
+             _C.PIPELINING, _C.EIGHTBITMIME, _C.DSN, _C.ENHANCEDSTATUSCODES, _C.VRFY, _C.ETRN),
+    "imap": (_C.IMAP4REV1, _C.IMAP4REV2, _C.STARTTLS, _C.LOGINDISABLED, _C.SASL_IR, _C.ID, _C.IDLE,
+             _C.ENABLE, _C.LITERAL_PLUS, _C.LITERAL_MINUS, _C.LOGIN_REFERRALS, _C.NAMESPACE, _C.UIDPLUS,
+             _C.MOVE, _C.CONDSTORE, _C.QRESYNC, _C.SPECIAL_USE, _C.UTF8_ACCEPT, _C.COMPRESS_DEFLATE),
+    "pop3": (_C.STLS, _C.USER, _C.SASL, _C.CAPA, _C.TOP, _C.UIDL, _C.RESP_CODES, _C.PIPELINING,
+             _C.AUTH_RESP_CODE, _C.EXPIRE, _C.LOGIN_DELAY, _C.IMPLEMENTATION, _C.UTF8),
+}
+
+
+class AuthMechanism(enum.StrEnum):
+    """SASL mechanisms the probe names (SMTP AUTH, IMAP AUTH=, POP3 SASL): the `mechanism` label."""
+
+    PLAIN = "PLAIN"
+    LOGIN = "LOGIN"
+    CRAM_MD5 = "CRAM-MD5"
+    DIGEST_MD5 = "DIGEST-MD5"
+    SCRAM_SHA_1 = "SCRAM-SHA-1"
+    SCRAM_SHA_1_PLUS = "SCRAM-SHA-1-PLUS"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"
+    XOAUTH2 = "XOAUTH2"
+    OAUTHBEARER = "OAUTHBEARER"
+    GSSAPI = "GSSAPI"
+    NTLM = "NTLM"
+    EXTERNAL = "EXTERNAL"
+    ANONYMOUS = "ANONYMOUS"
+
+
+class TLSPhase(enum.StrEnum):
+    """When capabilities were read: the `phase` label of the capability families."""
+
+    BEFORE_TLS = "before_tls"
+    AFTER_TLS = "after_tls"
+
+
+@dataclass(frozen=True)
+class OfferedCapabilities:
+    """One capability list, classified against the closed sets above."""
+
+    family: str                                 # "smtp", "imap" or "pop3"
+    capabilities: frozenset[Capability]         # only those of CAPABILITIES_BY_FAMILY[family]
+    auth_mechanisms: frozenset[AuthMechanism]
+    unknown: int                                # distinct keywords and mechanisms outside the sets
+
+
+class NamePair(enum.StrEnum):
+    """Two names of an SMTP server that should agree: the `pair` label."""
+
+    GREETING_EHLO = "greeting_ehlo"
+    GREETING_PTR = "greeting_ptr"
+    GREETING_CERT = "greeting_cert"
+    EHLO_PTR = "ehlo_ptr"
+    EHLO_CERT = "ehlo_cert"
+    PTR_CERT = "ptr_cert"
+
+
+@dataclass(frozen=True)
+class NameFacts:
+    """The names an SMTP server gives itself, and which pairs of them disagree.
+
+    Names are lower case without a final dot; None where the server gave no host name (or
+    the PTR was not looked up, or its lookup failed). A pair is compared only when both of
+    its names are known: `compared` holds those, `disagreeing` the ones that differ.
+    """
+
+    greeting_name: str | None
+    ehlo_name: str | None
+    ptr_names: tuple[str, ...] | None           # every PTR name of the connected address
+    ptr_confirmed: tuple[str, ...] | None       # those that resolve back to it (FCrDNS)
+    cert_names: tuple[str, ...] | None          # the leaf's DNS SANs
+    compared: frozenset[NamePair] = frozenset()
+    disagreeing: frozenset[NamePair] = frozenset()
+
+
 @dataclass(frozen=True)
 class EndpointResult:
     """The outcome of one run of the mail-endpoint probe."""
@@ -91,10 +222,22 @@ class EndpointResult:
     capabilities_before_tls: tuple[str, ...] = ()
     capabilities_after_tls: tuple[str, ...] = ()
     tls: TLSFacts | None = None
+    # The server's certificates of other key types (an ECDSA one next to RSA), each chain as
+    # presented, when asked for (MX hosts with TLSA records): a sender may be given either.
+    other_chains: tuple[tuple[CertificateInfo, ...], ...] = ()
     connect_seconds: float | None = None
     greeting_seconds: float | None = None
     tls_handshake_seconds: float | None = None
     transcript: tuple[str, ...] = ()      # the dialogue, for /probe?debug=true and the status page
+    protocol: MailProtocol | None = None  # the module's protocol
+    # 1 when the server lets no mail and no password through before TLS: SMTP MAIL FROM refused
+    # (530 or 5.7.x) and no AUTH advertised; IMAP/POP3 no login of any kind offered. None where
+    # not determined (implicit TLS, an inconclusive reply, POP3 without CAPA).
+    starttls_enforced: bool | None = None
+    offered_before_tls: OfferedCapabilities | None = None   # None for implicit TLS
+    offered_after_tls: OfferedCapabilities | None = None    # None without a TLS dialogue
+    names: NameFacts | None = None        # SMTP only
+    open_relay: bool | None = None        # None unless the module's open_relay_test ran to a verdict
     # How often the scheduler runs this probe (the module's interval), so that alerts can
     # tell a late result from one on schedule; None for /probe and the CLI.
     interval_seconds: float | None = None
@@ -160,9 +303,10 @@ class HostResult:
         answered = sum(1 for r in self.addresses if r.tls is not None and r.tls.chain)
         return None if answered < 2 else len(seen) == 1
 
-    def chains(self) -> dict[str, tuple[bytes, ...]]:
-        """The certificate chain (DER, leaf first) each address presented."""
-        return {r.address: tuple(cert.der for cert in r.tls.chain)
+    def chains(self) -> dict[str, tuple[tuple[bytes, ...], ...]]:
+        """Every certificate chain (DER, leaf first) each address presented: the one a
+        default handshake gets, then those of its other key types."""
+        return {r.address: tuple(tuple(cert.der for cert in chain) for chain in (r.tls.chain, *r.other_chains))
                 for r in self.addresses if r.address is not None and r.tls is not None}
 
 

@@ -15,6 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.certs import certificate_info
+from exporter.config import MailProtocol
+from exporter.probes.names import compare_names
+from exporter.probes.policy import classify_capabilities
 from exporter.results import EndpointResult, FailureReason, HostResult, TLSFacts
 
 NOT_BEFORE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -62,6 +65,13 @@ def tls_result(observed_at: float = 1_780_000_000.0) -> EndpointResult:
         connect_seconds=0.001,
         greeting_seconds=0.01,
         tls_handshake_seconds=0.02,
+        protocol=MailProtocol.SMTP,
+        starttls_enforced=False,
+        offered_before_tls=classify_capabilities("smtp", ("PIPELINING", "SIZE 10240000", "STARTTLS", "XFOO")),
+        offered_after_tls=classify_capabilities("smtp", ("PIPELINING", "AUTH PLAIN LOGIN", "REQUIRETLS")),
+        # Greeting, EHLO reply and certificate agree (the PTR was not looked up).
+        names=compare_names("mail.example.test ESMTP", "mail.example.test", None, leaf),
+        open_relay=False,
     )
 
 

@@ -32,7 +32,7 @@ from exporter.service.store import ResultStores
 from exporter_process import sample_value
 from test_dane_realpostfix import _write_credential
 from tests.dnsfixtures import running_dns_lab
-from tests.dnsfixtures.zones import MX1_GOOD, PAIR_FIRST, PAIR_SECOND, dane_credential, issue_chain
+from tests.dnsfixtures.zones import MX1_GOOD, PAIR_DUAL, PAIR_FIRST, PAIR_SECOND, dane_credential, issue_chain
 from tests.realservers import free_port
 from tests.realservers.postfix import (
     INTERNAL_SERVICES,
@@ -45,12 +45,12 @@ from tests.realservers.postfix import (
 
 pytestmark = pytest.mark.integration
 
-PAIR, PAIR6, GOOD_MX1 = "mx.pair.test", "mx6.pair.test", "mx1.good.test"
+PAIR, PAIR6, DUAL, GOOD_MX1 = "mx.pair.test", "mx6.pair.test", "mxdual.pair.test", "mx1.good.test"
 
 
 @dataclass(frozen=True)
 class Ports:
-    every: int       # served on PAIR_FIRST, PAIR_SECOND and ::1
+    every: int       # served on PAIR_FIRST, PAIR_SECOND, PAIR_DUAL and ::1
     ipv4_only: int   # served on MX1_GOOD only, not on ::1 (mx1.good.test's AAAA)
 
 
@@ -61,11 +61,17 @@ def ports(realservers_dir: Path) -> Iterator[Ports]:
     ports = Ports(free_port(PAIR_FIRST), free_port(MX1_GOOD))
     named = _write_credential(workdir, "named", dane_credential())
     other = _write_credential(workdir, "other", issue_chain(PAIR))
+    rsa_chain, rsa_key = _write_credential(workdir, "rsa", issue_chain(DUAL, leaf_key_type="rsa"))
     listeners = {(PAIR_FIRST, ports.every): named, (PAIR_SECOND, ports.every): other,
                  ("[::1]", ports.every): named, (MX1_GOOD, ports.ipv4_only): named}
     master = "".join(f"{address}:{port} inet n - n - - smtpd\n"
                      f"  -o smtpd_tls_cert_file={chain}\n  -o smtpd_tls_key_file={key}\n"
                      for (address, port), (chain, key) in listeners.items())
+    # Both key types, as Postfix is often set up: the ECDSA one is the one TLSA names.
+    master += (f"{PAIR_DUAL}:{ports.every} inet n - n - - smtpd\n"
+               f"  -o smtpd_tls_cert_file={rsa_chain}\n  -o smtpd_tls_key_file={rsa_key}\n"
+               f"  -o smtpd_tls_eccert_file={named[0]}\n  -o smtpd_tls_eckey_file={named[1]}\n")
+    listeners[(PAIR_DUAL, ports.every)] = named
     (config_dir / "main.cf").write_text(instance_main_cf(workdir, PAIR) + "smtpd_tls_security_level = may\n"
                                         "inet_protocols = all\ninet_interfaces = 127.0.0.1, [::1]\n")
     (config_dir / "master.cf").write_text(master + INTERNAL_SERVICES)
@@ -95,6 +101,34 @@ async def probe_and_check(port: int, domain: str, hosts: tuple[str, ...]):
     samples = [s for family in text_string_to_metric_families(b"".join(results.exposition_chunks()).decode())
                for s in family.samples]
     return probes, checked, samples
+
+
+async def test_a_server_with_an_rsa_and_an_ecdsa_certificate_must_match_tlsa_with_both(ports):
+    """The scheduler's own path: the domain check finds TLSA records for mxdual, so the MX
+    probe then asks each address for both certificates; the record names only the ECDSA
+    key, so a sender given the RSA one would fail: DANE fails at that address."""
+    module = Module("smtp-dual-test", MailProtocol.SMTP, ports.every, StartTLS.REQUIRED, timeout=5.0, interval=3600.0)
+    config = Config(global_=GlobalSettings(interval=3600.0, jitter=3600.0), dns=running_dns_lab().resolver,
+                    domain_checks=DomainCheckSettings(mx_module=module.name),
+                    modules=MappingProxyType({module.name: module}))
+    results = ResultStores()
+    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()))
+    scheduler.apply(config)
+    try:
+        await scheduler.check_once(Domain("pair.test"))        # discovers the MX hosts and their TLSA
+        host = await scheduler.run_once(Target(DUAL, ports.every, module.name), module)
+        checked = await scheduler.check_once(Domain("pair.test"))
+    finally:
+        await scheduler.stop()
+    [address] = host.addresses
+    [other] = address.other_chains
+    assert {address.tls.leaf.key_type, other[0].key_type} == {"rsa", "ec"}
+    dane = {mx.mx: mx for mx in checked.dane}[DUAL]
+    assert [(a, o.status) for a, o in dane.by_address] == [(PAIR_DUAL, DANEStatus.NO_MATCH)]
+    samples = [s for family in text_string_to_metric_families(b"".join(results.exposition_chunks()).decode())
+               for s in family.samples]
+    assert sample_value(samples, "mailsec_cert_other_key_type_not_after_timestamp_seconds",
+                        target=f"{DUAL}:{ports.every}", key_type=other[0].key_type) == other[0].not_after
 
 
 async def test_two_servers_behind_one_name_are_judged_one_by_one_and_never_flap(ports):

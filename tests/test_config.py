@@ -596,7 +596,7 @@ BAD_FILES = [
      "modules.mine.tls.verify: unknown key; allowed here: ca_file, server_name, min_version, max_version"),
     ("module unknown key", "modules:\n  mine:\n    protocol: smtp\n    helo: x.example\n", 4,
      "modules.mine.helo: unknown key (did you mean 'ehlo'?); allowed here: "
-     "protocol, port, starttls, timeout, interval, tls, ehlo, deep_scan"),
+     "protocol, port, starttls, timeout, interval, tls, ehlo, deep_scan, open_relay_test, check_ptr"),
     ("deep scan unknown key", "modules:\n  mine:\n    protocol: smtp\n    deep_scan: {every: 1h}\n", 4,
      "modules.mine.deep_scan.every: unknown key; allowed here: interval, min_delay, budget"),
     ("deep scan budget over interval", "modules:\n  mine:\n    protocol: smtp\n    deep_scan:\n"

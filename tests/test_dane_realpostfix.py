@@ -104,7 +104,7 @@ def listeners(realservers_dir: Path) -> Iterator[dict[str, Listener]]:
 @dataclass(frozen=True)
 class Run:
     probes: dict[str, HostResult]                 # by MX host
-    chains: dict[str, dict[str, tuple[bytes, ...]] | None]   # MX host -> {address: the chain its probe got}
+    chains: dict[str, dict[str, tuple[tuple[bytes, ...], ...]] | None]   # MX host -> {address: the chains its probe got}
     dane: dict[str, MXDANE]                        # by MX host
     findings: set[tuple[str, str]]                 # (code, message) of the DANE findings
     samples: list                                  # what /metrics shows, parsed
@@ -155,8 +155,8 @@ async def test_tlsa_records_authenticate_the_chain_postfix_presents(listeners):
     run = await probe_mx_then_check_domain(listeners["dane"].port)
     # The probe got exactly what Postfix was given, from both MX hosts (mx1's AAAA, ::1, has
     # no listener on that port: no chain there).
-    presented = run.chains[MX1][MX1_GOOD]
-    assert run.chains == {MX1: {MX1_GOOD: presented}, MX2: {MX2_GOOD: presented}}, run.probes
+    [presented] = run.chains[MX1][MX1_GOOD]
+    assert run.chains == {MX1: {MX1_GOOD: (presented,)}, MX2: {MX2_GOOD: (presented,)}}, run.probes
     assert presented == dane_credential().presented
     mx1 = run.dane[MX1]
     assert (mx1.dnssec, mx1.tlsa_records, mx1.evaluation.status) == (DNSSECStatus.SECURE, 2, DANEStatus.MATCH)
@@ -173,14 +173,14 @@ async def test_a_dane_ta_record_needs_a_leaf_that_names_the_mx_host(listeners):
     # mx2's record is the hash of the CA Postfix sends, but the leaf names mx1.
     mx2 = run.dane[MX2]
     assert (mx2.dnssec, mx2.tlsa_records, mx2.evaluation.status) == (DNSSECStatus.SECURE, 1, DANEStatus.NO_MATCH)
-    assert mx2.records[0].data == hashlib.sha256(run.chains[MX2][MX2_GOOD][1]).digest()
+    assert mx2.records[0].data == hashlib.sha256(run.chains[MX2][MX2_GOOD][0][1]).digest()
     assert (dane_sample(run, "mailsec_dane_valid", MX2), dane_sample(run, "mailsec_dane_tlsa_records", MX2)) == (0, 1)
     assert {code for code, message in run.findings if "_25._tcp.mx2.good.test" in message} == {"dane_no_match"}
 
 
 async def test_tlsa_records_do_not_authenticate_another_certificate(listeners):
     run = await probe_mx_then_check_domain(listeners["other"].port)
-    assert run.chains[MX1] == {MX1_GOOD: listeners["other"].chain.presented}, run.probes[MX1]
+    assert run.chains[MX1] == {MX1_GOOD: (listeners["other"].chain.presented,)}, run.probes[MX1]
     # Nothing listens on mx2 at that port: no chain, so no DANE verdict for it.
     assert run.chains[MX2] == {} and run.dane[MX2].evaluation is None
     mx1 = run.dane[MX1]

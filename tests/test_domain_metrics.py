@@ -57,7 +57,7 @@ async def _check_all() -> list:
 
 
 def _chain_for(mx: str):
-    return {"127.77.1.1": dane_chain()} if mx in PROBED_MX else None
+    return {"127.77.1.1": [dane_chain()]} if mx in PROBED_MX else None
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def by_mx(result) -> dict:
 
 
 async def test_tlsa_records_matching_and_not_matching_the_presented_chain(lab):
-    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: dane_chain()})
+    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: [dane_chain()]})
     mx1, mx2 = by_mx(result)["mx1.good.test"], by_mx(result)["mx2.good.test"]
     assert (mx1.dnssec, mx1.tlsa_records, mx1.evaluation.status) == (DNSSECStatus.SECURE, 2, DANEStatus.MATCH)
     assert {record.usage for record in mx1.evaluation.matching} == {Usage.DANE_EE, Usage.DANE_TA}
@@ -42,7 +42,7 @@ async def test_tlsa_records_matching_and_not_matching_the_presented_chain(lab):
 
 async def test_another_certificate_matches_no_record(lab):
     other = make_chain("mx1.good.test")
-    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: other})
+    result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: [other]})
     assert by_mx(result)["mx1.good.test"].evaluation.status is DANEStatus.NO_MATCH
 
 
@@ -51,7 +51,7 @@ async def test_every_address_is_judged_and_the_host_passes_only_when_all_do(lab,
     """One address of mx1 serves the chain its TLSA records name, the other a self-signed
     one: whatever order the chains come in, the host fails DANE and the finding names the
     failing address (a verdict that followed the first address would flap)."""
-    chains = {MX1_GOOD: dane_chain(), MX1_GOOD_V6: make_chain("mx1.good.test")}
+    chains = {MX1_GOOD: [dane_chain()], MX1_GOOD_V6: [make_chain("mx1.good.test")]}
     ordered = {address: chains[address] for address in order}
     result = await check_domain(Domain("good.test"), DNSClient(lab.resolver), chain_for=lambda host: ordered)
     mx1 = by_mx(result)["mx1.good.test"]
@@ -76,7 +76,7 @@ async def test_without_a_chain_records_and_dnssec_are_reported_but_not_evaluated
     ("nullmx.test", None, None, None, None),
 ])
 async def test_dane_status_by_zone(lab, domain, mx, dnssec, status, records):
-    result = await check_domain(Domain(domain), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: dane_chain()})
+    result = await check_domain(Domain(domain), DNSClient(lab.resolver), chain_for=lambda host: {MX1_GOOD: [dane_chain()]})
     if mx is None:
         assert result.dane == ()
         return

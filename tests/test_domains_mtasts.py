@@ -9,6 +9,8 @@ import time
 import pytest
 
 from exporter.dnsclient import DNSClient, LookupCache
+from exporter.config import Domain
+from exporter.domains.check import check_domain
 from exporter.domains.common import CheckFailureReason
 from exporter.domains.mtasts import check_mta_sts, judge_mx_coverage
 from exporter.domains.mx import check_mx
@@ -79,6 +81,12 @@ async def test_each_way_of_failing_has_its_reason(dns, ca_file, domain, reason, 
     assert result.policy is None and result.policy_failure.reason is reason
     assert detail_part in result.policy_failure.detail
     assert codes(result.findings) == {"mta_sts_policy_unavailable"}
+
+
+async def test_a_refused_policy_host_is_the_domains_problem_not_a_run_the_exporter_could_not_do(labs, ca_file):
+    result = await check_domain(Domain("sts-404.test"), DNSClient(labs[0].resolver), https_ca_file=ca_file)
+    assert result.check_failures()["mta_sts_policy"].reason is CheckFailureReason.HTTP_STATUS
+    assert not result.success and result.checked
 
 
 async def test_the_system_store_does_not_trust_the_test_ca(dns):

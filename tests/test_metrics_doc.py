@@ -39,7 +39,9 @@ def full_exposition() -> str:
     results = ResultStores()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")
     # As the scheduler stores a result: with its module's interval.
-    two_addresses = host_result(tls_result(), replace(tls_result(), address="::1"))
+    # The second address also showed its certificate of another key type.
+    other_key_type = replace(tls_result(), address="::1", other_chains=(tls_result().tls.chain,))
+    two_addresses = host_result(tls_result(), other_key_type)
     results.endpoints.put(good.key, good, replace(two_addresses, interval_seconds=300.0))
     results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.TIMEOUT)))
     # Every optional fact known, so that every scan family has a sample.

@@ -66,7 +66,7 @@ async def test_domain_probes_take_a_concurrency_slot_and_a_bounded_selector_list
         too_many = await client.get("/probe", params=[("domain", "good.test")] +
                                     [("dkim_selector", f"s{n}") for n in range(11)])
         too_many_text = await too_many.text()
-        overall = exporter.scheduler.limits.overall
+        overall = exporter.scheduler.limits.domains
         held = 0
         while not overall.locked():           # every slot busy, as under a flood of probes
             await overall.acquire()

@@ -114,6 +114,12 @@ def exporter_config(mail_endpoints) -> str:
     """Every real-server scenario, a deep scan of DEEP_SCANNED, and DOMAINS through the DNS lab."""
     config = yaml.safe_load(config_for(mail_endpoints, interval="30s"))
     config["modules"][DEEP_SCANNED]["deep_scan"] = {"interval": "6h", "min_delay": "0s"}
+    # Mail policy: DEEP_SCANNED relays for the exporter (Postfix's mynetworks holds 127.0.0.0/8:
+    # the verdict holds from the exporter's vantage point); the two scenarios on the DNS lab's
+    # addresses get their PTR compared.
+    config["modules"][DEEP_SCANNED]["open_relay_test"] = {"recipient": "canary@example.org"}
+    for scenario in ("smtp-names-disagree", "smtp-ptr-unconfirmed"):
+        config["modules"][scenario]["check_ptr"] = True
     resolver = running_dns_lab().resolver.nameservers[0]
     config["dns"] = {"nameservers": [f"{resolver.address}:{resolver.port}"], "timeout": "3s"}
     config["domains"] = DOMAINS
@@ -208,6 +214,10 @@ EXPECTED_ALERTS = {
     ("MailsecPlaintextAuthExposed", "smtp-auth-before-tls"),
     ("MailsecPlaintextAuthExposed", "imap-plaintext-auth"),
     ("MailsecPlaintextAuthExposed", "pop3-plaintext-auth"),
+    ("MailsecSubmissionAcceptsMailInClear", "submission-clear"),
+    ("MailsecOpenRelay", DEEP_SCANNED),                    # mynetworks trusts the exporter
+    ("MailsecNamesDisagree", "smtp-names-disagree"),
+    ("MailsecNamesDisagree", "smtp-ptr-unconfirmed"),      # its PTR does not resolve back
     ("MailsecDkimWeakKey", "good.test/rsa1024"),
     ("MailsecDkimKeyMissing", "good.test/revoked"),
     ("MailsecDnssecBogus", "bogus.test"),

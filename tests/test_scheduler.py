@@ -217,12 +217,13 @@ async def test_refusals_back_off_and_a_success_ends_it():
 
 @dataclass(frozen=True)
 class StubDomainResult:
-    """What the scheduler reads of a domain check: its MX hosts, success and duration (and the
-    interval it sets before storing it)."""
+    """What the scheduler reads of a domain check: its MX hosts, DANE, success, whether it
+    could check and duration (and the interval it sets before storing it)."""
 
     mx: SimpleNamespace
     dane: tuple = ()
     success: bool = True
+    checked: bool = True
     duration_seconds: float = 0.0
     interval_seconds: float | None = None
 
@@ -272,7 +273,7 @@ async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_na
     # DANE gets the chain the MX presented to the probe, once it has been probed.
     await scheduler.check_once(Domain("b.test"))
     assert chains_seen[0] is None
-    assert chains_seen[-1] == {"127.0.0.10": tuple(c.der for c in probe_result.tls.chain)}
+    assert chains_seen[-1] == {"127.0.0.10": (tuple(c.der for c in probe_result.tls.chain),)}
 
     mx_sets["a.test"], mx_sets["b.test"] = ["mx.a.test"], []     # nobody names mx.shared.test now
     await scheduler.check_once(Domain("a.test"))
@@ -282,3 +283,34 @@ async def test_mx_hosts_of_domains_are_probed_once_and_dropped_when_no_domain_na
     assert scheduler.discovered_targets() == []
     assert results.endpoints.get("smtp/mx.shared.test:25") is None
     assert results.endpoints.get(configured.key) is not None
+
+
+async def test_queued_domain_checks_never_delay_endpoint_probes():
+    """Every domain-check slot is busy with a check that does not end until the endpoint has
+    been probed: with one shared pool the probe would wait behind them forever."""
+    endpoint_probed = asyncio.Event()
+
+    async def probe(target, module, dns):
+        endpoint_probed.set()
+        return tls_result()
+
+    async def slow_check(domain, dns, **settings):
+        await endpoint_probed.wait()
+        return domain_result()
+
+    results = ResultStores(LatestResults(), LatestResults(), LatestResults())
+    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()), Probes(endpoint=probe, domain=slow_check))
+    domains = tuple(Domain(f"d{n}.test") for n in range(40))      # ten times the pool
+    scheduler.apply(replace(make_config([Target("127.0.0.1", 25, "smtp")], interval=60, concurrency=4),
+                            domains=domains))
+    try:
+        await asyncio.wait_for(endpoint_probed.wait(), 10)
+        await asyncio.wait_for(_until(lambda: len(results.domains) == len(domains)), 10)
+    finally:
+        await scheduler.stop()
+    assert results.endpoints.get("smtp/127.0.0.1:25") is not None
+
+
+async def _until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)

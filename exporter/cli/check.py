@@ -56,8 +56,8 @@ async def _check_one(domain: Domain, config: Config, module: Module) -> DomainRe
     limits = ConcurrencyLimits(config.global_)
     mx = await check_mx(domain.name, LookupCache(dns))
     targets = [Target(host.name, module.port, module.name) for host in mx.hosts if not host.is_ip_literal]
-    results = await asyncio.gather(*(probe_host(probes.endpoint, target, module, dns, limits.slot)
-                                     for target in targets))
+    results = await asyncio.gather(*(probe_host(probes.endpoint, target, module, dns, limits.slot,
+                                                every_key_type=True) for target in targets))
     chains = {target.host: result.chains() for target, result in zip(targets, results)}
     result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
     probed = tuple(zip(targets, results))

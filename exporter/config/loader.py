@@ -27,6 +27,7 @@ from .model import (
     GlobalSettings,
     Module,
     Nameserver,
+    OpenRelayTest,
     ProbeSettings,
     MailProtocol,
     StartTLS,
@@ -210,7 +211,15 @@ def _parse_modules(
     return modules
 
 
-_MODULE_KEYS = ("protocol", "port", "starttls", "timeout", "interval", "tls", "ehlo", "deep_scan")
+_MODULE_KEYS = (
+    "protocol", "port", "starttls", "timeout", "interval", "tls", "ehlo", "deep_scan", "open_relay_test", "check_ptr",
+)
+# Keys that only SMTP modules have, and what to say when another module sets one.
+_SMTP_ONLY_MODULE_KEYS = {
+    "ehlo": "only SMTP modules send EHLO",
+    "open_relay_test": "only SMTP modules can relay mail",
+    "check_ptr": "only SMTP modules have their names compared",
+}
 _PROTOCOLS = tuple(protocol.value for protocol in MailProtocol)
 
 
@@ -228,13 +237,14 @@ def _parse_module(name: str, node: yaml.Node, path: str, global_: GlobalSettings
                 "leave starttls out or set it to none",
             )
 
+    if protocol.family != "smtp":
+        for key, reason in _SMTP_ONLY_MODULE_KEYS.items():
+            if (smtp_node := fields.get(key)) is not None:
+                raise nodes.Invalid(smtp_node, f"{fields.path_of(key)}: {reason}, this one is {protocol}")
     ehlo = Module.ehlo  # the dataclass default
     if (ehlo_node := fields.get("ehlo")) is not None:
-        if protocol.family != "smtp":
-            raise nodes.Invalid(
-                ehlo_node, f"{fields.path_of('ehlo')}: only SMTP modules send EHLO, this one is {protocol}"
-            )
         ehlo = nodes.checked_string(check_ehlo_name, ehlo_node, fields.path_of("ehlo"))
+    check_ptr_node = fields.get("check_ptr")
 
     port_node, timeout_node, interval_node = fields.get("port"), fields.get("timeout"), fields.get("interval")
     module = Module(
@@ -249,6 +259,10 @@ def _parse_module(name: str, node: yaml.Node, path: str, global_: GlobalSettings
         tls=_parse_tls(fields.get("tls"), fields.path_of("tls"), config_dir),
         ehlo=ehlo,
         deep_scan=_parse_deep_scan(fields.values.get("deep_scan"), fields.path_of("deep_scan")),
+        open_relay_test=_parse_open_relay_test(
+            fields.values.get("open_relay_test"), fields.path_of("open_relay_test")
+        ),
+        check_ptr=False if check_ptr_node is None else nodes.boolean(check_ptr_node, fields.path_of("check_ptr")),
     )
     _check_timeout_fits(fields, module.timeout, module.interval)
     return module
@@ -296,6 +310,42 @@ def _parse_deep_scan(node: yaml.Node | None, path: str) -> DeepScanSettings | No
             f"interval ({format_duration(settings.interval)})",
         )
     return settings
+
+
+# A mailbox as the SMTP commands carry it (RFC 5321 section 4.1.2), in the dot-atom form only:
+# quoted local parts and address literals have no use in a canary address.
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def _parse_mailbox(text: str) -> str:
+    """local@domain, the domain a host name; returned with the domain in lower case."""
+    local, at, domain = text.rpartition("@")
+    if not at or not _LOCAL_PART.fullmatch(local) or len(local) > 64:
+        raise ValueError(f"{text!r} is not a mail address such as canary@example.org (no <>, quotes or spaces)")
+    try:
+        return f"{local}@{normalize_dns_name(domain)}"
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: the domain {exc}") from None
+
+
+def _parse_reverse_path(text: str) -> str:
+    """A MAIL FROM address; "<>" (or "") is the null reverse-path, kept as ""."""
+    return "" if text in ("", "<>") else _parse_mailbox(text)
+
+
+def _parse_open_relay_test(node: yaml.Node | None, path: str) -> OpenRelayTest | None:
+    """Absent: no test. Present, even null: `recipient` is required (it has no sensible default)."""
+    if node is None:
+        return None
+    if nodes.is_null(node):
+        raise nodes.Invalid(node, f"{path}: 'recipient' is required (an outside address you control)")
+    parsers = {
+        "recipient": functools.partial(nodes.checked_string, _parse_mailbox),
+        "sender": functools.partial(nodes.checked_string, _parse_reverse_path),
+    }
+    fields = nodes.fields(node, path, tuple(parsers))
+    fields.require("recipient")
+    return OpenRelayTest(**nodes.given(fields, parsers))
 
 
 _TARGET_KEYS = ("host", "port", "module", "labels")

@@ -81,6 +81,9 @@ class TLSSettings:
     server_name: str | None = None    # SNI and the name the certificate must match; default: target host
     min_version: str | None = None    # one of TLS_VERSIONS, None for the library default
     max_version: str | None = None
+    # Not configurable: set by the exporter to ask a server for its certificate of this key
+    # type ("rsa", "ec") with a TLS 1.2 handshake offering only suites signed with it.
+    only_key_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,15 @@ class DeepScanSettings:
 
 
 @dataclass(frozen=True)
+class OpenRelayTest:
+    """The opt-in open-relay test of an SMTP module: MAIL FROM `sender`, RCPT TO `recipient`,
+    then RSET; never DATA. The recipient must be an outside address its admin controls."""
+
+    recipient: str            # local@domain, outside every domain the server is the destination for
+    sender: str = ""          # "" is the null reverse-path, MAIL FROM:<>
+
+
+@dataclass(frozen=True)
 class Module:
     name: str
     protocol: MailProtocol
@@ -107,6 +119,8 @@ class Module:
     tls: TLSSettings = TLSSettings()
     ehlo: str = "mailsec-exporter.localhost"
     deep_scan: DeepScanSettings | None = None   # None: no deep TLS scan for this module
+    open_relay_test: OpenRelayTest | None = None   # None: no open-relay test (the default)
+    check_ptr: bool = False   # SMTP: compare the connected address's PTR with the server's names
 
 
 @dataclass(frozen=True)
@@ -305,5 +319,6 @@ RESERVED_LABELS = frozenset({
     "phase", "version", "cipher", "key_type",
     "subject", "issuer", "serial", "fingerprint_sha256", "sans", "signature_hash",
     "selector", "mx", "address", "family", "zone", "check", "qualifier", "class", "group",
+    "capability", "mechanism", "pair", "protocol",
 })
 

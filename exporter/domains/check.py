@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from ..config import Domain
 from ..dnsclient import DNSClient, LookupCache
 from .bimi import BIMIResult, check_bimi
-from .common import CheckFailure, Finding
+from .common import CheckFailure, CheckFailureReason, Finding
 from .dane import ChainFor, MXDANE, check_dane, dane_findings
 from .dkim import DKIMResult, check_dkim
 from .dmarc import DMARCResult, check_dmarc
@@ -57,6 +57,16 @@ class DomainResult:
     def success(self) -> bool:
         """True when every check could run (whatever it found)."""
         return all(failure is None for failure in self.check_failures().values())
+
+    @property
+    def checked(self) -> bool:
+        """False when the lookups every run makes (MX, SPF, DMARC) all failed on a DNS
+        timeout or an unusable resolver, which says more about the exporter's DNS than
+        about the domain. A refused MTA-STS policy host or a SERVFAIL (bogus DNSSEC) is
+        the domain's problem."""
+        unusable = (CheckFailureReason.DNS_TIMEOUT, CheckFailureReason.DNS_ERROR)
+        always_asked = (self.mx.failure, self.spf.failure, self.dmarc.failure)
+        return not all(failure is not None and failure.reason in unusable for failure in always_asked)
 
     def findings_by_check(self) -> dict[CheckName, tuple[Finding, ...]]:
         return {check.name: check.findings(self) for check in CHECKS if check.findings is not None}

@@ -24,8 +24,9 @@ from .common import CheckFailure, Finding, Severity, failure_from
 from .dnssec import DNSSECStatus, NameDNSSEC, dnssec_status
 from .mx import MXResult
 
-# MX host -> {address: the chain it presented}; None when the host was not probed yet.
-ChainFor = Callable[[str], "Mapping[str, Sequence[bytes]] | None"]
+# MX host -> {address: every chain it presented (one per key type of its certificates)};
+# None when the host was not probed yet.
+ChainFor = Callable[[str], "Mapping[str, Sequence[Sequence[bytes]]] | None"]
 
 
 class DANEStatus(enum.StrEnum):
@@ -146,19 +147,29 @@ async def _check_host(dns: Resolver, host: str, path_secure: bool, chain_for: Ch
 
 
 def evaluate_addresses(
-    records: tuple[TLSARecord, ...], dnssec: DNSSECStatus, chains: Mapping[str, Sequence[bytes]] | None, host: str,
+    records: tuple[TLSARecord, ...], dnssec: DNSSECStatus,
+    chains: Mapping[str, Sequence[Sequence[bytes]]] | None, host: str,
 ) -> tuple[DANEResult | None, tuple[tuple[str, DANEResult], ...]]:
-    """The host's outcome (a match only when every address matches) and each address's.
-    Addresses are in sorted order, so that the outcome never depends on DNS answer order."""
+    """The host's outcome (a match only when every address matches) and each address's
+    (a match only when every chain it presents, RSA and ECDSA, matches: a sender may get
+    either). Addresses are in sorted order, so the outcome never depends on DNS answer order."""
     verdict = evaluate_dane(records, dnssec, None, reference_name=host)
     if verdict is not None or not chains:     # decided by the records alone, or no chain yet
         return verdict, tuple((address, verdict) for address in sorted(chains or ())) if verdict else ()
-    by_address = tuple((address, evaluate_dane(records, dnssec, chains[address], reference_name=host))
-                       for address in sorted(chains))
+    by_address = tuple((address, _every_chain(records, dnssec, chains[address], host)) for address in sorted(chains))
     failing = [result for _, result in by_address if not result.authenticated]
     if failing:
         return failing[0], by_address
     return DANEResult(DANEStatus.MATCH, tuple(dict.fromkeys(r for _, res in by_address for r in res.matching))), by_address
+
+
+def _every_chain(records: tuple[TLSARecord, ...], dnssec: DNSSECStatus,
+                 chains: Sequence[Sequence[bytes]], host: str) -> DANEResult:
+    outcomes = [evaluate_dane(records, dnssec, chain, reference_name=host) for chain in chains]
+    failing = [outcome for outcome in outcomes if not outcome.authenticated]
+    if failing:
+        return failing[0]
+    return DANEResult(DANEStatus.MATCH, tuple(dict.fromkeys(r for outcome in outcomes for r in outcome.matching)))
 
 
 def dane_findings(results: tuple[MXDANE, ...]) -> list[Finding]:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from ..config import Target
+from ..config import MailProtocol, Target
 from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, days_until, printable
-from ..results import AddressFamily, EndpointResult, HostResult
+from ..results import AddressFamily, EndpointResult, HostResult, NameFacts, NamePair
 from .check import DomainResult
 from .common import Finding, Severity
 
@@ -66,6 +66,7 @@ def endpoint_findings(target: Target, result: EndpointResult, now: float, name_a
         findings.append(Finding(Severity.WARNING, "mx_plaintext_auth",
                                 f"{where}: AUTH is offered before STARTTLS",
                                 "offer AUTH only after TLS (Postfix: smtpd_tls_auth_only = yes)"))
+    findings.extend(policy_findings(target, result))
     tls = result.tls
     if tls is None or not tls.chain:
         return tuple(findings)
@@ -88,6 +89,71 @@ def endpoint_findings(target: Target, result: EndpointResult, now: float, name_a
         findings.append(Finding(Severity.ERROR, "mx_cert_name_mismatch",
                                 f"{where}: the certificate is not valid for {tls.verified_name}",
                                 "put the MX host name in the certificate's subjectAltName"))
+    return tuple(findings)
+
+
+def _names_text(names: tuple[str, ...] | None) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def name_findings(where: str, address: str | None, names: NameFacts) -> list[Finding]:
+    """One finding per pair of names that disagree, saying which name to change. An address
+    without a forward-confirmed PTR disagrees with every name: one finding says so instead."""
+    ptr, cert = _names_text(names.ptr_confirmed), _names_text(names.cert_names)
+    own = names.greeting_name or names.ehlo_name or "the server's host name"
+    found = []
+    no_ptr = names.ptr_confirmed == ()
+    if no_ptr:
+        found.append(Finding(Severity.WARNING, "name_no_fcrdns",
+                             f"{where}: address {address} has no PTR name that resolves back to it "
+                             f"(PTR: {_names_text(names.ptr_names)})",
+                             f"set the PTR of {address} to {own} (ask the address owner) and give {own} "
+                             f"an A/AAAA record with {address}"))
+    texts = {
+        NamePair.GREETING_EHLO: (f"the greeting names {names.greeting_name}, the EHLO reply {names.ehlo_name}",
+                                 "give the server one host name (Postfix: myhostname; smtpd_banner "
+                                 "starts with $myhostname)"),
+        NamePair.GREETING_PTR: (f"the greeting names {names.greeting_name}, the PTR of {address} {ptr}",
+                                f"set the PTR of {address} to {names.greeting_name}, or the server's host "
+                                f"name to {ptr}"),
+        NamePair.EHLO_PTR: (f"the EHLO reply names {names.ehlo_name}, the PTR of {address} {ptr}",
+                            f"set the PTR of {address} to {names.ehlo_name}, or the server's host name to {ptr}"),
+        NamePair.GREETING_CERT: (f"the certificate (names {cert}) is not valid for {names.greeting_name}, "
+                                 "the name in the greeting",
+                                 f"add {names.greeting_name} to the certificate's subjectAltName, or set the "
+                                 "server's host name to a name of the certificate"),
+        NamePair.EHLO_CERT: (f"the certificate (names {cert}) is not valid for {names.ehlo_name}, the name "
+                             "in the EHLO reply",
+                             f"add {names.ehlo_name} to the certificate's subjectAltName, or set the "
+                             "server's host name to a name of the certificate"),
+        NamePair.PTR_CERT: (f"the certificate (names {cert}) is not valid for the PTR name {ptr}",
+                            f"add {ptr} to the certificate's subjectAltName"),
+    }
+    for pair in NamePair:
+        if pair in names.disagreeing and not (no_ptr and "ptr" in pair.value):
+            message, fix = texts[pair]
+            found.append(Finding(Severity.WARNING, f"name_mismatch_{pair.value}", f"{where}: {message}", fix))
+    return found
+
+
+def policy_findings(target: Target, result: EndpointResult) -> tuple[Finding, ...]:
+    """What the policy facts (STARTTLS enforcement on submission, names, open relay) say.
+    STARTTLS not enforced on port 25 is no finding: a public MX must not enforce it."""
+    where = target.address
+    findings = []
+    if result.open_relay:
+        findings.append(Finding(Severity.ERROR, "open_relay",
+                                f"{where}: relays mail to an outside address for the exporter",
+                                "relay only for authenticated clients and your own networks (Postfix: "
+                                "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+                                "reject_unauth_destination; check mynetworks)"))
+    if result.protocol is MailProtocol.SUBMISSION and result.starttls_enforced is False:
+        findings.append(Finding(Severity.ERROR, "starttls_not_enforced",
+                                f"{where}: submission accepts mail or logins before STARTTLS",
+                                "require TLS on submission (Postfix master.cf: -o smtpd_tls_security_level="
+                                "encrypt, -o smtpd_tls_auth_only=yes), or move clients to port 465"))
+    if result.names is not None:
+        findings.extend(name_findings(where, result.address, result.names))
     return tuple(findings)
 
 

@@ -15,7 +15,17 @@ from __future__ import annotations
 from typing import Callable
 
 from ..config import Target
-from ..results import AddressFamily, EndpointResult, HostResult, SkipReason, TLSFacts
+from ..results import (
+    CAPABILITIES_BY_FAMILY,
+    AddressFamily,
+    AuthMechanism,
+    EndpointResult,
+    HostResult,
+    OfferedCapabilities,
+    SkipReason,
+    TLSFacts,
+    TLSPhase,
+)
 from .specs import Families, MetricSpec, subject_labels
 
 
@@ -32,6 +42,12 @@ ENDPOINT_METRICS = (
     MetricSpec("mailsec_host_addresses_consistent", "1 if the addresses that answered present the same certificate, TLS version and cipher suite; absent with fewer than two."),
     MetricSpec("mailsec_starttls_offered", "1 if the server advertised STARTTLS (STLS for POP3) before TLS; absent for implicit TLS.", ("address", "family")),
     MetricSpec("mailsec_plaintext_auth_exposed", "1 if the server offered password authentication before TLS.", ("address", "family")),
+    MetricSpec("mailsec_starttls_enforced", "1 if the server refuses mail and logins before STARTTLS, 0 if it accepts either; absent where not determined.", ("address", "family", "protocol")),
+    MetricSpec("mailsec_capability_offered", "1 if the server advertised the capability (SMTP extension, IMAP or POP3 capability) in that phase, 0 if not; a closed list per protocol.", ("address", "family", "capability", "phase")),
+    MetricSpec("mailsec_auth_mechanism_offered", "1 if the server offered the SASL mechanism in that phase, 0 if not; a closed list.", ("address", "family", "mechanism", "phase")),
+    MetricSpec("mailsec_capabilities_unknown", "How many distinct capabilities and SASL mechanisms outside the closed lists the server advertised in that phase.", ("address", "family", "phase")),
+    MetricSpec("mailsec_name_mismatch", "1 if the two names of the pair disagree (greeting, EHLO reply, forward-confirmed PTR, certificate), 0 if they agree; SMTP only.", ("address", "family", "pair")),
+    MetricSpec("mailsec_open_relay", "1 if the server accepted the configured outside canary recipient (an open relay from the exporter's vantage point), 0 if it refused; only with open_relay_test.", ("address", "family")),
     MetricSpec("mailsec_tls_version_info", "The TLS version negotiated by the last probe.", ("address", "family", "version")),
     MetricSpec("mailsec_tls_cipher_info", "The cipher suite negotiated by the last probe.", ("address", "family", "cipher")),
     MetricSpec("mailsec_cert_not_before_timestamp_seconds", "The leaf certificate's notBefore.", ("address", "family")),
@@ -42,6 +58,7 @@ ENDPOINT_METRICS = (
     MetricSpec("mailsec_cert_hostname_valid", "1 if the leaf certificate is valid for the checked name (RFC 6125).", ("address", "family")),
     MetricSpec("mailsec_cert_self_signed", "1 if the leaf certificate is self-signed.", ("address", "family")),
     MetricSpec("mailsec_cert_key_size", "Size of the leaf certificate's public key.", ("address", "family", "key_type")),
+    MetricSpec("mailsec_cert_other_key_type_not_after_timestamp_seconds", "The notAfter of the server's certificate of another key type (ECDSA next to RSA), when asked for it (MX hosts with TLSA records).", ("address", "family", "key_type")),
     MetricSpec(
         "mailsec_cert_info",
         "Text facts of the leaf certificate; always 1.",
@@ -55,7 +72,7 @@ PHASES = ("connect", "greeting", "tls_handshake")
 # SAN lists can be long (hundreds of names on shared hosting): cap the label value.
 _MAX_SANS_LABEL = 1024
 
-Add = Callable[..., None]
+Add = Callable[..., None]   # add(name, value, **extra_labels), as in add_endpoint_samples
 
 
 def add_endpoint_samples(families: Families, target: Target, result: HostResult) -> None:
@@ -103,9 +120,12 @@ def _add_address_samples(add: Add, result: EndpointResult) -> None:
         add("mailsec_starttls_offered", float(result.starttls_offered))
     if result.plaintext_auth_exposed is not None:
         add("mailsec_plaintext_auth_exposed", float(result.plaintext_auth_exposed))
+    _add_policy_samples(add, result)
     tls = result.tls
     if tls is not None and tls.chain:
         _add_tls_samples(add, tls)
+    for chain in result.other_chains:
+        add("mailsec_cert_other_key_type_not_after_timestamp_seconds", chain[0].not_after, key_type=chain[0].key_type)
 
 
 def _add_tls_samples(add: Add, tls: TLSFacts) -> None:
@@ -130,3 +150,28 @@ def _add_tls_samples(add: Add, tls: TLSFacts) -> None:
         sans=",".join(leaf.sans)[:_MAX_SANS_LABEL],
         signature_hash=leaf.signature_hash or "",
     )
+
+
+def _add_offered(add: Add, phase: TLSPhase, offered: OfferedCapabilities) -> None:
+    """0/1 over the closed lists (so that "not offered" is a sample, not an absence)."""
+    for capability in CAPABILITIES_BY_FAMILY[offered.family]:
+        add("mailsec_capability_offered", float(capability in offered.capabilities),
+            capability=capability.value, phase=phase.value)
+    for mechanism in AuthMechanism:
+        add("mailsec_auth_mechanism_offered", float(mechanism in offered.auth_mechanisms),
+            mechanism=mechanism.value, phase=phase.value)
+    add("mailsec_capabilities_unknown", float(offered.unknown), phase=phase.value)
+
+
+def _add_policy_samples(add: Add, result: EndpointResult) -> None:
+    if result.starttls_enforced is not None and result.protocol is not None:
+        add("mailsec_starttls_enforced", float(result.starttls_enforced), protocol=result.protocol.value)
+    for phase, offered in ((TLSPhase.BEFORE_TLS, result.offered_before_tls),
+                           (TLSPhase.AFTER_TLS, result.offered_after_tls)):
+        if offered is not None:
+            _add_offered(add, phase, offered)
+    if result.names is not None:
+        for pair in sorted(result.names.compared):
+            add("mailsec_name_mismatch", float(pair in result.names.disagreeing), pair=pair.value)
+    if result.open_relay is not None:
+        add("mailsec_open_relay", float(result.open_relay))

@@ -14,13 +14,15 @@ import time
 from ..certs import certificate_info, hostname_matches, verify_chain
 from ..config import Module, StartTLS, Target
 from ..dnsclient import DNSClient, DNSError
-from ..results import EndpointResult, FailureReason, TLSFacts
+from ..results import EndpointResult, FailureReason, NameFacts, OfferedCapabilities, TLSFacts
 from ..tlswire.ciphers import iana_name_from_openssl
 from .mailproto import (
+    Dialogue,
     DialogueError,
     LineConnection,
     PlaintextFacts,
     RawStream,
+    SMTPDialogue,
     Transcript,
     capabilities_after_tls,
     connect,
@@ -28,6 +30,8 @@ from .mailproto import (
     plaintext_dialogue,
     request_tls,
 )
+from .names import compare_names, forward_confirmed_ptr
+from .policy import classify_capabilities, mailbox_starttls_enforced, open_relay_test, smtp_starttls_enforced
 from .tlsconn import TLSStream, client_context, tls_handshake
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,11 @@ class _ProbeRun:
         self.connect_seconds: float | None = None
         self.greeting_seconds: float | None = None
         self.tls_handshake_seconds: float | None = None
+        self.offered_before_tls: OfferedCapabilities | None = None
+        self.offered_after_tls: OfferedCapabilities | None = None
+        self.starttls_enforced: bool | None = None
+        self.open_relay: bool | None = None
+        self.names: NameFacts | None = None
 
     @property
     def verified_name(self) -> str:
@@ -95,6 +104,8 @@ class _ProbeRun:
         starttls = StartTLS.NONE if protocol.implicit_tls else self.module.starttls
         self.plaintext = await plaintext_dialogue(dialogue, protocol, starttls)
         self.greeting_seconds = self.plaintext.greeting_seconds
+        if not protocol.implicit_tls:
+            await self._plaintext_policy(dialogue)
         await request_tls(dialogue, self.plaintext, protocol, starttls)
 
         if self.plaintext.tls_starts:
@@ -108,6 +119,12 @@ class _ProbeRun:
             )
             if protocol.implicit_tls:
                 self.greeting_seconds = greeting_seconds
+            self.offered_after_tls = classify_capabilities(protocol.family, self.capabilities_after_tls)
+
+        if self.module.open_relay_test is not None and isinstance(dialogue, SMTPDialogue):
+            # At the end of the dialogue: inside TLS when the probe got there, else in clear.
+            self.phase = "in the open-relay test"
+            self.open_relay = await open_relay_test(dialogue, self.module.open_relay_test)
 
         self.phase = "saying goodbye"
         # Leave before the probe's own timeout: the facts are in and must not be lost.
@@ -117,6 +134,33 @@ class _ProbeRun:
                 await dialogue.goodbye()
         except (TimeoutError, DialogueError):
             pass   # all facts are in; a server that mumbles at QUIT does not fail the probe
+        if isinstance(dialogue, SMTPDialogue):
+            self.phase = "comparing the server's names"
+            self.names = await self._compare_names(dialogue)
+
+    async def _plaintext_policy(self, dialogue: Dialogue) -> None:
+        """What the server offers and enforces before TLS (STARTTLS protocols only). The
+        SMTP enforcement test is an exchange of its own on this connection."""
+        assert self.plaintext is not None
+        self.offered_before_tls = classify_capabilities(self.module.protocol.family, self.plaintext.capabilities)
+        if isinstance(dialogue, SMTPDialogue):
+            self.phase = "in the STARTTLS enforcement test"
+            self.starttls_enforced = await smtp_starttls_enforced(dialogue, self.plaintext)
+            self.phase = "in the plaintext dialogue"
+        else:
+            self.starttls_enforced = mailbox_starttls_enforced(self.plaintext, self.offered_before_tls)
+
+    async def _compare_names(self, dialogue: SMTPDialogue) -> NameFacts:
+        """The name facts; the PTR (if the module asks for it) is looked up within what is
+        left of the timeout, and a lookup that fails leaves the PTR pairs undetermined."""
+        ptr = None
+        if self.module.check_ptr and self.address is not None:
+            try:
+                async with asyncio.timeout_at(self.deadline - 0.05):
+                    ptr = await forward_confirmed_ptr(self.dns, self.address)
+            except (DNSError, TimeoutError) as exc:
+                self.transcript.add("*", f"PTR of {self.address} not determined: {exc or 'timed out'}")
+        return compare_names(dialogue.greeting_text, dialogue.ehlo_reply_text, ptr, self.tls.leaf if self.tls else None)
 
     async def _connect_first_reachable(self, addresses: list[str]) -> RawStream:
         """Connect to the first address that accepts; the next ones are tried only after a
@@ -201,4 +245,10 @@ class _ProbeRun:
             greeting_seconds=self.greeting_seconds,
             tls_handshake_seconds=self.tls_handshake_seconds,
             transcript=self.transcript.lines(),
+            protocol=self.module.protocol,
+            starttls_enforced=self.starttls_enforced,
+            offered_before_tls=self.offered_before_tls,
+            offered_after_tls=self.offered_after_tls,
+            names=self.names,
+            open_relay=self.open_relay,
         )

@@ -230,6 +230,10 @@ class SMTPDialogue:
     def __init__(self, conn: LineConnection, ehlo_name: str):
         self.conn = conn
         self.ehlo_name = ehlo_name
+        # What the server says of itself, for the name checks: the first line of its
+        # greeting, and the first line of its first 250 answer to EHLO.
+        self.greeting_text: str | None = None
+        self.ehlo_reply_text: str | None = None
 
     async def _read_reply(self) -> tuple[int, list[str]]:
         first = parse_smtp_reply_line(await self.conn.read_line())
@@ -250,12 +254,20 @@ class SMTPDialogue:
             raise DialogueError(FailureReason.SERVICE_UNAVAILABLE, f"greeting {code} {texts[0]}")
         if code // 100 != 2:
             raise DialogueError(FailureReason.PROTOCOL_ERROR, f"greeting {code} {texts[0]}")
+        self.greeting_text = texts[0]
         return None
+
+    async def command(self, line: str) -> tuple[int, list[str]]:
+        """Send one command and read its whole reply: (code, the text of each line)."""
+        await self.conn.send_line(line)
+        return await self._read_reply()
 
     async def capabilities(self) -> tuple[str, ...]:
         await self.conn.send_line(f"EHLO {self.ehlo_name}")
         code, texts = await self._read_reply()
         if code == 250:
+            if self.ehlo_reply_text is None:
+                self.ehlo_reply_text = texts[0]
             return ehlo_capabilities(texts)
         if code in (500, 502):
             return ()   # an RFC 821 server without extensions, hence without STARTTLS

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import Module, Target
 from ..presentation import days_until, printable, utc_time, yes_no
-from ..results import AddressFamily, EndpointResult, HostResult, outcome_fields
+from ..results import AddressFamily, EndpointResult, HostResult, NameFacts, OfferedCapabilities, outcome_fields
 
 
 def debug_report(target: Target, module: Module, result: HostResult) -> str:
@@ -39,10 +39,72 @@ def _address_lines(module: Module, result: EndpointResult) -> list[str]:
         lines.append(f"Password authentication offered before TLS: {yes_no(result.plaintext_auth_exposed)}")
     lines.append(f"Capabilities before TLS: {' '.join(result.capabilities_before_tls) or 'none'}")
     lines.append(f"Capabilities after TLS: {' '.join(result.capabilities_after_tls) or 'none'}")
+    lines.extend(_policy_lines(module, result))
     lines.extend(_tls_lines(result))
     lines.append("Dialogue (C: client, S: server, TLS: handshake, *: events):")
     lines.extend(result.transcript or ("(nothing was exchanged)",))
     return lines
+
+
+def _offered_text(offered: OfferedCapabilities | None) -> str:
+    if offered is None:
+        return "n/a"
+    capabilities = " ".join(sorted(offered.capabilities)) or "none"
+    mechanisms = " ".join(sorted(offered.auth_mechanisms)) or "none"
+    return f"{capabilities}; SASL mechanisms: {mechanisms}; unknown: {offered.unknown}"
+
+
+def _names_lines(names: NameFacts) -> list[str]:
+    def text(value: str | tuple[str, ...] | None) -> str:
+        if value is None:
+            return "unknown"
+        return value if isinstance(value, str) else (", ".join(value) or "none")
+
+    disagreeing = ", ".join(pair.value for pair in sorted(names.disagreeing)) or "none"
+    return [
+        f"Names: greeting {text(names.greeting_name)}; EHLO reply {text(names.ehlo_name)}; "
+        f"PTR {text(names.ptr_names)} (forward-confirmed: {text(names.ptr_confirmed)}); "
+        f"certificate {text(names.cert_names)}",
+        f"Names that disagree: {disagreeing}",
+    ]
+
+
+def _policy_lines(module: Module, result: EndpointResult) -> list[str]:
+    lines = [
+        f"Offered before TLS: {_offered_text(result.offered_before_tls)}",
+        f"Offered after TLS: {_offered_text(result.offered_after_tls)}",
+    ]
+    if not module.protocol.implicit_tls:
+        lines.append(f"STARTTLS enforced (no mail or login before TLS): {yes_no(result.starttls_enforced)}")
+    if result.names is not None:
+        lines.extend(_names_lines(result.names))
+    if module.open_relay_test is not None:
+        lines.append(f"Open relay (RCPT TO:<{module.open_relay_test.recipient}> accepted): {yes_no(result.open_relay)}")
+    return lines
+
+
+def _offered_json(offered: OfferedCapabilities | None) -> dict[str, Any] | None:
+    if offered is None:
+        return None
+    return {
+        "capabilities": sorted(offered.capabilities),
+        "auth_mechanisms": sorted(offered.auth_mechanisms),
+        "unknown": offered.unknown,
+    }
+
+
+def _names_json(names: NameFacts | None) -> dict[str, Any] | None:
+    if names is None:
+        return None
+    return {
+        "greeting_name": names.greeting_name,
+        "ehlo_name": names.ehlo_name,
+        "ptr_names": names.ptr_names,
+        "ptr_confirmed": names.ptr_confirmed,
+        "cert_names": names.cert_names,
+        "compared": sorted(names.compared),
+        "disagreeing": sorted(names.disagreeing),
+    }
 
 
 def _tls_lines(result: EndpointResult) -> list[str]:
@@ -60,6 +122,10 @@ def _tls_lines(result: EndpointResult) -> list[str]:
             f"valid {utc_time(cert.not_before)} to {utc_time(cert.not_after)}; "
             f"{cert.key_type} {cert.key_bits} bits; SANs {', '.join(cert.sans) or 'none'}"
         )
+    for chain in result.other_chains:
+        leaf = chain[0]
+        lines.append(f"Certificate of another key type: {leaf.key_type} {leaf.key_bits} bits; subject {leaf.subject}; "
+                     f"valid to {utc_time(leaf.not_after)}")
     return lines
 
 
@@ -92,6 +158,12 @@ def address_json(result: EndpointResult, now: float) -> dict[str, Any]:
         "starttls_offered": result.starttls_offered,
         "plaintext_auth_exposed": result.plaintext_auth_exposed,
         "tls": _tls_json(result, now),
+        "protocol": result.protocol.value if result.protocol else None,
+        "starttls_enforced": result.starttls_enforced,
+        "offered_before_tls": _offered_json(result.offered_before_tls),
+        "offered_after_tls": _offered_json(result.offered_after_tls),
+        "names": _names_json(result.names),
+        "open_relay": result.open_relay,
     }
 
 

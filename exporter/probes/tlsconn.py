@@ -37,7 +37,15 @@ def client_context(settings: TLSSettings) -> ssl.SSLContext:
         context.minimum_version = _TLS_VERSIONS[settings.min_version]
     if settings.max_version is not None:
         context.maximum_version = _TLS_VERSIONS[settings.max_version]
+    if settings.only_key_type is not None:
+        # TLS 1.3 picks the certificate by signature algorithms, which Python cannot restrict:
+        # TLS 1.2 with only the suites authenticated by that key type.
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(_KEY_TYPE_CIPHERS[settings.only_key_type])
     return context
+
+
+_KEY_TYPE_CIPHERS = {"rsa": "aRSA", "ec": "aECDSA"}
 
 
 def sni_name(name: str) -> str | None:

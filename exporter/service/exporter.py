@@ -125,10 +125,10 @@ class Exporter:
 
     async def check_domain_now(self, domain: Domain, budget: float) -> DomainResult | None:
         """Check a domain named by a request now (see `request_domain`), within one of the
-        overall concurrency slots, as scheduled runs are; None when the checks did not
+        domain-check slots, as scheduled runs are; None when the checks did not
         finish within `budget` seconds, slot wait included. The result is not stored."""
         deadline = asyncio.get_running_loop().time() + budget
-        overall = self.scheduler.limits.overall
+        overall = self.scheduler.limits.domains
         try:
             async with asyncio.timeout(budget):
                 await overall.acquire()

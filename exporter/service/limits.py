@@ -2,7 +2,11 @@
 servers together, and how many connect to one server address at once (mail servers
 rate-limit and block scanners). The per-server limit counts addresses, not names: forty
 names of one address share one slot, and every job (scheduled or on demand, probe or
-deep scan) takes the slot of the address it connects to."""
+deep scan) takes the slot of the address it connects to.
+
+Domain checks (DNS lookups, one HTTPS fetch) and blocklist runs have a pool of their own
+of the same size: ten thousand queued domains never delay the probe of an MX host (whose
+chain DANE waits for), and a slow mail server never delays the domains."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ class _AddressSlots:
 class ConcurrencyLimits:
     def __init__(self, settings: GlobalSettings):
         self.overall = asyncio.Semaphore(settings.concurrency)
+        self.domains = asyncio.Semaphore(settings.concurrency)
         self._per_address = settings.per_host_concurrency
         self._addresses: dict[str, _AddressSlots] = {}   # only addresses in use: no growth
 

@@ -121,11 +121,13 @@ def plan_addresses(addresses: list[str]) -> tuple[list[str], list[tuple[str, Ski
 
 async def probe_host(
     probe: EndpointProbe, target: Target, module: Module, resolver: DNSClient | PinnedResolver,
-    slot: SlotFor, deadline: float | None = None,
+    slot: SlotFor, deadline: float | None = None, every_key_type: bool = False,
 ) -> HostResult:
     """Probe every address of `target` (each within its own concurrency slot); a lookup
     that fails or finds nothing is the result's `resolve_failure`. With `deadline` (loop
-    time), no address probe runs past it."""
+    time), no address probe runs past it. With `every_key_type`, each address that
+    answered is also asked, on one more connection, for its certificate of the other key
+    type (RSA or ECDSA), which DANE must match too."""
     observed_at, started = time.time(), time.monotonic()
     try:
         async with asyncio.timeout(module.timeout):
@@ -142,8 +144,11 @@ async def probe_host(
         try:
             async with slot(address):
                 timeout = module.timeout if deadline is None else min(module.timeout, deadline - _now())
-                result = await guarded_probe(probe, target, dataclasses.replace(module, timeout=max(timeout, 0.001)),
-                                             PinnedResolver(target.host, [address], _client_of(resolver)))
+                pinned = PinnedResolver(target.host, [address], _client_of(resolver))
+                budgeted = dataclasses.replace(module, timeout=max(timeout, 0.001))
+                result = await guarded_probe(probe, target, budgeted, pinned)
+                if every_key_type:
+                    result = await _with_other_key_type(probe, target, budgeted, pinned, result)
                 return result if result.address == address else dataclasses.replace(result, address=address)
         except TimeoutError:   # guarded_probe never raises it: only the wait for the slot can
             detail = ("no probe slot became free in time (global.concurrency and "
@@ -164,6 +169,25 @@ async def first_address(resolver: DNSClient, host: str) -> str:
 def failed_scan(error: DNSError, observed_at: float) -> TLSScanResult:
     return TLSScanResult(success=False, failure=FailureReason.DNS_ERROR, failure_detail=str(error),
                          observed_at=observed_at, duration_seconds=0.0, connections=0)
+
+
+# The key type a server is asked for next to the one a default handshake gets.
+_OTHER_KEY_TYPE = {"rsa": "ec", "ec": "rsa"}
+
+
+async def _with_other_key_type(probe: EndpointProbe, target: Target, module: Module,
+                               pinned: PinnedResolver, result: EndpointResult) -> EndpointResult:
+    """`result` with the chain of the server's other key type, when it has one: a
+    handshake offering only suites of that type gets it, or fails (no such certificate)."""
+    if result.tls is None or not result.tls.chain or result.tls.leaf.key_type not in _OTHER_KEY_TYPE:
+        return result
+    other = _OTHER_KEY_TYPE[result.tls.leaf.key_type]
+    restricted = dataclasses.replace(module, tls=dataclasses.replace(module.tls, only_key_type=other))
+    answer = await guarded_probe(probe, target, restricted, pinned)
+    tls = answer.tls
+    if not answer.success or tls is None or not tls.chain or tls.leaf.key_type != other:
+        return result
+    return dataclasses.replace(result, other_chains=(tls.chain,))
 
 
 def _client_of(resolver: DNSClient | PinnedResolver) -> DNSClient | None:

@@ -101,24 +101,33 @@ class Scheduler:
         self.config = config
         self.dns = self._probes.dns(config.dns)
         self.limits = ConcurrencyLimits(config.global_)
+        wanted = self._configured_jobs(config)
+        self._keep_discovered_mx(wanted)
+        for key in [key for key, (job, _) in self._jobs.items() if wanted.get(key) != job]:
+            self._stop_job(key)
+        for key, job in wanted.items():
+            if key not in self._jobs:
+                self._start_job(job)
+        self._forget_all_but(wanted)
+
+    def _configured_jobs(self, config: Config) -> dict[JobKey, _Job]:
         jobs = [self._endpoint_job(target) for target in config.targets]
         self._configured_endpoints = {job.key for job in jobs}
         jobs += [self._scan_job(target) for target in config.targets if config.modules[target.module].deep_scan]
         jobs += [self._domain_job(domain) for domain in config.domains]
         jobs += [self._blocklist_job(blocklist) for blocklist in config.blocklists.lists]
-        wanted = {job.key: job for job in jobs}
-        # MX hosts discovered by the checks of domains that stay configured.
+        return {job.key: job for job in jobs}
+
+    def _keep_discovered_mx(self, wanted: dict[JobKey, _Job]) -> None:
+        """Add to `wanted` the jobs of the MX hosts discovered by domains that stay configured."""
         self._mx_of = {name: hosts for name, hosts in self._mx_of.items() if JobKey(JobKind.DOMAIN, name) in wanted}
         self._mx_refs = collections.Counter(host for hosts in self._mx_of.values() for host in hosts)
         for host in self._mx_refs:
             for job in self._mx_jobs(host):
                 wanted.setdefault(job.key, job)
 
-        for key in [key for key, (job, _) in self._jobs.items() if wanted.get(key) != job]:
-            self._stop_job(key)
-        for key, job in wanted.items():
-            if key not in self._jobs:
-                self._start_job(job)
+    def _forget_all_but(self, wanted: dict[JobKey, _Job]) -> None:
+        """Drop the results and state of every job not in `wanted`."""
         for kind, store in ((JobKind.ENDPOINT, self._endpoints), (JobKind.DOMAIN, self._domains),
                             (JobKind.DEEP_SCAN, self._scans), (JobKind.BLOCKLIST, self._blocklists)):
             store.retain(key.subject for key in wanted if key.kind is kind)
@@ -243,7 +252,8 @@ class Scheduler:
 
     async def run_once(self, target: Target, module: Module, due: float | None = None) -> HostResult:
         """Probe every address of `target` now (within the limits), store and return the result."""
-        result = await probe_host(self._probes.endpoint, target, module, self.dns, self._slots_after(due))
+        result = await probe_host(self._probes.endpoint, target, module, self.dns, self._slots_after(due),
+                                  every_key_type=self._dane_in_use(target))
         result = replace(result, interval_seconds=module.interval)
         self._endpoints.put(target.key, target, result)
         self._recheck_domains_waiting_for(target)
@@ -252,19 +262,20 @@ class Scheduler:
         return result
 
     async def check_once(self, domain: Domain, due: float | None = None) -> DomainResult | None:
-        """Run the DNS checks of `domain` now (within the overall limit) and store the result.
+        """Run the DNS checks of `domain` now (within the domain-check limit) and store the result.
 
         Each check reports its own lookup failures; a run that raises or overruns is logged,
         counted as a failure, and leaves the previous result in place.
         """
-        async with self.limits.overall:
+        async with self.limits.domains:
             self._observe_lag(due)
             started = time.monotonic()
             result = await self.check_domain(domain)
         if result is None:
             self._metrics.record_probe(JobKind.DOMAIN, "", False, time.monotonic() - started)
             return None
-        self._metrics.record_probe(JobKind.DOMAIN, "", result.success, result.duration_seconds)
+        # A failure is a run the exporter could not do; what the checks found is in their metrics.
+        self._metrics.record_probe(JobKind.DOMAIN, "", result.checked, result.duration_seconds)
         result = replace(result, interval_seconds=self.domain_interval())
         self._domains.put(domain.name, domain, result)
         if result.mx.failure is None:   # a failed MX lookup says nothing about the MX set
@@ -287,7 +298,7 @@ class Scheduler:
         """Check the watched domains' and targets' addresses or names against `blocklist` now
         (the MX hosts from the domains' latest results) and store the result, each listing
         with when it was first seen. A run that raises or overruns its interval is logged."""
-        async with self.limits.overall:
+        async with self.limits.domains:
             self._observe_lag(due)
             started = time.monotonic()
             try:
@@ -330,6 +341,17 @@ class Scheduler:
                     if job.key in self._jobs:
                         self._stop_job(job.key)
                     (self._scans if job.key.kind is JobKind.DEEP_SCAN else self._endpoints).discard(job.key.subject)
+
+    def _dane_in_use(self, target: Target) -> bool:
+        """Whether `target` is an MX host with TLSA records in a watched domain's latest
+        result: then DANE must match each of its certificates, so the probe asks for all."""
+        if self._mx_target(target.host) != target:
+            return False
+        for name, hosts in self._mx_of.items():
+            entry = self._domains.get(name) if target.host in hosts else None
+            if entry is not None and any(dane.mx == target.host and dane.tlsa_records for dane in entry.result.dane):
+                return True
+        return False
 
     def _recheck_domains_waiting_for(self, target: Target) -> None:
         """At start-up a domain is checked before its MX hosts are probed, so its DANE

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import Domain, Target
+from ..domains.report import policy_findings
 from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, printable, utc_time
 from ..probes.report import to_json as endpoint_json
 from ..reputation.report import to_json as blocklist_json
@@ -33,6 +34,8 @@ def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[s
         "last_result": endpoint_json(entry.result, now) if entry else None,
         "history": [outcome_fields(result) for result in results.endpoints.history(target.key)],
         "deep_scan": scan_summary_json(scan.result) if scan else None,
+        "policy_findings": {r.address: [f.to_json() for f in policy_findings(target, r)]
+                            for r in entry.result.addresses} if entry else {},
     }
 
 
@@ -285,10 +288,53 @@ shard {shard['index']} of {shard['count']} · page generated {_e(_time(document[
 """
 
 
+def _offered_cell(offered: dict[str, Any] | None) -> str:
+    if offered is None:
+        return '<span class="pending">n/a</span>'
+    mechanisms = " ".join(offered["auth_mechanisms"]) or "none"
+    unknown = f"<br><small>{offered['unknown']} unknown</small>" if offered["unknown"] else ""
+    return f"<small>{_e(' '.join(offered['capabilities']) or 'none')}</small><br>SASL: {_e(mechanisms)}{unknown}"
+
+
+def _policy_rows(endpoint: dict[str, Any]) -> str:
+    """One row per probed address."""
+    return "".join(_policy_row(endpoint, result) for result in endpoint["last_result"]["addresses"])
+
+
+def _policy_row(endpoint: dict[str, Any], result: dict[str, Any]) -> str:
+    names = result["names"]
+    disagreeing = '<span class="pending">n/a</span>' if names is None else (
+        f'<span class="warn">{_e(", ".join(names["disagreeing"]))}</span>' if names["disagreeing"]
+        else '<span class="ok">none</span>')
+    findings = "".join(
+        f'<li><span class="{_SEVERITY_CSS[f["severity"]]}">{_e(f["message"])}</span><br><small>fix: {_e(f["fix"])}</small></li>'
+        for f in endpoint["policy_findings"].get(result["address"], ())
+    )
+    return (
+        f'<tr class="policy"><td>{_e(endpoint["target"])}<br><small>{_e(result["address"])}</small></td>'
+        f'<td>{_e(endpoint["module"])}</td>'
+        f"<td>{_flag(result['starttls_enforced'], True)}</td><td>{_flag(result['open_relay'], False)}</td>"
+        f"<td>{disagreeing}</td><td>{_offered_cell(result['offered_before_tls'])}</td>"
+        f"<td>{_offered_cell(result['offered_after_tls'])}</td>"
+        f"<td>{'<ul>' + findings + '</ul>' if findings else 'none'}</td></tr>"
+    )
+
+
+def _policy_html(document: dict[str, Any]) -> str:
+    probed = [endpoint for endpoint in document["endpoints"] if endpoint["last_result"]]
+    if not probed:
+        return ""
+    return (
+        '<h2 id="policy">Mail policy</h2><table id="policy-table"><tr><th>Target</th><th>Module</th>'
+        "<th>STARTTLS enforced</th><th>Open relay</th><th>Names that disagree</th><th>Offered before TLS</th>"
+        "<th>Offered after TLS</th><th>Findings</th></tr>" + "".join(_policy_rows(e) for e in probed) + "</table>"
+    )
+
+
 def _scans_and_domains_html(document: dict[str, Any]) -> str:
     scanned = [endpoint for endpoint in document["endpoints"] if endpoint["deep_scan"]]
     domains = document["domains"]
-    parts = []
+    parts = [_policy_html(document)]
     if scanned:
         parts.append(
             '<h2 id="scans">Deep TLS scans</h2><table id="deep-scans"><tr><th>Target</th><th>Module</th>'

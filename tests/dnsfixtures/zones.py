@@ -56,6 +56,7 @@ MX_BOGUS = "127.77.1.5"
 # name with an IPv4 and an IPv6 (::1) address.
 PAIR_FIRST = "127.77.3.1"
 PAIR_SECOND = "127.77.3.2"
+PAIR_DUAL = "127.77.3.3"      # mxdual.pair.test: an RSA and an ECDSA certificate, TLSA names the ECDSA one
 
 BIG_TXT_STRINGS = [("x" * 200) + str(n) for n in range(10)]   # > 1232 bytes: truncated over UDP
 
@@ -119,10 +120,13 @@ class IssuedChain:
         return (self.leaf_der, self.ca_der)
 
 
-def issue_chain(leaf_name: str) -> IssuedChain:
-    """A fresh CA and a leaf for `leaf_name` (subjectAltName) it issued."""
+def issue_chain(leaf_name: str, leaf_key_type: str = "ec") -> IssuedChain:
+    """A fresh CA and a leaf for `leaf_name` (subjectAltName) it issued; the leaf's key is
+    EC P-256 or, with `leaf_key_type="rsa"`, RSA 2048."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if leaf_key_type == "rsa"
+                else ec.generate_private_key(ec.SECP256R1()))
 
     def issue(subject: str, key, issuer: str, san: str | None) -> bytes:
         builder = (x509.CertificateBuilder()
@@ -263,6 +267,9 @@ def test_zone_records() -> str:
         "mx6.pair 300 AAAA ::1",
         f"_25._tcp.mx.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
         f"_25._tcp.mx6.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
+        "pair 300 MX 30 mxdual.pair.test.",
+        f"mxdual.pair 300 A {PAIR_DUAL}",
+        f"_25._tcp.mxdual.pair 300 TLSA {_tlsa_ee_spki(dane_chain()[0])}",
         *blocklist_records(),
         # TCP fallback: an answer too big for one UDP datagram.
         "bigtxt 300 TXT " + " ".join(f'"{s}"' for s in BIG_TXT_STRINGS[:5]),

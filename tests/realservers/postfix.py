@@ -21,6 +21,7 @@ from exporter.config import MailProtocol
 
 from . import Endpoint, end_process_group, free_port, startup_failure, wait_until_listening
 from .pki import GOOD_NAME, MailPKI, ServerCredential
+from tests.dnsfixtures.zones import MX1_GOOD, MX2_GOOD
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -33,6 +34,9 @@ class _Service:
     credential: Callable[[MailPKI], ServerCredential] | None   # None: no TLS at all
     options: Mapping[str, str] = field(default_factory=dict)   # -o overrides for this smtpd
 
+
+# A mynetworks without the probe's source address (127.0.0.1), for the relay scenarios.
+_NOT_THE_PROBE = "127.0.0.255/32"
 
 # AUTH is enabled where the scenario is about when AUTH is advertised.
 _AUTH_AFTER_TLS = {"smtpd_sasl_auth_enable": "yes", "smtpd_tls_auth_only": "yes"}
@@ -52,6 +56,23 @@ _SERVICES = (
              {"smtpd_sasl_auth_enable": "yes", "smtpd_tls_auth_only": "no"}),
     _Service("smtp-tls13-only", MailProtocol.SMTP, "127.0.0.28", lambda pki: pki.good_rsa,
              {"smtpd_tls_protocols": ">=TLSv1.3"}),
+    # Mail policy (tests/test_policy_realservers.py). Submission that takes mail in clear:
+    _Service("submission-clear", MailProtocol.SUBMISSION, "127.0.0.21", lambda pki: pki.good_rsa,
+             {**_AUTH_AFTER_TLS, "smtpd_tls_security_level": "may"}),
+    # The probe's address (127.0.0.1) is outside mynetworks: relaying refused...
+    _Service("smtp-relay-refused", MailProtocol.SMTP, "127.0.0.21", lambda pki: pki.good_rsa,
+             {"mynetworks": _NOT_THE_PROBE}),
+    # ...unless the relay restrictions permit every client. (A bare "permit" would stop smtpd:
+    # Postfix insists on a reject_unauth_destination, which then is never reached.)
+    _Service("smtp-open-relay", MailProtocol.SMTP, "127.0.0.21", lambda pki: pki.good_rsa,
+             {"mynetworks": _NOT_THE_PROBE,
+              "smtpd_relay_restrictions": "check_client_access static:OK, reject_unauth_destination"}),
+    # On the DNS lab's 127.77.1.1 (PTR mx1.good.test, which resolves back to it): the greeting,
+    # the EHLO reply and the certificate (mail.good.test) name three different hosts.
+    _Service("smtp-names-disagree", MailProtocol.SMTP, MX1_GOOD, lambda pki: pki.good_rsa,
+             {"myhostname": "mx1.good.test", "smtpd_banner": "greeting.other.test ESMTP"}),
+    # On 127.77.1.2, whose PTR (elsewhere.test) does not resolve back to it.
+    _Service("smtp-ptr-unconfirmed", MailProtocol.SMTP, MX2_GOOD, lambda pki: pki.good_rsa),
 )
 
 # Postfix's internal services, as in the stock master.cf but never chrooted: the
@@ -124,7 +145,7 @@ mynetworks = 127.0.0.0/8
 
 
 def _main_cf(workdir: Path, sasl_socket: Path) -> str:
-    return instance_main_cf(workdir, "mx.realservers.test") + f"""\
+    return instance_main_cf(workdir, GOOD_NAME) + f"""\
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 
 smtpd_tls_security_level = may
@@ -144,7 +165,9 @@ def _master_cf_entry(service: _Service, port: int, pki: MailPKI) -> str:
         options["smtpd_tls_cert_file"] = str(credential.chain_file)
         options["smtpd_tls_key_file"] = str(credential.leaf.key_file)
     lines = [f"{service.address}:{port} inet n - n - - smtpd"]
-    lines += [f"  -o {name}={value}" for name, value in options.items()]
+    # A value with spaces needs Postfix 3's "{ name = value }" form.
+    lines += [f"  -o {{ {name} = {value} }}" if " " in value else f"  -o {name}={value}"
+              for name, value in options.items()]
     return "\n".join(lines) + "\n"
 
 
