@@ -16,8 +16,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from OpenSSL import crypto
-from OpenSSL import _util as openssl_binding
 
 from .results import CertificateInfo
 
@@ -106,6 +104,12 @@ def verify_chain(chain_der: list[bytes], ca_file: str | None, at: float) -> str 
     """
     if not chain_der:
         return "no certificate presented"
+    # pyOpenSSL only when a chain is verified: the deep scan (and a `check` whose MX hosts
+    # do not answer) never does. A store is not reused: its verification time, once set,
+    # cannot be changed through pyOpenSSL.
+    from OpenSSL import _util as openssl_binding
+    from OpenSSL import crypto
+
     store = crypto.X509Store()
     if ca_file is not None:
         store.load_locations(ca_file)

@@ -16,6 +16,9 @@ Answers, negative ones included, are also kept by the client for their TTL, at m
 SHARED_CACHE_SECONDS: thousands of hosted domains include the same SPF records, report to
 the same DMARC addresses and share MX hosts, and one cycle should ask for them once.
 Failures (timeouts, SERVFAIL) are never kept: the next asker tries again.
+
+dnspython (~50 ms to import) is imported by the first lookup, not with this module: a
+deep scan of an IP address never resolves anything.
 """
 
 from __future__ import annotations
@@ -27,17 +30,12 @@ import functools
 import ipaddress
 import time
 from dataclasses import dataclass
-from typing import Sequence
-
-import dns.asyncresolver
-import dns.exception
-import dns.flags
-import dns.message
-import dns.nameserver
-import dns.resolver
-import dns.reversename
+from typing import TYPE_CHECKING, Sequence
 
 from .config import DNSSettings
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 EDNS_BUFFER_SIZE = 1232   # the DNS Flag Day 2020 value: no IP fragmentation on common paths
 SHARED_CACHE_SECONDS = 60.0     # longest an answer is reused across check runs (less if its TTL is)
@@ -111,8 +109,6 @@ def normalize_name(name: str) -> str:
 class DNSClient:
     def __init__(self, settings: DNSSettings):
         self.settings = settings
-        self._resolver = self._make_resolver(settings, checking_disabled=False)
-        self._unchecked_resolver = self._make_resolver(settings, checking_disabled=True)
         # (name, type, CD) -> (monotonic expiry, the answer or the negative DNSError), LRU order
         self._shared: collections.OrderedDict[tuple[str, str, bool], tuple[float, DNSAnswer | DNSError]] = (
             collections.OrderedDict()
@@ -120,8 +116,20 @@ class DNSClient:
         # Questions on their way: concurrent runs asking the same one wait for one answer.
         self._in_flight: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer | DNSError]] = {}
 
+    @functools.cached_property
+    def _resolver(self) -> dns.asyncresolver.Resolver:
+        return self._make_resolver(self.settings, checking_disabled=False)
+
+    @functools.cached_property
+    def _unchecked_resolver(self) -> dns.asyncresolver.Resolver:
+        return self._make_resolver(self.settings, checking_disabled=True)
+
     @staticmethod
     def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
+        import dns.asyncresolver
+        import dns.flags
+        import dns.nameserver
+
         if settings.nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [
@@ -193,8 +201,12 @@ class DNSClient:
 
     async def _query(self, qname: str, rdtype: str, checking_disabled: bool) -> tuple[DNSAnswer, float]:
         """Ask the resolver; the answer and how long it may be reused (its TTL)."""
-        resolver = self._unchecked_resolver if checking_disabled else self._resolver
+        import dns.exception
+        import dns.flags
+        import dns.resolver
+
         try:
+            resolver = self._unchecked_resolver if checking_disabled else self._resolver   # reads resolv.conf
             answer = await resolver.resolve(qname + ".", rdtype, search=False)
         except dns.resolver.NXDOMAIN as exc:
             raise DNSError(DNSErrorKind.NXDOMAIN, qname, rdtype,
@@ -352,6 +364,8 @@ async def addresses_of(dns_: Resolver, host: str) -> list[str]:
 
 async def ptr_names(dns_: Resolver, address: str) -> list[str]:
     """The names in the PTR records of an IP address. No records is an empty list."""
+    import dns.reversename
+
     reverse = dns.reversename.from_address(address).to_text()
     try:
         answer = await dns_.lookup(reverse, "PTR")
@@ -363,4 +377,7 @@ async def ptr_names(dns_: Resolver, address: str) -> list[str]:
 
 
 def _any_authenticated(responses) -> bool:
+    import dns.flags
+    import dns.message
+
     return any(isinstance(r, dns.message.Message) and r.flags & dns.flags.AD for r in responses)

@@ -30,18 +30,22 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 class FakeServer:
     """`async with FakeServer(handler) as server:` then connect to 127.0.0.1:server.port.
 
-    With `tls_context`, TLS starts at once (implicit TLS, like ports 465/993/995).
+    With `tls_context`, TLS starts at once (implicit TLS, like ports 465/993/995). `host`
+    and `port` choose another address (a fixed port under 1024 needs root).
     """
 
-    def __init__(self, handler: Handler, tls_context: ssl.SSLContext | None = None):
+    def __init__(self, handler: Handler, tls_context: ssl.SSLContext | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0):
         self.handler = handler
         self.tls_context = tls_context
-        self.port = 0
+        self.host = host
+        self.port = port
+        self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def __aenter__(self) -> FakeServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls_context)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, ssl=self.tls_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -54,6 +58,7 @@ class FakeServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._tasks.add(asyncio.current_task())
+        self.connections += 1
         try:
             await self.handler(reader, writer)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError):

@@ -8,12 +8,14 @@ HTTP server and every check.
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import re
 import sys
+from typing import Callable
 
 from .. import __version__
-from ..config import ConfigError, Module, load_config
+from ..config import ConfigError, Module
 from ..logfmt import setup_logging
 from ..service.sharding import Shard
 
@@ -141,6 +143,8 @@ def add_check_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def check_config(path: str) -> int:
+    from ..config.loader import load_config   # PyYAML and the node walker: only for a file
+
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -148,6 +152,26 @@ def check_config(path: str) -> int:
         return 1
     print(f"{path}: OK ({len(config.modules)} modules, {len(config.targets)} targets, {len(config.domains)} domains)")
     return 0
+
+
+def one_shot_command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The function of `scan` or `check`, imported with the cyclic garbage collector off.
+
+    Importing allocates a few hundred thousand objects and no garbage: the collector's
+    passes over them cost ~15% of the import. Once imported they are frozen (moved where
+    the collector never looks again), which also spares the interpreter's last collection
+    at exit (~20 ms). The command itself then runs with the collector on, as usual.
+    """
+    gc.disable()
+    try:
+        if name == "scan":
+            from .scan import scan_command as command
+        else:
+            from .check import check_command as command
+    finally:
+        gc.freeze()
+        gc.enable()
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"--shard.index/--shard.count: {exc}")
     setup_logging(args.log_level, args.log_format)
-    if args.command == "scan":
-        from .scan import scan_command
-        return scan_command(args)
-    if args.command == "check":
-        from .check import check_command
-        return check_command(args)
+    if args.command in ("scan", "check"):
+        return one_shot_command(args.command)(args)
     if args.config_check:
         return check_config(args.config_file)
     from .serve import run

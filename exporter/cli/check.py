@@ -22,7 +22,6 @@ from ..config import (
     StartTLS,
     Target,
     TLSSettings,
-    load_config,
     parse_host,
     parse_nameserver,
 )
@@ -30,8 +29,6 @@ from ..dnsclient import DNSClient, LookupCache
 from ..domains.mx import check_mx
 from ..domains.report import DomainReport, exit_status, render_text
 from ..domains.report import to_json as report_json
-from ..reputation import report as blocklist_report
-from ..reputation.blocklists import check_domain_now as check_blocklists
 from ..service.limits import ConcurrencyLimits
 from ..service.runs import Probes, probe_host, run_domain_check
 
@@ -40,6 +37,8 @@ def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
     """The configuration (resolver, domain-check settings, listed domains) and the MX module
     the check runs with: from --config.file, else from the command line."""
     if args.check_config_file:
+        from ..config.loader import load_config   # PyYAML and the node walker: only for a file
+
         config = load_config(args.check_config_file)
         return config, config.modules[config.domain_checks.mx_module]
     config = Config(dns=DNSSettings(nameservers=tuple(parse_nameserver(text) for text in args.nameservers)),
@@ -61,10 +60,16 @@ async def _check_one(domain: Domain, config: Config, module: Module) -> DomainRe
                                                 every_key_type=True) for target in targets))
     chains = {target.host: result.chains() for target, result in zip(targets, results)}
     result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
+    probed = tuple(zip(targets, results))
     # Only the lists the configuration names: querying a list has terms of use.
-    listed = await check_blocklists(domain, result, config.blocklists, dns) if config.blocklists.lists else []
+    if not config.blocklists.lists:
+        return DomainReport(result, probed)
+    from ..reputation import report as blocklist_report   # imported only when lists are configured
+    from ..reputation.blocklists import check_domain_now as check_blocklists
+
+    listed = await check_blocklists(domain, result, config.blocklists, dns)
     more = {"blocklists": blocklist_report.findings(listed)} if listed else {}
-    return DomainReport(result, tuple(zip(targets, results)), more, blocklist_report.failures(listed))
+    return DomainReport(result, probed, more, blocklist_report.failures(listed))
 
 
 def check_command(args: argparse.Namespace) -> int:

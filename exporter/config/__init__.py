@@ -7,10 +7,12 @@
 - web:       the --web.config.file model and its loader
 
 The names below were those of the former module exporter/config.py; importing them from
-here keeps working.
+here keeps working. `load_config` is resolved on first use (PEP 562): the loader imports
+PyYAML and the node walker, which the one-shot commands need only with --config.file.
 """
 
-from .loader import load_config
+from typing import TYPE_CHECKING
+
 from .model import (
     RESERVED_LABELS,
     TLS_VERSIONS,
@@ -52,6 +54,17 @@ from .values import (
     parse_target_pattern,
     split_host_port,
 )
+
+if TYPE_CHECKING:
+    from .loader import load_config
+
+
+def __getattr__(name: str):
+    if name == "load_config":
+        from .loader import load_config
+        return load_config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "RESERVED_LABELS",

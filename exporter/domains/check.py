@@ -26,6 +26,7 @@ from .dmarc import DMARCResult, check_dmarc
 from .dnssec import NameDNSSEC, dnssec_status
 from .mtasts import MTASTSResult, check_mta_sts, judge_mx_coverage
 from .mx import MXResult, check_mx
+from .policy_fetch import AddressAllowed
 from .ptr import ReverseDNS, check_all_reverse_dns, reverse_dns_findings
 from .spf import SPFResult, check_spf
 from .tlsrpt import TLSRPTResult, check_tlsrpt
@@ -131,9 +132,12 @@ async def check_domain(
     chain_for: ChainFor | None = None,
     https_ca_file: str | None = None,
     https_timeout: float = DEFAULT_HTTPS_TIMEOUT_SECONDS,
+    address_allowed: AddressAllowed | None = None,
 ) -> DomainResult:
     """Run every check of `domain`. `chain_for(mx_host)` gives the DER chain (leaf first)
-    the host last presented on port 25, or None when it was not probed yet."""
+    the host last presented on port 25, or None when it was not probed yet.
+    `address_allowed(address)`: False for an address the checks must not connect to (the
+    MTA-STS policy host's); None allows every address."""
     started, clock = time.time(), time.monotonic()
     cache = LookupCache(dns)
     name = domain.name
@@ -142,7 +146,7 @@ async def check_domain(
         check_spf(name, cache),
         check_dmarc(name, cache),
         check_dkim(name, domain.dkim_selectors, cache),
-        check_mta_sts(name, cache, ca_file=https_ca_file, timeout=https_timeout),
+        check_mta_sts(name, cache, ca_file=https_ca_file, timeout=https_timeout, address_allowed=address_allowed),
         check_tlsrpt(name, cache),
         check_bimi(name, cache),
         dnssec_status(cache, name, "MX"),

@@ -45,6 +45,7 @@ class CheckFailureReason(enum.StrEnum):
     CONTENT_TYPE = "content_type"     # not text/plain
     TOO_LARGE = "too_large"           # a body over the size limit
     POLICY_INVALID = "policy_invalid"  # the body is not a valid policy
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"   # the address guard refused every address of the host
     INTERNAL_ERROR = "internal_error"
 
 

@@ -9,24 +9,12 @@ at <domain>._report._dmarc.<destination> (§7.1): each external rua/ruf is check
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass
-
-from publicsuffixlist import PublicSuffixList
 
 from ..dnsclient import DNSError, Resolver, mx_records, txt_records
 from ..records.dmarc import DMARCRecord, parse_dmarc, select_dmarc_records
+from ..records.psl import organizational_domain
 from .common import CheckFailure, Finding, Severity, SingleRecord, failure_from, lookup_single_record
-
-
-@functools.cache
-def _public_suffix_list() -> PublicSuffixList:
-    return PublicSuffixList()   # the copy bundled with the package: no network
-
-
-def organizational_domain(domain: str) -> str:
-    """The registrable domain (RFC 7489 §3.2); a public suffix is its own."""
-    return _public_suffix_list().privatesuffix(domain) or domain
 
 
 @dataclass(frozen=True)

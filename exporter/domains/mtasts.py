@@ -14,7 +14,7 @@ from ..dnsclient import Resolver
 from ..records.mtasts import MTASTSError, STSMode, STSPolicy, STSRecord, parse_sts_policy, parse_sts_record, select_sts_records
 from .common import CheckFailure, CheckFailureReason, Finding, Severity, SingleRecord, check_single_record
 from .mx import MXResult
-from .policy_fetch import PolicyFetchError, fetch_policy, policy_url
+from .policy_fetch import AddressAllowed, PolicyFetchError, fetch_policy, policy_url
 
 SHORT_MAX_AGE_SECONDS = 86400   # below a day, a policy barely outlives an attacker's DNS spoofing
 
@@ -34,8 +34,11 @@ class MTASTSResult:
         return None if self.uncovered_mx is None else not self.uncovered_mx
 
 
-async def check_mta_sts(domain: str, dns: Resolver, *, ca_file: str | None, timeout: float) -> MTASTSResult:
-    """The record, then, when it announces one, the policy (MX coverage: `judge_mx_coverage`)."""
+async def check_mta_sts(
+    domain: str, dns: Resolver, *, ca_file: str | None, timeout: float, address_allowed: AddressAllowed | None = None,
+) -> MTASTSResult:
+    """The record, then, when it announces one, the policy (MX coverage: `judge_mx_coverage`).
+    `address_allowed`: see `fetch_policy` (None: any address of the policy host)."""
     record = await check_single_record(
         dns, f"_mta-sts.{domain}", select_sts_records, parse_sts_record, "MTA-STS",
         missing_code="mta_sts_missing",
@@ -48,7 +51,8 @@ async def check_mta_sts(domain: str, dns: Resolver, *, ca_file: str | None, time
     if record.lookup is None or not record.lookup.valid:
         return result
     try:
-        policy = parse_sts_policy(await fetch_policy(domain, dns, ca_file=ca_file, timeout=timeout))
+        policy = parse_sts_policy(await fetch_policy(domain, dns, ca_file=ca_file, timeout=timeout,
+                                                     address_allowed=address_allowed))
     except PolicyFetchError as exc:
         return replace(result, policy_failure=exc.failure, findings=result.findings + (_unavailable(domain, exc.failure),))
     except MTASTSError as exc:

@@ -21,7 +21,6 @@ from ..logfmt import with_fields
 from ..probes.endpoint import probe_endpoint
 from ..results import EndpointResult, FailureReason, HostResult, SkipReason, address_order
 from ..tlsscan.results import TLSScanResult
-from ..tlsscan.scanner import scan_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +31,21 @@ DomainCheck = Callable[..., Awaitable[DomainResult]]   # check_domain's signatur
 DeepScan = Callable[..., Awaitable[TLSScanResult]]     # scan_endpoint's signature
 
 
+async def scan_endpoint_on_demand(*args, **kwargs) -> TLSScanResult:
+    """`tlsscan.scanner.scan_endpoint`, imported on the first deep scan: the `check`
+    command, which uses the other probes, never pays for importing the scanner."""
+    from ..tlsscan.scanner import scan_endpoint
+
+    return await scan_endpoint(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class Probes:
     """What the exporter runs; tests put in-process stand-ins here."""
 
     endpoint: EndpointProbe = probe_endpoint
     domain: DomainCheck = check_domain
-    deep_scan: DeepScan = scan_endpoint
+    deep_scan: DeepScan = scan_endpoint_on_demand
     dns: Callable[[DNSSettings], DNSClient] = DNSClient    # every lookup, host addresses included
 
 
