@@ -23,7 +23,9 @@ def config(tmp_path):
     path = tmp_path / "config.yml"
     path.write_text(
         f"dns: {{nameservers: ['{resolver.address}:{resolver.port}'], timeout: 3s}}\n"
-        "probe: {allowed_domains: ['*.test']}\n"
+        # The lab's MTA-STS policy hosts are on loopback: on-demand checks reach them only when
+        # allowed (see the last test).
+        "probe: {allowed_domains: ['*.test'], allowed_targets: ['127.77.0.0/16']}\n"
         "domains: [{name: good.test, dkim_selectors: [rsa2048], labels: {team: mail}}]\n"
         f"domain_checks: {{probe_mx: false, mta_sts_ca_file: '{running_https_lab().ca_file}'}}\n"
     )
@@ -82,3 +84,23 @@ async def test_domain_probes_take_a_concurrency_slot_and_a_bounded_selector_list
     assert too_many.status == 400 and "at most 10 dkim_selector" in too_many_text
     assert sample_value(starved, "probe_success") == 0 and sample_value(starved, "mailsec_dmarc_policy") is None
     assert sample_value(served, "probe_success") == 1
+
+
+@pytest.mark.parametrize("allowed_targets, reason", [
+    ([], "address_not_allowed"),           # mta-sts.good.test is on loopback: refused by default
+    (["127.77.0.0/16"], None),             # a network pattern names it: fetched
+])
+async def test_on_demand_checks_connect_only_to_public_or_allowed_addresses(tmp_path, allowed_targets, reason):
+    resolver = running_dns_lab().resolver.nameservers[0]
+    path = tmp_path / "config.yml"
+    path.write_text(
+        f"dns: {{nameservers: ['{resolver.address}:{resolver.port}'], timeout: 3s}}\n"
+        f"probe: {{allowed_domains: ['*.test'], allowed_targets: {allowed_targets}}}\n"
+        f"domain_checks: {{probe_mx: false, mta_sts_ca_file: '{running_https_lab().ca_file}'}}\n"
+    )
+    async with running_app(path) as (_, client):
+        samples = parse(await (await client.get("/probe", params={"domain": "good.test"})).text())
+    failure = [s.labels["reason"] for s in samples
+               if s.name == "mailsec_domain_check_failure_info" and s.labels["check"] == "mta_sts_policy"]
+    assert failure == ([reason] if reason else [])
+    assert (sample_value(samples, "mailsec_mta_sts_mode", domain="good.test") is None) == (reason is not None)

@@ -20,7 +20,7 @@ from ..metrics.selfmetrics import ExporterMetrics
 from ..reputation.blocklists import BlocklistResult
 from ..results import HostResult
 from ..tlsscan.results import TLSScanResult
-from .guard import admit, admit_domain
+from .guard import admit, admit_domain, public_or_allowed
 from .reports import ReportsService
 from .runs import DomainCheck, Probes, SlotFor, probe_host
 from .scancache import ProbeScanCache
@@ -148,7 +148,8 @@ class Exporter:
         except TimeoutError:
             return None
         try:
-            return await self.scheduler.check_domain(domain, deadline - asyncio.get_running_loop().time())
+            return await self.scheduler.check_domain(domain, deadline - asyncio.get_running_loop().time(),
+                                                     public_or_allowed(self.config.probe.allowed_targets))
         finally:
             overall.release()
 

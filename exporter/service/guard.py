@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..config import TargetPattern
 from ..dnsclient import DNSClient, DNSError, PinnedResolver
+from ..domains.mx import non_public_kind
 
 
 class TargetRefused(Exception):
@@ -65,6 +66,16 @@ async def admit(
     if outside:
         raise TargetRefused(f"{not_allowed}: {host} resolves to {', '.join(outside)}, outside the allowed networks")
     return PinnedResolver(host, addresses, dns)
+
+
+def public_or_allowed(patterns: Sequence[TargetPattern]) -> Callable[[str], bool]:
+    """Where a check a request asked for may connect (an MTA-STS policy host, port 443):
+    public addresses, and the others (loopback, private, link-local, unique-local...) only
+    when a network pattern of probe.allowed_targets names them. The safe default needs no
+    configuration: a domain's owner cannot aim the exporter at an internal address."""
+    def allowed(address: str) -> bool:
+        return non_public_kind(address) is None or any(p.matches_address(address, 443) for p in patterns)
+    return allowed
 
 
 def admit_domain(name: str, patterns: Sequence[str]) -> None:

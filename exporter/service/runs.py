@@ -212,9 +212,12 @@ def _log_skip_once(address: str, reason: SkipReason) -> None:
 async def run_domain_check(
     check: DomainCheck, domain: Domain, dns: DNSClient, settings: DomainCheckSettings,
     chain_for: ChainFor | None, budget: float = DOMAIN_CHECK_TIMEOUT_SECONDS,
+    address_allowed: Callable[[str], bool] | None = None,
 ) -> DomainResult:
     """Every check of `domain` with the configured MTA-STS CA and HTTPS timeout, within
-    `budget` seconds (TimeoutError past it). `chain_for(mx)`: the chain DANE is matched to."""
+    `budget` seconds (TimeoutError past it). `chain_for(mx)`: the chains DANE is matched to;
+    `address_allowed`: where the checks may connect (None: anywhere), for on-demand checks."""
+    guard = {"address_allowed": address_allowed} if address_allowed is not None else {}
     async with asyncio.timeout(budget):
         return await check(domain, dns, chain_for=chain_for, https_ca_file=settings.mta_sts_ca_file,
-                           https_timeout=min(settings.https_timeout, budget))
+                           https_timeout=min(settings.https_timeout, budget), **guard)

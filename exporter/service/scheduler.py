@@ -282,12 +282,13 @@ class Scheduler:
             self._discover_mx(domain.name, frozenset(host.name for host in result.mx.hosts))
         return result
 
-    async def check_domain(self, domain: Domain, budget: float = DOMAIN_CHECK_TIMEOUT_SECONDS) -> DomainResult | None:
+    async def check_domain(self, domain: Domain, budget: float = DOMAIN_CHECK_TIMEOUT_SECONDS,
+                           address_allowed: Callable[[str], bool] | None = None) -> DomainResult | None:
         """One run of the checks of `domain`; None (logged) if it raised or overran `budget`.
         DANE uses the chains the MX probes saw."""
         try:
             return await run_domain_check(self._probes.domain, domain, self.dns, self.config.domain_checks,
-                                          self.mx_chains, budget)
+                                          self.mx_chains, budget, address_allowed)
         except TimeoutError:
             log.warning("domain check did not finish in time", extra=with_fields(domain=domain.name, budget=budget))
         except Exception:
