@@ -31,8 +31,9 @@ RESULT = TLSScanResult(
              AcceptedCipher(V.TLS1_2, 0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", Class.INSUFFICIENT)),
     server_cipher_order=((V.TLS1_2, False),),
     groups=(GroupSupport(V.TLS1_2, NamedGroup.X25519, Class.GOOD), GroupSupport(V.TLS1_3, NamedGroup.X25519, Class.GOOD)),
+    normal_client_groups=(GroupSupport(V.TLS1_2, NamedGroup.SECP256R1, Class.GOOD),),
     dh_min_size=1024, dh_grade=Class.INSUFFICIENT, secure_renegotiation=True, compression=False,
-    grade=Class.INSUFFICIENT,
+    cipher_order_violation=True, grade=Class.INSUFFICIENT,
 )
 
 
@@ -55,6 +56,9 @@ def test_scan_samples():
     assert got[("mailsec_tls_scan_failure_info", frozenset({("reason", "timeout")}))] == 1
     assert got[("mailsec_tls_scan_connections", frozenset())] == 17
     assert got[("mailsec_tls_protocol_supported", frozenset({("version", "TLSv1.2")}))] == 1
+    assert got[("mailsec_tls_normal_client_group", frozenset({("version", "TLSv1.2"), ("group", "secp256r1"),
+                                                              ("class", "good")}))] == 1
+    assert got[("mailsec_tls_cipher_order_violation", frozenset())] == 1
     assert got[("mailsec_tls_protocol_supported", frozenset({("version", "TLSv1.0")}))] == 0
     assert got[("mailsec_tls_cipher_accepted", frozenset({("version", "TLSv1.2"), ("class", "insufficient"),
                                                           ("cipher", "TLS_RSA_WITH_AES_128_CBC_SHA")}))] == 1

@@ -26,6 +26,8 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_grade", "The endpoint's worst NCSC-NL class: 3 good, 2 sufficient, 1 phase_out, 0 insufficient."),
     MetricSpec("mailsec_tls_dh_min_size", "Size of the smallest finite-field DHE prime the server uses, in bits."),
     MetricSpec("mailsec_tls_group_supported", "A key-exchange group the server accepts (TLS 1.2 ECDHE or TLS 1.3); always 1.", ("group",)),
+    MetricSpec("mailsec_tls_normal_client_group", "The key-exchange group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 ECDHE curve); always 1.", ("version", "group", "class")),
+    MetricSpec("mailsec_tls_cipher_order_violation", "1 if the server prefers a phase_out cipher suite over a better one (internet.nl's cipher order test), else 0."),
     MetricSpec("mailsec_tls_server_cipher_order", "Per version with two or more accepted cipher suites: 1 if the server picks by its own preference, 0 if it follows the client.", ("version",)),
     MetricSpec("mailsec_tls_secure_renegotiation", "1 if the server supports RFC 5746 secure renegotiation (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
@@ -63,6 +65,11 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
         add("mailsec_tls_dh_min_size", float(result.dh_min_size))
     for group in sorted({support.name for support in result.groups}):
         add("mailsec_tls_group_supported", 1.0, group=group)
+    for group in result.normal_client_groups:
+        add("mailsec_tls_normal_client_group", 1.0, version=group.version.label, group=group.name,
+            **{"class": group.grade.label})
+    if result.cipher_order_violation is not None:
+        add("mailsec_tls_cipher_order_violation", float(result.cipher_order_violation))
     for version, server_order in result.server_cipher_order:
         add("mailsec_tls_server_cipher_order", float(server_order), version=version.label)
     for name, fact in (("mailsec_tls_secure_renegotiation", result.secure_renegotiation),

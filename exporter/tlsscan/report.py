@@ -33,7 +33,9 @@ def render_table(result: TLSScanResult) -> str:
     lines.append("")
     lines.append("Key exchange:")
     groups = ", ".join(f"{g.name} ({g.grade.label}, seen in {g.version.label})" for g in result.groups) or "none found"
-    lines.append(f"  groups: {groups}")
+    lines.append(f"  groups accepted: {groups}")
+    normal = ", ".join(f"{g.name} in {g.version.label} ({g.grade.label})" for g in result.normal_client_groups) or "none seen"
+    lines.append(f"  an ordinary client gets: {normal}")
     dh = (f"{result.dh_min_size} bits ({result.dh_grade.label})"
           if result.dh_min_size is not None and result.dh_grade is not None else "no DHE")
     lines.append(f"  smallest DH prime: {dh}")
@@ -43,6 +45,7 @@ def render_table(result: TLSScanResult) -> str:
     lines.append(f"  compression:             {yes_no(result.compression)}")
     lines.append(f"  extended master secret:  {yes_no(result.extended_master_secret)}")
     lines.append(f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}")
+    lines.append(f"  cipher order violation:  {yes_no(result.cipher_order_violation)}")
     for cert in result.certificates:
         lines.append("")
         lines.append(f"Certificate: {cert.subject}")
@@ -63,12 +66,15 @@ def to_json(result: TLSScanResult) -> dict:
                     for c in result.ciphers],
         "server_cipher_order": {version.label: server for version, server in result.server_cipher_order},
         "groups": [{"version": g.version.label, "name": g.name, "class": g.grade.label} for g in result.groups],
+        "normal_client_groups": [{"version": g.version.label, "name": g.name, "class": g.grade.label}
+                                 for g in result.normal_client_groups],
         "dh_min_size": result.dh_min_size,
         "dh_class": result.dh_grade.label if result.dh_grade is not None else None,
         "secure_renegotiation": result.secure_renegotiation,
         "compression": result.compression,
         "extended_master_secret": result.extended_master_secret,
         "ocsp_stapling": result.ocsp_stapling,
+        "cipher_order_violation": result.cipher_order_violation,
         "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
                           "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}
                          for c in result.certificates],

@@ -20,6 +20,7 @@ from tests.tlsservers.fake import SERVER_HELLO_DONE, OfferedHello, alert, server
 
 HANDSHAKE_FAILURE, PROTOCOL_VERSION = 40, 70
 RENEGOTIATION_INFO = b"\xff\x01\x00\x01\x00"
+EXTENDED_MASTER_SECRET = b"\x00\x17\x00\x00"
 _DH_PRIME_1024 = (1 << 1023) | 0x3   # only its size is read
 
 
@@ -59,7 +60,7 @@ class ModelServer:
         code = min(usable, key=accepted.index) if self.own_order else usable[0]
         if code in self.failing:
             return b""
-        answer = server_hello(version, code, extensions=RENEGOTIATION_INFO if version > ProtocolVersion.SSL3 else b"")
+        answer = server_hello(version, code, extensions=RENEGOTIATION_INFO + EXTENDED_MASTER_SECRET if version > ProtocolVersion.SSL3 else b"")
         certificate = _certificate_der()
         answer += _handshake_record(0x0B, _vector3(_vector3(certificate)))
         suite = CIPHER_SUITES[code]
