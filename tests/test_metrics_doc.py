@@ -17,7 +17,7 @@ from exporter.metrics.probe import probe_registry
 from exporter.results import FailureReason
 from exporter.metrics.selfmetrics import ExporterMetrics
 
-from test_tlsscan_metrics import RESULT as SCAN_RESULT
+from test_tlsscan_metrics import RESULT as SCAN_RESULT, STAPLE
 from results_factory import failed_result, host_result, tls_result
 
 DOC = Path(__file__).parent.parent / "docs" / "metrics.md"
@@ -41,7 +41,8 @@ def full_exposition() -> str:
     results.endpoints.put(good.key, good, replace(two_addresses, interval_seconds=300.0))
     results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.TIMEOUT)))
     # Every optional fact known, so that every scan family has a sample.
-    results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True))
+    results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True,
+                                              ocsp_staple=STAPLE))
     return (generate_latest(registry) + b"".join(results.exposition_chunks())).decode()
 
 

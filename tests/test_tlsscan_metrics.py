@@ -16,12 +16,14 @@ from exporter.tlsscan.connection import FlightEnd, ServerFlight
 from exporter.tlsscan.report import render_table, to_json
 from exporter.tlsscan.results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 from exporter.tlsscan.scanner import answer_to
+from exporter.tlsscan.stapling import StapledResponse, StapledStatus
 from exporter.metrics.tlsscan import TLSSCAN_METRICS, add_scan_samples
 from exporter.tlswire import NamedGroup, ProtocolVersion as V
 from exporter.tlswire.grading import Class
 from exporter.tlswire.parse import Alert, ServerHello
 
 TARGET = Target(host="mx.example.test", port=25, module="smtp")
+STAPLE = StapledResponse(StapledStatus.REVOKED, this_update=1000.0, next_update=90000.0)
 
 RESULT = TLSScanResult(
     success=False, failure=FailureReason.TIMEOUT, failure_detail="budget", observed_at=1000.0,
@@ -121,3 +123,14 @@ def _hello(version: int, code: int) -> ServerHello:
 ])
 def test_answer_to(flight: ServerFlight, version: V, expected):
     assert answer_to(flight, version, [0x002F, 0x1301]) == expected
+
+
+def test_ocsp_staple_samples():
+    got = samples(replace(RESULT, ocsp_stapling=True, ocsp_staple=STAPLE))
+    assert got[("mailsec_tls_ocsp_stapling", frozenset())] == 1
+    assert got[("mailsec_tls_ocsp_staple_status", frozenset({("status", "revoked")}))] == 1
+    assert got[("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", frozenset())] == 90000.0
+    assert to_json(replace(RESULT, ocsp_staple=STAPLE))["ocsp_staple"] == {
+        "status": "revoked", "this_update": 1000.0, "next_update": 90000.0}
+    assert "OCSP stapling:           yes (certificate revoked, valid until 1970-01-02" in render_table(
+        replace(RESULT, ocsp_stapling=True, ocsp_staple=STAPLE))

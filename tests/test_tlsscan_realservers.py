@@ -8,6 +8,7 @@ Connections are counted by a TCP relay in front of the server.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from exporter.tlsscan.results import TLSScanResult
 from exporter.tlsscan.scanner import scan_endpoint
 from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.grading import Class
+from tests.ocsp_factory import ocsp_response
 from tests.realservers.dovecot import DovecotInstance
 from tests.realservers.pki import MailPKI, generate_pki
 from tests.tlsservers import (
@@ -310,4 +312,18 @@ async def test_modern_openssl_server_accepting_ffdhe2048_when_forced_is_graded_l
     assert {g.version: g.name for g in result.normal_client_groups} == normal == {
         ProtocolVersion.TLS1_3: "x25519", ProtocolVersion.TLS1_2: "x25519"}
     assert result.grade is INTERNET_NL_GRADES["s_server modern"]
+    assert result.ocsp_stapling is False and result.ocsp_staple is None     # nothing to staple
     assert connections == result.connections <= connection_bound(result)
+
+async def test_openssl_server_stapling_an_ocsp_response(pki: MailPKI, workdir: Path):
+    next_update = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(days=3)
+    staple = workdir / "staple.der"
+    staple.write_bytes(ocsp_response(pki.good_ecdsa.leaf.cert, pki.intermediate, next_update=next_update))
+    credential = pki.good_ecdsa
+    with openssl_server("127.0.0.58", credential.chain_file, credential.leaf.key_file, "-tls1_2",
+                        "-cipher", "ECDHE+AESGCM", "-status_file", str(staple)) as port:
+        result, _ = await scan_through_relay("127.0.0.58", port, MailProtocol.SMTPS)
+    assert result.success, result.failure_detail
+    assert result.ocsp_stapling is True
+    assert result.ocsp_staple is not None and result.ocsp_staple.status.value == "good"
+    assert result.ocsp_staple.next_update == next_update.timestamp()

@@ -32,7 +32,9 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_secure_renegotiation", "1 if the server supports RFC 5746 secure renegotiation (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
     MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
-    MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples an OCSP response when asked (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples a successful OCSP response when asked (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_ocsp_staple_status", "The certificate status the stapled OCSP response gives; always 1.", ("status",)),
+    MetricSpec("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", "When the stapled OCSP response expires (its nextUpdate)."),
 )
 
 
@@ -78,3 +80,7 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
                        ("mailsec_tls_ocsp_stapling", result.ocsp_stapling)):
         if fact is not None:
             add(name, float(fact))
+    if result.ocsp_staple is not None:
+        add("mailsec_tls_ocsp_staple_status", 1.0, status=result.ocsp_staple.status.value)
+        if result.ocsp_staple.next_update is not None:
+            add("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", result.ocsp_staple.next_update)

@@ -3,7 +3,7 @@ of it for `mailsec-exporter scan HOST:PORT [--json]`, a summary for the status p
 
 from __future__ import annotations
 
-from ..presentation import yes_no
+from ..presentation import utc_time, yes_no
 from ..results import outcome_fields
 from .results import TLSScanResult
 
@@ -44,13 +44,21 @@ def render_table(result: TLSScanResult) -> str:
     lines.append(f"  secure renegotiation:    {yes_no(result.secure_renegotiation)}")
     lines.append(f"  compression:             {yes_no(result.compression)}")
     lines.append(f"  extended master secret:  {yes_no(result.extended_master_secret)}")
-    lines.append(f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}")
+    lines.append(f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}{_staple_text(result)}")
     lines.append(f"  cipher order violation:  {yes_no(result.cipher_order_violation)}")
     for cert in result.certificates:
         lines.append("")
         lines.append(f"Certificate: {cert.subject}")
         lines.append(f"  key {cert.key_type} {cert.key_bits} bits, signature hash {cert.signature_hash or 'none (EdDSA)'}")
     return "\n".join(lines) + "\n"
+
+
+def _staple_text(result: TLSScanResult) -> str:
+    staple = result.ocsp_staple
+    if staple is None:
+        return ""
+    until = utc_time(staple.next_update) if staple.next_update is not None else "no nextUpdate"
+    return f" (certificate {staple.status.value}, valid until {until})"
 
 
 def to_json(result: TLSScanResult) -> dict:
@@ -74,6 +82,9 @@ def to_json(result: TLSScanResult) -> dict:
         "compression": result.compression,
         "extended_master_secret": result.extended_master_secret,
         "ocsp_stapling": result.ocsp_stapling,
+        "ocsp_staple": None if result.ocsp_staple is None else {
+            "status": result.ocsp_staple.status.value, "this_update": result.ocsp_staple.this_update,
+            "next_update": result.ocsp_staple.next_update},
         "cipher_order_violation": result.cipher_order_violation,
         "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
                           "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..results import CertificateInfo, FailureReason
 from ..tlswire import ProtocolVersion, group_name
 from ..tlswire.grading import Class
+from .stapling import StapledResponse
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class TLSScanResult:
     secure_renegotiation: bool | None = None   # RFC 5746, from TLS <= 1.2 ServerHellos; None: none seen
     compression: bool | None = None            # the server picked DEFLATE; None: no TLS <= 1.2 hello answered
     extended_master_secret: bool | None = None
-    ocsp_stapling: bool | None = None
+    ocsp_stapling: bool | None = None      # a CertificateStatus with a successful OCSP response came
+    ocsp_staple: StapledResponse | None = None   # the first such response
     # internet.nl's cipher order test: the server prefers a phase_out suite over a better one in
     # its highest version below TLS 1.3. None: the order is not known.
     cipher_order_violation: bool | None = None

@@ -63,8 +63,9 @@ servers rate-limit, so the scan spends as few as it can):
    curve although the unseen ones came first. (Not carried over to TLS 1.3: OpenSSL 3.0
    follows the client's curve order in TLS 1.2 and picks its own group in TLS 1.3.)
 7. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
-   every DHE suite picked), secure renegotiation, extended master secret, OCSP stapling (the
-   ServerHello extensions of TLS <= 1.2), compression (every TLS <= 1.2 hello also offers
+   every DHE suite picked), secure renegotiation, extended master secret (the ServerHello
+   extensions of TLS <= 1.2), OCSP stapling (a CertificateStatus holding a successful OCSP
+   response, not the mere echo of status_request), compression (every TLS <= 1.2 hello also offers
    DEFLATE) and the leaf certificates (the Certificate message of TLS <= 1.2).
 8. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
    only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
@@ -109,6 +110,7 @@ from .connection import Connector, FlightEnd, ServerFlight
 from .grade import cipher_order_violation, grade_scan
 from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
+from .stapling import StapledResponse, parse_stapled_response
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +264,7 @@ class _ScanRun:
         self.ems_seen: list[bool] = []
         self.ocsp_seen: list[bool] = []
         self.compression_seen: list[bool] = []
+        self.staple: StapledResponse | None = None    # the first stapled OCSP response
         self.leaf_ders: dict[bytes, None] = {}   # insertion-ordered set
         # The group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 curve).
         self.normal_groups: dict[ProtocolVersion, int] = {}
@@ -572,7 +575,10 @@ class _ScanRun:
         self.renegotiation_seen.append(hello.secure_renegotiation)
         if hello.version > ProtocolVersion.SSL3:      # SSL 3.0 hellos carry no extensions to answer
             self.ems_seen.append(hello.extended_master_secret)
-        self.ocsp_seen.append(hello.status_request or flight.certificate_status is not None)
+        staple = _staple(flight)
+        self.ocsp_seen.append(staple is not None)
+        if staple is not None and self.staple is None:
+            self.staple = staple
         self.compression_seen.append(hello.compression_method == COMPRESSION_DEFLATE)
         if flight.certificate is not None and flight.certificate.chain:
             self.leaf_ders.setdefault(flight.certificate.chain[0])
@@ -615,6 +621,7 @@ class _ScanRun:
             compression=compression,
             extended_master_secret=ems,
             ocsp_stapling=_any_or_none(self.ocsp_seen),
+            ocsp_staple=self.staple,
             certificates=certificates,
             normal_client_groups=normal_groups,
             cipher_order_violation=order_violation,
@@ -631,6 +638,14 @@ class _ScanRun:
         sslv2 = [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
                  for kind in self.sslv2_kinds]
         return (*tls, *sslv2)
+
+
+def _staple(flight: ServerFlight) -> StapledResponse | None:
+    """The OCSP response the flight's CertificateStatus staples, if it holds one that parses."""
+    status = flight.certificate_status
+    if status is None or status.status_type != 1:       # 1: ocsp (RFC 6066 8)
+        return None
+    return parse_stapled_response(status.ocsp_response)
 
 
 def _all_or_none(seen: list[bool]) -> bool | None:

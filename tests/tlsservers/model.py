@@ -21,6 +21,7 @@ from tests.tlsservers.fake import SERVER_HELLO_DONE, OfferedHello, alert, server
 HANDSHAKE_FAILURE, PROTOCOL_VERSION = 40, 70
 RENEGOTIATION_INFO = b"\xff\x01\x00\x01\x00"
 EXTENDED_MASTER_SECRET = b"\x00\x17\x00\x00"
+STATUS_REQUEST = b"\x00\x05\x00\x00"
 _DH_PRIME_1024 = (1 << 1023) | 0x3   # only its size is read
 
 
@@ -41,6 +42,8 @@ class ModelServer:
     tls13_own_group_order: bool = True
     closes: bool = False
     failing: frozenset[int] = field(default_factory=frozenset)
+    echoes_status_request: bool = False     # the ServerHello echoes status_request (TLS <= 1.2)
+    staple: bytes | None = None             # a CertificateStatus with this OCSP response follows the Certificate
 
     def respond(self, hello: OfferedHello) -> bytes:
         if hello.sslv2:
@@ -60,9 +63,12 @@ class ModelServer:
         code = min(usable, key=accepted.index) if self.own_order else usable[0]
         if code in self.failing:
             return b""
-        answer = server_hello(version, code, extensions=RENEGOTIATION_INFO + EXTENDED_MASTER_SECRET if version > ProtocolVersion.SSL3 else b"")
+        extensions = RENEGOTIATION_INFO + EXTENDED_MASTER_SECRET + (STATUS_REQUEST if self.echoes_status_request else b"")
+        answer = server_hello(version, code, extensions=extensions if version > ProtocolVersion.SSL3 else b"")
         certificate = _certificate_der()
         answer += _handshake_record(0x0B, _vector3(_vector3(certificate)))
+        if self.staple is not None:
+            answer += _handshake_record(0x16, b"\x01" + _vector3(self.staple))
         suite = CIPHER_SUITES[code]
         hint = b"\x00\x00" if suite.authentication is Authentication.PSK else b""   # empty psk_identity_hint
         if suite.key_exchange is KeyExchange.ECDHE:
