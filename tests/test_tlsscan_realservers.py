@@ -141,7 +141,8 @@ def connection_bound(result: TLSScanResult) -> int:
             + sum(len(result.ciphers_for(v)) + 1 if result.ciphers_for(v) else 2 for v in lower) + 1
             + sum(3 for v in VERSION_FLAGS if len(result.ciphers_for(v)) >= 2)
             + sum(1 for g in result.groups if g.version is ProtocolVersion.TLS1_2) + 1 + 1
-            + 2)        # an ordinary client's TLS 1.3 hello and, at most, its TLS 1.2 hello
+            + 2         # an ordinary client's TLS 1.3 hello and, at most, its TLS 1.2 hello
+            + 1)        # the STARTTLS injection check
 
 
 async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
@@ -165,7 +166,8 @@ async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPost
     assert result.grade is INTERNET_NL_GRADES["postfix weak"]
     assert [c.key_bits for c in result.certificates] == [2048]
     assert connections == result.connections <= connection_bound(result)
-    assert connections <= len(result.ciphers) + 10        # the target for a server that refuses with alerts
+    # The target for a server that refuses with alerts, plus the STARTTLS injection check.
+    assert connections <= len(result.ciphers) + 10 + 1
 
 
 async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix):
@@ -196,10 +198,11 @@ async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPo
         (version, openssl_temp_key_group(host, port, flag, starttls="smtp"))
         for version, flag in ((ProtocolVersion.TLS1_3, "-tls1_3"), (ProtocolVersion.TLS1_2, "-tls1_2"))]
     assert result.extended_master_secret is True and result.cipher_order_violation is False
+    assert result.starttls_injection is False           # Postfix drops what was pipelined after STARTTLS
     # RSA 2048 certificate: phase_out (NCSC 2025), the suites and versions are no worse.
     assert result.grade is INTERNET_NL_GRADES["postfix modern"]
     assert connections == result.connections <= connection_bound(result)
-    assert connections <= len(result.ciphers) + 10
+    assert connections <= len(result.ciphers) + 10 + 1        # + the STARTTLS injection check
 
 
 async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
@@ -253,6 +256,7 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert len(truth[ProtocolVersion.TLS1_2]) >= 10 and not any(name.startswith("TLS_DHE_") for name in truth[ProtocolVersion.TLS1_2])
     assert {v.reason for v in result.versions if not v.supported} == {"closed"}
     assert result.grade is INTERNET_NL_GRADES["dovecot"]
+    assert result.starttls_injection is None            # implicit TLS: nothing to inject before it
     assert connections == result.connections <= len(result.ciphers) + 10
 
 

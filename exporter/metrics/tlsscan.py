@@ -33,6 +33,7 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
     MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples a successful OCSP response when asked (TLS <= 1.2)."),
+    MetricSpec("mailsec_starttls_injection_vulnerable", "1 if the server executes a command pipelined after STARTTLS once TLS is up (CVE-2011-0411 and kin), else 0."),
     MetricSpec("mailsec_tls_ocsp_staple_status", "The certificate status the stapled OCSP response gives; always 1.", ("status",)),
     MetricSpec("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", "When the stapled OCSP response expires (its nextUpdate)."),
 )
@@ -77,7 +78,8 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
     for name, fact in (("mailsec_tls_secure_renegotiation", result.secure_renegotiation),
                        ("mailsec_tls_compression", result.compression),
                        ("mailsec_tls_extended_master_secret", result.extended_master_secret),
-                       ("mailsec_tls_ocsp_stapling", result.ocsp_stapling)):
+                       ("mailsec_tls_ocsp_stapling", result.ocsp_stapling),
+                       ("mailsec_starttls_injection_vulnerable", result.starttls_injection)):
         if fact is not None:
             add(name, float(fact))
     if result.ocsp_staple is not None:

@@ -46,11 +46,18 @@ def render_table(result: TLSScanResult) -> str:
     lines.append(f"  extended master secret:  {yes_no(result.extended_master_secret)}")
     lines.append(f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}{_staple_text(result)}")
     lines.append(f"  cipher order violation:  {yes_no(result.cipher_order_violation)}")
+    lines.append(f"  STARTTLS injection:      {_injection_text(result.starttls_injection)}")
     for cert in result.certificates:
         lines.append("")
         lines.append(f"Certificate: {cert.subject}")
         lines.append(f"  key {cert.key_type} {cert.key_bits} bits, signature hash {cert.signature_hash or 'none (EdDSA)'}")
     return "\n".join(lines) + "\n"
+
+
+def _injection_text(vulnerable: bool | None) -> str:
+    if vulnerable is None:
+        return "not checked (implicit TLS, or no verdict)"
+    return "VULNERABLE: commands sent before TLS run inside it" if vulnerable else "not vulnerable"
 
 
 def _staple_text(result: TLSScanResult) -> str:
@@ -86,6 +93,7 @@ def to_json(result: TLSScanResult) -> dict:
             "status": result.ocsp_staple.status.value, "this_update": result.ocsp_staple.this_update,
             "next_update": result.ocsp_staple.next_update},
         "cipher_order_violation": result.cipher_order_violation,
+        "starttls_injection_vulnerable": result.starttls_injection,
         "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
                           "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}
                          for c in result.certificates],

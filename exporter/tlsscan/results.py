@@ -74,6 +74,9 @@ class TLSScanResult:
     extended_master_secret: bool | None = None
     ocsp_stapling: bool | None = None      # a CertificateStatus with a successful OCSP response came
     ocsp_staple: StapledResponse | None = None   # the first such response
+    # The server executes a command pipelined after STARTTLS inside TLS (CVE-2011-0411 and
+    # kin); None for implicit TLS or when the check could not be made.
+    starttls_injection: bool | None = None
     # internet.nl's cipher order test: the server prefers a phase_out suite over a better one in
     # its highest version below TLS 1.3. None: the order is not known.
     cipher_order_violation: bool | None = None

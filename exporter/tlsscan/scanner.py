@@ -70,13 +70,14 @@ servers rate-limit, so the scan spends as few as it can):
 8. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
    only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
    the core probe, for the certificate to grade.
+9. STARTTLS endpoints: one connection for the STARTTLS command injection check (injection.py).
 
 Connections used, at most: TLS 1.3 suites + groups + 4 (the ordinary client's hello usually
 also finds a suite); per lower version accepted suites + 1
 [+ up to 3 family hellos and one per 64-suite chunk after a bare-close refusal]; 1 (SSLv2);
 per version, 1 order test and at most 2 order hellos; TLS 1.2 curves not seen otherwise + 1;
 [+ 1 for the TLS 1.3 certificate] [+ 1 for the TLS 1.2 curve of an ordinary client, when
-the first ECDHE pick named a curve it does not offer].
+the first ECDHE pick named a curve it does not offer]; 1 for the STARTTLS injection check.
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
 the whole scan within `budget` seconds (default DEFAULT_SCAN_BUDGET_SECONDS); `min_delay`
@@ -108,6 +109,7 @@ from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
 from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
 from .grade import cipher_order_violation, grade_scan
+from .injection import check_starttls_injection
 from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 from .stapling import StapledResponse, parse_stapled_response
@@ -265,6 +267,7 @@ class _ScanRun:
         self.ocsp_seen: list[bool] = []
         self.compression_seen: list[bool] = []
         self.staple: StapledResponse | None = None    # the first stapled OCSP response
+        self.starttls_injection: bool | None = None
         self.leaf_ders: dict[bytes, None] = {}   # insertion-ordered set
         # The group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 curve).
         self.normal_groups: dict[ProtocolVersion, int] = {}
@@ -290,6 +293,7 @@ class _ScanRun:
         await self._scan_tls12_groups()
         await self._find_normal_client_curve()
         await self._find_tls13_certificate()
+        self.starttls_injection = await check_starttls_injection(self.connector, self.module, self.handshake_name)
         if not any(v.supported for v in self.versions) and self.protocol_errors:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
@@ -622,6 +626,7 @@ class _ScanRun:
             extended_master_secret=ems,
             ocsp_stapling=_any_or_none(self.ocsp_seen),
             ocsp_staple=self.staple,
+            starttls_injection=self.starttls_injection,
             certificates=certificates,
             normal_client_groups=normal_groups,
             cipher_order_violation=order_violation,
