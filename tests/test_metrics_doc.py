@@ -42,7 +42,7 @@ def full_exposition() -> str:
     results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.TIMEOUT)))
     # Every optional fact known, so that every scan family has a sample.
     results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True,
-                                              ocsp_staple=STAPLE, starttls_injection=False))
+                                              ocsp_staple=STAPLE, starttls_injection=False, fallback_scsv=True))
     return (generate_latest(registry) + b"".join(results.exposition_chunks())).decode()
 
 

@@ -13,7 +13,8 @@ from exporter.metrics.specs import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 from exporter.tlsscan.connection import FlightEnd, ServerFlight
-from exporter.tlsscan.report import render_table, to_json
+from exporter.tlsscan.report import render_table, summary_json, to_json
+from exporter.web.status import _scan_row
 from exporter.tlsscan.results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 from exporter.tlsscan.scanner import answer_to
 from exporter.tlsscan.stapling import StapledResponse, StapledStatus
@@ -134,3 +135,16 @@ def test_ocsp_staple_samples():
         "status": "revoked", "this_update": 1000.0, "next_update": 90000.0}
     assert "OCSP stapling:           yes (certificate revoked, valid until 1970-01-02" in render_table(
         replace(RESULT, ocsp_stapling=True, ocsp_staple=STAPLE))
+
+
+def test_status_page_row_shows_the_named_checks():
+    summary = summary_json(replace(RESULT, fallback_scsv=False, starttls_injection=True, ocsp_stapling=True,
+                                   ocsp_staple=STAPLE))
+    assert summary["normal_client_groups"] == {"TLSv1.2": "secp256r1"}
+    assert (summary["fallback_scsv"], summary["starttls_injection_vulnerable"]) == (False, True)
+    row = _scan_row({"target": "mx.example.test:25", "module": "smtp", "deep_scan": summary})
+    assert "key exchange: secp256r1 (TLSv1.2)" in row
+    assert 'fallback SCSV: <span class="fail">no</span>' in row
+    assert 'STARTTLS injection: <span class="fail">yes</span>' in row
+    assert 'cipher order violation: <span class="fail">yes</span>' in row
+    assert "OCSP staple: yes <small>until 1970-01-02" in row

@@ -78,7 +78,8 @@ def connection_bound(model: ModelServer) -> int:
         bound += len(served(model, version)) + 1 if served(model, version) else 2
     bound += 1                                                     # SSLv2
     bound += sum(3 for version in model.suites if len(served(model, version)) >= 2)
-    return bound + len(TLS12_EC_GROUPS) + 1 + 2       # + the ordinary client's TLS 1.3 and TLS 1.2 hellos
+    # + the ordinary client's TLS 1.3 and TLS 1.2 hellos, the fallback SCSV hello
+    return bound + len(TLS12_EC_GROUPS) + 1 + 2 + 1
 
 
 # --- the cases the connection-saving steps are for --------------------------------------------
@@ -102,7 +103,7 @@ async def test_client_order_server_costs_one_hello_per_suite_plus_refusals():
     assert {g.version for g in result.groups} == {V.TLS1_2}
     # The first ECDHE pick showed the curve an ordinary client gets; TLS 1.3 needs one hello.
     assert [(g.version, g.group) for g in result.normal_client_groups] == [(V.TLS1_3, 29), (V.TLS1_2, 29)]
-    assert connections == result.connections == (6 + 1) + 5 + 3 + 1 + 1
+    assert connections == result.connections == (6 + 1) + 5 + 3 + 1 + 1 + 1     # + the fallback SCSV hello
     assert connections <= len(result.ciphers) + 10
 
 
@@ -113,8 +114,8 @@ async def test_own_order_server_finds_tls13_suites_and_groups_together():
     model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=True, groups=FIVE_GROUPS)
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == (6 + 1) + (3 + 3) + 3 + 1 + 1 + 1
-    assert connections <= len(result.ciphers) + 10
+    assert connections == result.connections == (6 + 1) + (3 + 3) + 3 + 1 + 1 + 1 + 1
+    assert connections <= len(result.ciphers) + 10 + 1          # + the fallback SCSV hello
 
 
 async def test_lower_versions_start_with_the_suites_a_higher_one_accepted():
@@ -125,7 +126,7 @@ async def test_lower_versions_start_with_the_suites_a_higher_one_accepted():
     model = ModelServer({V.TLS1_2: (0xC02F, *cbc), V.TLS1_1: cbc, V.TLS1_0: cbc})
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + 1
+    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + 1 + 1
 
 
 async def test_a_version_with_other_suites_than_the_one_above_is_still_enumerated():
@@ -259,3 +260,16 @@ def test_findings_equal_the_declared_configuration(model: ModelServer):
     assert connections == result.connections
     if not model.closes:
         assert connections <= connection_bound(model)
+
+
+@pytest.mark.parametrize("suites, honours, expected", [
+    ({V.TLS1_3: (0x1302,), V.TLS1_2: (0xC030,)}, True, True),      # a TLS 1.2 hello with the SCSV
+    ({V.TLS1_3: (0x1302,), V.TLS1_2: (0xC030,)}, False, False),
+    ({V.TLS1_2: (0xC030, 0xC014), V.TLS1_0: (0xC014,)}, True, True),   # TLS 1.0 is the second best
+    ({V.TLS1_2: (0xC030,)}, True, None),                           # one version: nothing to fall back to
+])
+async def test_fallback_scsv(suites: dict[ProtocolVersion, tuple[int, ...]], honours: bool, expected: bool | None):
+    model = ModelServer(suites, honours_fallback_scsv=honours)
+    result, _ = await scan_model(model)
+    assert_findings_match(result, model)
+    assert result.fallback_scsv is expected

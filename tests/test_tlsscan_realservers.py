@@ -142,7 +142,8 @@ def connection_bound(result: TLSScanResult) -> int:
             + sum(3 for v in VERSION_FLAGS if len(result.ciphers_for(v)) >= 2)
             + sum(1 for g in result.groups if g.version is ProtocolVersion.TLS1_2) + 1 + 1
             + 2         # an ordinary client's TLS 1.3 hello and, at most, its TLS 1.2 hello
-            + 1)        # the STARTTLS injection check
+            + 1         # the STARTTLS injection check
+            + 1)        # the fallback SCSV hello
 
 
 async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
@@ -166,8 +167,9 @@ async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPost
     assert result.grade is INTERNET_NL_GRADES["postfix weak"]
     assert [c.key_bits for c in result.certificates] == [2048]
     assert connections == result.connections <= connection_bound(result)
-    # The target for a server that refuses with alerts, plus the STARTTLS injection check.
-    assert connections <= len(result.ciphers) + 10 + 1
+    # The target for a server that refuses with alerts, plus the fallback SCSV hello and
+    # the STARTTLS injection check.
+    assert connections <= len(result.ciphers) + 10 + 2
 
 
 async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix):
@@ -199,10 +201,11 @@ async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPo
         for version, flag in ((ProtocolVersion.TLS1_3, "-tls1_3"), (ProtocolVersion.TLS1_2, "-tls1_2"))]
     assert result.extended_master_secret is True and result.cipher_order_violation is False
     assert result.starttls_injection is False           # Postfix drops what was pipelined after STARTTLS
+    assert result.fallback_scsv is True                 # OpenSSL honours RFC 7507
     # RSA 2048 certificate: phase_out (NCSC 2025), the suites and versions are no worse.
     assert result.grade is INTERNET_NL_GRADES["postfix modern"]
     assert connections == result.connections <= connection_bound(result)
-    assert connections <= len(result.ciphers) + 10 + 1        # + the STARTTLS injection check
+    assert connections <= len(result.ciphers) + 10 + 2        # + the fallback SCSV hello, the injection check
 
 
 async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
@@ -257,7 +260,8 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert {v.reason for v in result.versions if not v.supported} == {"closed"}
     assert result.grade is INTERNET_NL_GRADES["dovecot"]
     assert result.starttls_injection is None            # implicit TLS: nothing to inject before it
-    assert connections == result.connections <= len(result.ciphers) + 10
+    # The enumeration within accepted suites + 10, plus the fallback SCSV hello.
+    assert connections == result.connections <= len(result.ciphers) + 10 + 1
 
 
 async def test_gnutls_tls13_suites_and_groups_equal_openssl_ground_truth(pki: MailPKI):

@@ -8,6 +8,8 @@ IANA suite names, guideline classes, registry group names, failure reasons.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .specs import Families, MetricSpec, subject_labels
 from ..config import Target
 from ..tlsscan.results import TLSScanResult
@@ -33,6 +35,7 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
     MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples a successful OCSP response when asked (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_fallback_scsv", "1 if the server refuses a fallback hello carrying TLS_FALLBACK_SCSV (RFC 7507), 0 if it accepts it."),
     MetricSpec("mailsec_starttls_injection_vulnerable", "1 if the server executes a command pipelined after STARTTLS once TLS is up (CVE-2011-0411 and kin), else 0."),
     MetricSpec("mailsec_tls_ocsp_staple_status", "The certificate status the stapled OCSP response gives; always 1.", ("status",)),
     MetricSpec("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", "When the stapled OCSP response expires (its nextUpdate)."),
@@ -71,17 +74,21 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
     for group in result.normal_client_groups:
         add("mailsec_tls_normal_client_group", 1.0, version=group.version.label, group=group.name,
             **{"class": group.grade.label})
-    if result.cipher_order_violation is not None:
-        add("mailsec_tls_cipher_order_violation", float(result.cipher_order_violation))
     for version, server_order in result.server_cipher_order:
         add("mailsec_tls_server_cipher_order", float(server_order), version=version.label)
     for name, fact in (("mailsec_tls_secure_renegotiation", result.secure_renegotiation),
                        ("mailsec_tls_compression", result.compression),
                        ("mailsec_tls_extended_master_secret", result.extended_master_secret),
                        ("mailsec_tls_ocsp_stapling", result.ocsp_stapling),
-                       ("mailsec_starttls_injection_vulnerable", result.starttls_injection)):
+                       ("mailsec_starttls_injection_vulnerable", result.starttls_injection),
+                       ("mailsec_tls_fallback_scsv", result.fallback_scsv),
+                       ("mailsec_tls_cipher_order_violation", result.cipher_order_violation)):
         if fact is not None:
             add(name, float(fact))
+    _add_staple_samples(add, result)
+
+
+def _add_staple_samples(add: Callable[..., None], result: TLSScanResult) -> None:
     if result.ocsp_staple is not None:
         add("mailsec_tls_ocsp_staple_status", 1.0, status=result.ocsp_staple.status.value)
         if result.ocsp_staple.next_update is not None:

@@ -77,6 +77,9 @@ class TLSScanResult:
     # The server executes a command pipelined after STARTTLS inside TLS (CVE-2011-0411 and
     # kin); None for implicit TLS or when the check could not be made.
     starttls_injection: bool | None = None
+    # RFC 7507: a hello of the second-best version with TLS_FALLBACK_SCSV was refused with
+    # inappropriate_fallback. None: fewer than two versions, or an answer that says nothing.
+    fallback_scsv: bool | None = None
     # internet.nl's cipher order test: the server prefers a phase_out suite over a better one in
     # its highest version below TLS 1.3. None: the order is not known.
     cipher_order_violation: bool | None = None

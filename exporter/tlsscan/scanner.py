@@ -70,14 +70,17 @@ servers rate-limit, so the scan spends as few as it can):
 8. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
    only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
    the core probe, for the certificate to grade.
-9. STARTTLS endpoints: one connection for the STARTTLS command injection check (injection.py).
+9. TLS_FALLBACK_SCSV (RFC 7507): one hello of the second-best version with the SCSV; refused
+   with inappropriate_fallback is the right answer. Skipped with fewer than two versions.
+10. STARTTLS endpoints: one connection for the STARTTLS command injection check (injection.py).
 
 Connections used, at most: TLS 1.3 suites + groups + 4 (the ordinary client's hello usually
 also finds a suite); per lower version accepted suites + 1
 [+ up to 3 family hellos and one per 64-suite chunk after a bare-close refusal]; 1 (SSLv2);
 per version, 1 order test and at most 2 order hellos; TLS 1.2 curves not seen otherwise + 1;
 [+ 1 for the TLS 1.3 certificate] [+ 1 for the TLS 1.2 curve of an ordinary client, when
-the first ECDHE pick named a curve it does not offer]; 1 for the STARTTLS injection check.
+the first ECDHE pick named a curve it does not offer]; 1 for the fallback SCSV; 1 for the
+STARTTLS injection check.
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
 the whole scan within `budget` seconds (default DEFAULT_SCAN_BUDGET_SECONDS); `min_delay`
@@ -268,6 +271,7 @@ class _ScanRun:
         self.compression_seen: list[bool] = []
         self.staple: StapledResponse | None = None    # the first stapled OCSP response
         self.starttls_injection: bool | None = None
+        self.fallback_scsv: bool | None = None
         self.leaf_ders: dict[bytes, None] = {}   # insertion-ordered set
         # The group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 curve).
         self.normal_groups: dict[ProtocolVersion, int] = {}
@@ -293,6 +297,7 @@ class _ScanRun:
         await self._scan_tls12_groups()
         await self._find_normal_client_curve()
         await self._find_tls13_certificate()
+        await self._check_fallback_scsv()
         self.starttls_injection = await check_starttls_injection(self.connector, self.module, self.handshake_name)
         if not any(v.supported for v in self.versions) and self.protocol_errors:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
@@ -503,6 +508,22 @@ class _ScanRun:
             if isinstance(parameters, ECDHParameters) and parameters.named_curve in NORMAL_CLIENT_GROUPS:
                 self.normal_groups[version] = parameters.named_curve
 
+    async def _check_fallback_scsv(self) -> None:
+        """RFC 7507: a hello of the second-best version the server accepts, with its suites and
+        TLS_FALLBACK_SCSV, must be refused with an inappropriate_fallback alert (a client that
+        fell back because of an attacker). Needs two supported TLS versions."""
+        supported = sorted((v.version for v in self.versions if v.supported and v.version > ProtocolVersion.SSL2),
+                           reverse=True)
+        if len(supported) < 2 or not self.accepted.get(supported[1]):
+            return
+        version = supported[1]
+        hello = build_client_hello(version, self.accepted[version], server_name=self.server_name,
+                                   groups=list(TLS12_EC_GROUPS), fallback_scsv=True,
+                                   with_extensions=version is not ProtocolVersion.SSL3)
+        assert self.connector is not None
+        flight = await self.connector.exchange(hello)
+        self.fallback_scsv = fallback_verdict(flight, version)
+
     async def _find_tls13_certificate(self) -> None:
         """A server that only speaks TLS 1.3 showed no certificate (it is encrypted): complete one
         real TLS 1.3 handshake to get it, so that its key and signature are graded too."""
@@ -627,6 +648,7 @@ class _ScanRun:
             ocsp_stapling=_any_or_none(self.ocsp_seen),
             ocsp_staple=self.staple,
             starttls_injection=self.starttls_injection,
+            fallback_scsv=self.fallback_scsv,
             certificates=certificates,
             normal_client_groups=normal_groups,
             cipher_order_violation=order_violation,
@@ -643,6 +665,16 @@ class _ScanRun:
         sslv2 = [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
                  for kind in self.sslv2_kinds]
         return (*tls, *sslv2)
+
+
+def fallback_verdict(flight: ServerFlight, version: ProtocolVersion) -> bool | None:
+    """True: refused with inappropriate_fallback; False: answered with a ServerHello of the
+    fallback version; None: anything else (another alert, a close) says nothing."""
+    if flight.alert is not None and flight.alert.description == AlertDescription.INAPPROPRIATE_FALLBACK:
+        return True
+    if flight.server_hello is not None and flight.server_hello.version == version:
+        return False
+    return None
 
 
 def _staple(flight: ServerFlight) -> StapledResponse | None:
