@@ -13,15 +13,18 @@ from exporter.metrics.specs import Families
 from exporter.config import Target
 from exporter.results import FailureReason
 from exporter.tlsscan.connection import FlightEnd, ServerFlight
-from exporter.tlsscan.report import render_table, to_json
+from exporter.tlsscan.report import render_table, summary_json, to_json
+from exporter.web.status import _scan_row
 from exporter.tlsscan.results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 from exporter.tlsscan.scanner import answer_to
+from exporter.tlsscan.stapling import StapledResponse, StapledStatus
 from exporter.metrics.tlsscan import TLSSCAN_METRICS, add_scan_samples
 from exporter.tlswire import NamedGroup, ProtocolVersion as V
 from exporter.tlswire.grading import Class
 from exporter.tlswire.parse import Alert, ServerHello
 
 TARGET = Target(host="mx.example.test", port=25, module="smtp")
+STAPLE = StapledResponse(StapledStatus.REVOKED, this_update=1000.0, next_update=90000.0)
 
 RESULT = TLSScanResult(
     success=False, failure=FailureReason.TIMEOUT, failure_detail="budget", observed_at=1000.0,
@@ -31,8 +34,9 @@ RESULT = TLSScanResult(
              AcceptedCipher(V.TLS1_2, 0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", Class.INSUFFICIENT)),
     server_cipher_order=((V.TLS1_2, False),),
     groups=(GroupSupport(V.TLS1_2, NamedGroup.X25519, Class.GOOD), GroupSupport(V.TLS1_3, NamedGroup.X25519, Class.GOOD)),
+    normal_client_groups=(GroupSupport(V.TLS1_2, NamedGroup.SECP256R1, Class.GOOD),),
     dh_min_size=1024, dh_grade=Class.INSUFFICIENT, secure_renegotiation=True, compression=False,
-    grade=Class.INSUFFICIENT,
+    cipher_order_violation=True, grade=Class.INSUFFICIENT,
 )
 
 
@@ -55,6 +59,9 @@ def test_scan_samples():
     assert got[("mailsec_tls_scan_failure_info", frozenset({("reason", "timeout")}))] == 1
     assert got[("mailsec_tls_scan_connections", frozenset())] == 17
     assert got[("mailsec_tls_protocol_supported", frozenset({("version", "TLSv1.2")}))] == 1
+    assert got[("mailsec_tls_normal_client_group", frozenset({("version", "TLSv1.2"), ("group", "secp256r1"),
+                                                              ("class", "good")}))] == 1
+    assert got[("mailsec_tls_cipher_order_violation", frozenset())] == 1
     assert got[("mailsec_tls_protocol_supported", frozenset({("version", "TLSv1.0")}))] == 0
     assert got[("mailsec_tls_cipher_accepted", frozenset({("version", "TLSv1.2"), ("class", "insufficient"),
                                                           ("cipher", "TLS_RSA_WITH_AES_128_CBC_SHA")}))] == 1
@@ -117,3 +124,27 @@ def _hello(version: int, code: int) -> ServerHello:
 ])
 def test_answer_to(flight: ServerFlight, version: V, expected):
     assert answer_to(flight, version, [0x002F, 0x1301]) == expected
+
+
+def test_ocsp_staple_samples():
+    got = samples(replace(RESULT, ocsp_stapling=True, ocsp_staple=STAPLE))
+    assert got[("mailsec_tls_ocsp_stapling", frozenset())] == 1
+    assert got[("mailsec_tls_ocsp_staple_status", frozenset({("status", "revoked")}))] == 1
+    assert got[("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", frozenset())] == 90000.0
+    assert to_json(replace(RESULT, ocsp_staple=STAPLE))["ocsp_staple"] == {
+        "status": "revoked", "this_update": 1000.0, "next_update": 90000.0}
+    assert "OCSP stapling:           yes (certificate revoked, valid until 1970-01-02" in render_table(
+        replace(RESULT, ocsp_stapling=True, ocsp_staple=STAPLE))
+
+
+def test_status_page_row_shows_the_named_checks():
+    summary = summary_json(replace(RESULT, fallback_scsv=False, starttls_injection=True, ocsp_stapling=True,
+                                   ocsp_staple=STAPLE))
+    assert summary["normal_client_groups"] == {"TLSv1.2": "secp256r1"}
+    assert (summary["fallback_scsv"], summary["starttls_injection_vulnerable"]) == (False, True)
+    row = _scan_row({"target": "mx.example.test:25", "module": "smtp", "deep_scan": summary})
+    assert "key exchange: secp256r1 (TLSv1.2)" in row
+    assert 'fallback SCSV: <span class="fail">no</span>' in row
+    assert 'STARTTLS injection: <span class="fail">yes</span>' in row
+    assert 'cipher order violation: <span class="fail">yes</span>' in row
+    assert "OCSP staple: yes <small>until 1970-01-02" in row

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from exporter.config import DNSSettings, Module, MailProtocol, StartTLS, Target
@@ -16,15 +17,17 @@ from exporter.tlsscan.results import TLSScanResult
 from exporter.tlsscan.scanner import TLS12_EC_GROUPS, TLS13_GROUPS, scan_endpoint
 from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.ciphers import CIPHER_SUITES, KeyExchange
-from tests.tlsservers.fake import FakeTLSServer
+from exporter.tlswire.grading import Class
+from exporter.tlswire.hello import NORMAL_CLIENT_GROUPS
+from tests.tlsservers.fake import FakeTLSServer, OfferedHello, Responder
 from tests.tlsservers.model import ModelServer
 
 V = ProtocolVersion
 LOWER_VERSIONS = (V.TLS1_2, V.TLS1_1, V.TLS1_0, V.SSL3)
 
 
-async def scan_model(model: ModelServer) -> tuple[TLSScanResult, int]:
-    async with FakeTLSServer(model.respond) as server:
+async def scan_model(model: ModelServer, respond: Responder | None = None) -> tuple[TLSScanResult, int]:
+    async with FakeTLSServer(respond or model.respond) as server:
         module = Module(name="model", protocol=MailProtocol.SMTPS, port=server.port, starttls=StartTLS.NONE,
                         timeout=2.0, interval=300.0)
         result = await scan_endpoint(Target(host="127.0.0.1", port=server.port, module="model"), module,
@@ -75,7 +78,8 @@ def connection_bound(model: ModelServer) -> int:
         bound += len(served(model, version)) + 1 if served(model, version) else 2
     bound += 1                                                     # SSLv2
     bound += sum(3 for version in model.suites if len(served(model, version)) >= 2)
-    return bound + len(TLS12_EC_GROUPS) + 1
+    # + the ordinary client's TLS 1.3 and TLS 1.2 hellos, the fallback SCSV hello
+    return bound + len(TLS12_EC_GROUPS) + 1 + 2 + 1
 
 
 # --- the cases the connection-saving steps are for --------------------------------------------
@@ -89,15 +93,17 @@ async def test_client_order_server_costs_one_hello_per_suite_plus_refusals():
     # TLS 1.2: 6 suites + 1 refusal; its ECDHE picks show the 5 curves, the unseen ones being
     # offered first each time, and a pick of a seen curve shows none is left: no group hello.
     # TLS 1.3 (groups chosen by the server, as OpenSSL 3.0 does even for client-order
-    # servers): the first hello, offering only the groups TLS 1.2 did not show, is refused;
-    # the same with every group gets a suite, so the groups left were what it lacked; then 2
-    # suites, the second from the order test, and a pick of an accepted suite listed after
-    # every suite left, which ends the suites: 5. Lower versions: 1 each; SSLv2: 1.
+    # servers): an ordinary client's hello gets a suite; the other suites with the groups
+    # TLS 1.2 did not show are refused, and so is the accepted suite with them: no group left;
+    # then 2 suites with the groups seen, and a pick of an accepted suite listed after every
+    # suite left, which ends the suites: 6. Lower versions: 1 each; SSLv2: 1.
     model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=False, groups=FIVE_GROUPS)
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
     assert {g.version for g in result.groups} == {V.TLS1_2}
-    assert connections == result.connections == (6 + 1) + 5 + 3 + 1
+    # The first ECDHE pick showed the curve an ordinary client gets; TLS 1.3 needs one hello.
+    assert [(g.version, g.group) for g in result.normal_client_groups] == [(V.TLS1_3, 29), (V.TLS1_2, 29)]
+    assert connections == result.connections == (6 + 1) + 5 + 3 + 1 + 1 + 1     # + the fallback SCSV hello
     assert connections <= len(result.ciphers) + 10
 
 
@@ -108,8 +114,8 @@ async def test_own_order_server_finds_tls13_suites_and_groups_together():
     model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, own_order=True, groups=FIVE_GROUPS)
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == (6 + 1) + (3 + 3) + 3 + 1 + 1
-    assert connections <= len(result.ciphers) + 10
+    assert connections == result.connections == (6 + 1) + (3 + 3) + 3 + 1 + 1 + 1 + 1
+    assert connections <= len(result.ciphers) + 10 + 1          # + the fallback SCSV hello
 
 
 async def test_lower_versions_start_with_the_suites_a_higher_one_accepted():
@@ -120,7 +126,7 @@ async def test_lower_versions_start_with_the_suites_a_higher_one_accepted():
     model = ModelServer({V.TLS1_2: (0xC02F, *cbc), V.TLS1_1: cbc, V.TLS1_0: cbc})
     result, connections = await scan_model(model)
     assert_findings_match(result, model)
-    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + 1
+    assert connections == result.connections == 1 + (5 + 1) + 2 * (4 + 1) + 1 + 1 + 1 + 1
 
 
 async def test_a_version_with_other_suites_than_the_one_above_is_still_enumerated():
@@ -144,6 +150,26 @@ async def test_a_server_that_closes_instead_of_refusing_and_fails_on_dhe():
         V.TLS1_1: "closed", V.TLS1_0: "closed", V.SSL3: "closed", V.SSL2: "closed"}
 
 
+async def test_a_closing_server_costs_one_ssl3_hello_below_its_version_range():
+    # Like Dovecot: TLS 1.1 and 1.0 refuse (by closing) suites TLS 1.2 serves, so they are
+    # not supported; SSL 3.0, for which no accepted suite is valid, is then below the
+    # server's range: one hello with its whole list, not one per key-exchange family.
+    dhe = (0x009E, 0x0033)
+    model = ModelServer({V.TLS1_2: (0xC02F, 0xC013, *dhe)}, closes=True, failing=frozenset(dhe))
+    versions: list[int] = []
+
+    def respond(hello: OfferedHello) -> bytes:
+        versions.append(hello.version)
+        return model.respond(hello)
+
+    result, connections = await scan_model(model, respond)
+    assert_findings_match(result, model)
+    assert versions.count(V.SSL3) == 1 and versions.count(V.TLS1_1) == versions.count(V.TLS1_0) == 1
+    # No TLS 1.3: an ordinary client's hello and one with every group, both closed.
+    assert versions.count(V.TLS1_3) == 2
+    assert connections == result.connections
+
+
 async def test_tls12_only_curves_are_found_beside_the_tls13_groups():
     # secp224r1 is not a TLS 1.3 group; a server that keeps it shows it only in TLS 1.2.
     model = ModelServer({V.TLS1_3: MODERN_TLS13, V.TLS1_2: MODERN_TLS12}, groups=(29, 23),
@@ -153,12 +179,51 @@ async def test_tls12_only_curves_are_found_beside_the_tls13_groups():
     assert {(g.version, g.group) for g in result.groups if g.group == 21} == {(V.TLS1_2, 21)}
 
 
+NORMAL_CLIENT_GROUP_CASES = {
+    # groups by the server's preference, own order, TLS 1.2 curves -> (TLS 1.3, TLS 1.2) groups an
+    # ordinary client (X25519, P-256, X448, P-521, P-384; X25519 key share) gets, extra hellos.
+    "x25519 first, client order": ((29, 23), False, None, (29, 29), 1),
+    # No X25519: a HelloRetryRequest for the server's favourite of the client's groups.
+    "P-384 favourite": ((24, 23), True, None, (24, 24), 1),
+    # Its favourite curve is one an ordinary client does not offer: one more TLS 1.2 hello.
+    "brainpool favourite in TLS 1.2": ((29, 23), True, (26, 23), (29, 23), 2),
+    # FFDHE accepted in TLS 1.3 when forced, as OpenSSL does: a fact, not the normal group.
+    "ffdhe2048 when forced": ((29, 23, 256), True, (29, 23), (29, 29), 1),
+}
+
+
+@pytest.mark.parametrize("groups, own_order, tls12_groups, expected, extra", NORMAL_CLIENT_GROUP_CASES.values(),
+                         ids=NORMAL_CLIENT_GROUP_CASES.keys())
+async def test_the_groups_an_ordinary_client_gets(groups: tuple[int, ...], own_order: bool,
+                                                  tls12_groups: tuple[int, ...] | None,
+                                                  expected: tuple[int, int], extra: int):
+    model = ModelServer({V.TLS1_3: (0x1302,), V.TLS1_2: (0xC030,)}, own_order=own_order, groups=groups,
+                        tls12_groups=tls12_groups)
+    hellos: list[OfferedHello] = []
+
+    def respond(hello: OfferedHello) -> bytes:
+        hellos.append(hello)
+        return model.respond(hello)
+
+    result, connections = await scan_model(model, respond)
+    assert_findings_match(result, model)
+    assert [(g.version, g.group) for g in result.normal_client_groups] == [(V.TLS1_3, expected[0]), (V.TLS1_2, expected[1])]
+    # TLS 1.2 sufficient, the ECDSA P-256 certificate good, the groups an ordinary client gets good:
+    # whatever else the server accepts when forced does not lower the grade.
+    assert result.grade is Class.SUFFICIENT
+    assert {g.group for g in result.groups} >= set(groups)
+    assert connections == result.connections <= connection_bound(model)
+    assert sum(1 for hello in hellos if hello.groups == NORMAL_CLIENT_GROUPS) == extra
+
+
 # --- any configuration ------------------------------------------------------------------------
 
 @st.composite
 def model_servers(draw) -> ModelServer:
     closes = draw(st.booleans())
     versions = draw(st.sets(st.sampled_from((V.TLS1_3, *LOWER_VERSIONS)), min_size=1))
+    if closes:      # the servers that refuse by closing are OpenSSL's: their versions are one range
+        versions = {version for version in (V.TLS1_3, *LOWER_VERSIONS) if min(versions) <= version <= max(versions)}
     suites: dict[ProtocolVersion, tuple[int, ...]] = {}
     if V.TLS1_3 in versions:
         suites[V.TLS1_3] = tuple(draw(st.lists(st.sampled_from(offer_order(V.TLS1_3)), min_size=1, max_size=4, unique=True)))
@@ -195,3 +260,16 @@ def test_findings_equal_the_declared_configuration(model: ModelServer):
     assert connections == result.connections
     if not model.closes:
         assert connections <= connection_bound(model)
+
+
+@pytest.mark.parametrize("suites, honours, expected", [
+    ({V.TLS1_3: (0x1302,), V.TLS1_2: (0xC030,)}, True, True),      # a TLS 1.2 hello with the SCSV
+    ({V.TLS1_3: (0x1302,), V.TLS1_2: (0xC030,)}, False, False),
+    ({V.TLS1_2: (0xC030, 0xC014), V.TLS1_0: (0xC014,)}, True, True),   # TLS 1.0 is the second best
+    ({V.TLS1_2: (0xC030,)}, True, None),                           # one version: nothing to fall back to
+])
+async def test_fallback_scsv(suites: dict[ProtocolVersion, tuple[int, ...]], honours: bool, expected: bool | None):
+    model = ModelServer(suites, honours_fallback_scsv=honours)
+    result, _ = await scan_model(model)
+    assert_findings_match(result, model)
+    assert result.fallback_scsv is expected

@@ -8,6 +8,7 @@ Connections are counted by a TCP relay in front of the server.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -26,9 +27,12 @@ from exporter.tlsscan.results import TLSScanResult
 from exporter.tlsscan.scanner import scan_endpoint
 from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.grading import Class
+from tests.ocsp_factory import ocsp_response
 from tests.realservers.dovecot import DovecotInstance
 from tests.realservers.pki import MailPKI, generate_pki
-from tests.tlsservers import CountingRelay, gnutls_server, openssl_accepts, openssl_cipher_names, openssl_server
+from tests.tlsservers import (
+    CountingRelay, gnutls_server, openssl_accepts, openssl_cipher_names, openssl_server, openssl_temp_key_group,
+)
 from tests.tlsservers.postfix_tls import MODERN_CIPHERS, WEAK_CIPHERS, TLSPostfix, running_tls_postfix
 
 pytestmark = pytest.mark.integration
@@ -90,6 +94,37 @@ def ground_truth(host: str, port: int, cipher_string: str, starttls: str | None)
     return truth
 
 
+# The grade internet.nl's mail test gives each server configuration here, worked out by hand from
+# its rules (internetstandards/Internet.nl checks/tasks/tls/evaluation.py, tls_constants.py,
+# scans.py) for the suites and key exchanges the openssl/gnutls ground truth shows. The worst
+# of: TLSProtocolEvaluation (TLS 1.3 good, 1.2 sufficient, the rest bad); TLSCipherEvaluation
+# (CIPHERS_GOOD / _SUFFICIENT / _PHASE_OUT, anything else bad); TLSForwardSecrecyParameterEvaluation
+# (the curve or DH group nassl's ordinary client gets per accepted suite: FS_EC_GOOD, FFDHE 3072+
+# phase_out, any other DH bad); test_cipher_order; compression, secure renegotiation and EMS
+# (bad when missing); scans.py check_pubkey (RSA 2048 phase_out) and the signature hash.
+INTERNET_NL_GRADES = {
+    # TLS 1.0 and 1.1 accepted: bad protocols (and CBC-SHA1, static RSA suites, a 1024-bit DH group).
+    "postfix weak": Class.INSUFFICIENT,
+    # TLS 1.3 + 1.2, ECDHE-RSA AES-GCM/ChaCha20 (CIPHERS_SUFFICIENT), X25519 (FS_EC_GOOD), EMS:
+    # only the RSA 2048 key (check_pubkey: phase_out) is below sufficient.
+    "postfix modern": Class.PHASE_OUT,
+    # TLS 1.0 only.
+    "s_server tls1.0": Class.INSUFFICIENT,
+    # TLS 1.3 only, the default suites (good/sufficient), X25519: the RSA 2048 key.
+    "s_server tls1.3": Class.PHASE_OUT,
+    # TLS 1.2 + 1.3, ECDHE-ECDSA AES-GCM/ChaCha20, X25519 for an ordinary client, P-256 key:
+    # sufficient (TLS 1.2). It also accepts ffdhe2048 in TLS 1.3 when a client offers nothing
+    # else, which internet.nl never asks (its client offers EC groups only).
+    "s_server modern": Class.SUFFICIENT,
+    # Dovecot's default cipher list keeps ECDHE CBC-SHA1 suites: not in any list, bad.
+    "dovecot": Class.INSUFFICIENT,
+    # GnuTLS NORMAL: CBC-SHA1 suites, bad.
+    "gnutls normal": Class.INSUFFICIENT,
+    # 3DES, static RSA key exchange: bad.
+    "gnutls 3des": Class.INSUFFICIENT,
+}
+
+
 def findings(result: TLSScanResult) -> dict[ProtocolVersion, set[str]]:
     return {version: {c.name for c in result.ciphers_for(version)} for version in VERSION_FLAGS}
 
@@ -105,7 +140,10 @@ def connection_bound(result: TLSScanResult) -> int:
     return ((tls13 + tls13_groups + 3 if tls13 else 2)
             + sum(len(result.ciphers_for(v)) + 1 if result.ciphers_for(v) else 2 for v in lower) + 1
             + sum(3 for v in VERSION_FLAGS if len(result.ciphers_for(v)) >= 2)
-            + sum(1 for g in result.groups if g.version is ProtocolVersion.TLS1_2) + 1 + 1)
+            + sum(1 for g in result.groups if g.version is ProtocolVersion.TLS1_2) + 1 + 1
+            + 2         # an ordinary client's TLS 1.3 hello and, at most, its TLS 1.2 hello
+            + 1         # the STARTTLS injection check
+            + 1)        # the fallback SCSV hello
 
 
 async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
@@ -126,10 +164,12 @@ async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPost
     assert result.dh_grade is Class.INSUFFICIENT
     assert dict(result.server_cipher_order)[ProtocolVersion.TLS1_2] is False   # tls_preempt_cipherlist = no
     assert result.secure_renegotiation is True and result.compression is False
-    assert result.grade is Class.INSUFFICIENT
+    assert result.grade is INTERNET_NL_GRADES["postfix weak"]
     assert [c.key_bits for c in result.certificates] == [2048]
     assert connections == result.connections <= connection_bound(result)
-    assert connections <= len(result.ciphers) + 10        # the issue's target for a server that refuses with alerts
+    # The issue's target for a server that refuses with alerts, plus the fallback SCSV hello and
+    # the STARTTLS injection check.
+    assert connections <= len(result.ciphers) + 10 + 2
 
 
 async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix):
@@ -156,10 +196,16 @@ async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPo
                 truth[version].add(group)
     assert {g.name for g in result.groups} == truth[ProtocolVersion.TLS1_3] | truth[ProtocolVersion.TLS1_2]
     assert all(g.name in truth[g.version] for g in result.groups)
+    assert [(g.version, g.name) for g in result.normal_client_groups] == [
+        (version, openssl_temp_key_group(host, port, flag, starttls="smtp"))
+        for version, flag in ((ProtocolVersion.TLS1_3, "-tls1_3"), (ProtocolVersion.TLS1_2, "-tls1_2"))]
+    assert result.extended_master_secret is True and result.cipher_order_violation is False
+    assert result.starttls_injection is False           # Postfix drops what was pipelined after STARTTLS
+    assert result.fallback_scsv is True                 # OpenSSL honours RFC 7507
     # RSA 2048 certificate: phase_out (NCSC 2025), the suites and versions are no worse.
-    assert result.grade is Class.PHASE_OUT
+    assert result.grade is INTERNET_NL_GRADES["postfix modern"]
     assert connections == result.connections <= connection_bound(result)
-    assert connections <= len(result.ciphers) + 10
+    assert connections <= len(result.ciphers) + 10 + 2        # + the fallback SCSV hello, the injection check
 
 
 async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
@@ -173,6 +219,7 @@ async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
     reasons = {v.version: v.reason for v in result.versions}
     assert reasons[ProtocolVersion.TLS1_2] == "answered_TLSv1.0"    # the server negotiated down
     assert result.dh_min_size is not None and result.dh_min_size >= 2048     # OpenSSL 3's automatic DH
+    assert result.grade is INTERNET_NL_GRADES["s_server tls1.0"]
     assert connections == result.connections <= connection_bound(result)
 
 
@@ -190,14 +237,12 @@ async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: 
     # Suites and groups are better than phase_out: the RSA 2048 key is what makes the grade.
     assert max(c.grade for c in result.ciphers) < Class.PHASE_OUT
     assert max(g.grade for g in result.groups) < Class.PHASE_OUT
-    assert result.grade is Class.PHASE_OUT
+    assert result.grade is INTERNET_NL_GRADES["s_server tls1.3"]
     assert len(result.ciphers) == 3 and {g.name for g in result.groups} == {"x25519", "secp256r1"}
-    # TLS 1.3: 2 hellos find 2 suites and both groups; the order test, offering the groups
-    # left, is refused (no group left); with the 2 known groups, the suites left then the
-    # accepted ones in reverse: the third suite, then an accepted one (s_server follows the
-    # client, so none is left). Then TLS 1.2 down to SSL 3.0 refused, SSLv2, and the
-    # handshake for the certificate.
-    assert connections == result.connections == (2 + 1 + 2) + 4 + 1 + 1
+    # TLS 1.3: 5 hellos (an ordinary client's first) find the 3 suites, both groups and that
+    # s_server follows the client's order; then TLS 1.2 down to SSL 3.0 refused, SSLv2, and
+    # the handshake for the certificate.
+    assert connections == result.connections == 5 + 4 + 1 + 1
     assert connections <= connection_bound(result)
 
 
@@ -213,7 +258,10 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert findings(result) == truth
     assert len(truth[ProtocolVersion.TLS1_2]) >= 10 and not any(name.startswith("TLS_DHE_") for name in truth[ProtocolVersion.TLS1_2])
     assert {v.reason for v in result.versions if not v.supported} == {"closed"}
-    assert connections == result.connections <= len(result.ciphers) + 10
+    assert result.grade is INTERNET_NL_GRADES["dovecot"]
+    assert result.starttls_injection is None            # implicit TLS: nothing to inject before it
+    # The enumeration within accepted suites + 10, plus the fallback SCSV hello.
+    assert connections == result.connections <= len(result.ciphers) + 10 + 1
 
 
 async def test_gnutls_tls13_suites_and_groups_equal_openssl_ground_truth(pki: MailPKI):
@@ -236,6 +284,7 @@ async def test_gnutls_tls13_suites_and_groups_equal_openssl_ground_truth(pki: Ma
     assert {g.name for g in result.groups} == truth[ProtocolVersion.TLS1_3] | {
         name for name in truth[ProtocolVersion.TLS1_2] if not name.startswith("ffdhe")}
     assert all(g.name in truth[g.version] for g in result.groups)
+    assert result.grade is INTERNET_NL_GRADES["gnutls normal"]
     assert connections == result.connections <= connection_bound(result)
 
 
@@ -248,5 +297,41 @@ async def test_3des_from_gnutls(pki: MailPKI):
     assert set(result.supported_versions()) == {ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_0}
     for version in (ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_0):
         assert findings(result)[version] == {"TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA"}
-    assert result.grade is Class.INSUFFICIENT
+    assert result.grade is INTERNET_NL_GRADES["gnutls 3des"]
     assert connections == result.connections
+
+
+async def test_modern_openssl_server_accepting_ffdhe2048_when_forced_is_graded_like_internet_nl(pki: MailPKI):
+    # A stock OpenSSL 3 server (Dovecot, Haraka and s_server alike) with ECDHE AEAD suites and a
+    # P-256 key: it accepts an ffdhe2048 key share in TLS 1.3 when a client offers nothing else.
+    credential = pki.good_ecdsa
+    host = "127.0.0.57"
+    with openssl_server(host, credential.chain_file, credential.leaf.key_file,
+                        "-cipher", "ECDHE+AESGCM:ECDHE+CHACHA20", "-no_tls1", "-no_tls1_1") as port:
+        result, connections = await scan_through_relay(host, port, MailProtocol.SMTPS)
+        forced_ffdhe = openssl_accepts(host, port, "-tls1_3", groups="ffdhe2048")
+        normal = {version: openssl_temp_key_group(host, port, flag)
+                  for version, flag in ((ProtocolVersion.TLS1_3, "-tls1_3"), (ProtocolVersion.TLS1_2, "-tls1_2"))}
+    assert result.success, result.failure_detail
+    assert forced_ffdhe
+    # The fact is reported, with its own class...
+    assert {(g.name, g.grade) for g in result.groups} >= {("ffdhe2048", Class.INSUFFICIENT)}
+    # ...but the grade rates what an ordinary client gets, as internet.nl does.
+    assert {g.version: g.name for g in result.normal_client_groups} == normal == {
+        ProtocolVersion.TLS1_3: "x25519", ProtocolVersion.TLS1_2: "x25519"}
+    assert result.grade is INTERNET_NL_GRADES["s_server modern"]
+    assert result.ocsp_stapling is False and result.ocsp_staple is None     # nothing to staple
+    assert connections == result.connections <= connection_bound(result)
+
+async def test_openssl_server_stapling_an_ocsp_response(pki: MailPKI, workdir: Path):
+    next_update = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(days=3)
+    staple = workdir / "staple.der"
+    staple.write_bytes(ocsp_response(pki.good_ecdsa.leaf.cert, pki.intermediate, next_update=next_update))
+    credential = pki.good_ecdsa
+    with openssl_server("127.0.0.58", credential.chain_file, credential.leaf.key_file, "-tls1_2",
+                        "-cipher", "ECDHE+AESGCM", "-status_file", str(staple)) as port:
+        result, _ = await scan_through_relay("127.0.0.58", port, MailProtocol.SMTPS)
+    assert result.success, result.failure_detail
+    assert result.ocsp_stapling is True
+    assert result.ocsp_staple is not None and result.ocsp_staple.status.value == "good"
+    assert result.ocsp_staple.next_update == next_update.timestamp()

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.tlsscan.order import offer_order
 from exporter.tlsscan.scanner import TLS13_GROUPS
-from exporter.tlsscan.tls13 import Answer, Enumeration, Offer, next_hello, observe, start
+from exporter.tlsscan.tls13 import Answer, Enumeration, Offer, next_hello, observe, observe_first, start
 from exporter.tlswire import NamedGroup, ProtocolVersion
 from exporter.tlswire.hello import DEFAULT_KEY_SHARE_GROUPS
 
@@ -107,6 +107,19 @@ CASES = {
          (Offer((B, C), (Y, Z), (Y,)), Answer(B, Y)),
          (Offer((C, B, A), (Z,), ()), Answer(A, X))),
         accepted=(A, B), found_groups=(X, Y)),
+    # The suites ran out (A is the only one), groups are left: a ServerHello without a key_share
+    # group, or naming a group it was not offered, teaches nothing, and the same hello would
+    # get the same answer until the scan's budget ran out.
+    "suites done, an answer without a group ends it": Case(
+        start((A,), (X, Y, Z)),
+        ((Offer((A,), (X, Y, Z), (X, Y)), Answer(A, X)),
+         (Offer((A,), (Y, Z), (Y,)), Answer(A, None))),
+        accepted=(A,), found_groups=(X,)),
+    "suites done, an answer naming a group not offered ends it": Case(
+        start((A,), (X, Y, Z)),
+        ((Offer((A,), (X, Y, Z), (X, Y)), Answer(A, X)),
+         (Offer((A,), (Y, Z), (Y,)), Answer(A, X))),
+        accepted=(A,), found_groups=(X,)),
 }
 
 
@@ -136,3 +149,27 @@ def test_the_scan_starts_with_every_suite_and_the_groups_tls12_did_not_show():
     assert offer.suites == offer_order(ProtocolVersion.TLS1_3)
     assert offer.groups == tuple(group for group in TLS13_GROUPS if group not in seen)
     assert offer.key_share_groups == tuple(group for group in DEFAULT_KEY_SHARE_GROUPS if group not in seen)
+
+
+FIRST_HELLO_CASES = {
+    # An ordinary client's hello (every suite, X only) before the enumeration's own.
+    "a pick starts the enumeration": (Answer(B, X), (B,), (), False),
+    "a pick of a group TLS 1.2 did not show": (Answer(B, Z), (B,), (Z,), False),
+    "a protocol_version alert ends it": (OTHER_VERSION, (), (), True),
+    "another refusal: every group next": (REFUSED, (), (), False),
+}
+
+
+@pytest.mark.parametrize("answer, accepted, found, stopped", FIRST_HELLO_CASES.values(), ids=FIRST_HELLO_CASES.keys())
+def test_an_ordinary_clients_first_hello(answer: Answer, accepted: tuple[int, ...], found: tuple[int, ...],
+                                         stopped: bool):
+    state = start((A, B, C), (X, Y, Z), seen_groups=(X, Y))
+    after = observe_first(state, Offer((A, B, C), (X,), (X,)), answer)
+    assert (after.accepted, after.found_groups, after.stopped) == (accepted, found, stopped)
+    assert after.suites_left == tuple(code for code in (A, B, C) if code not in accepted)
+    if answer.suite is not None:
+        assert after.picks == (((A, B, C), answer.suite),)
+    elif not stopped:
+        # The next hello offers every group; refused as well, there is no TLS 1.3.
+        assert next_hello(after) == Offer((A, B, C), (Z, X, Y), ())
+        assert next_hello(observe(after, REFUSED)) is None

@@ -92,6 +92,8 @@ def test_cipher_suite_classes_follow_the_guideline_rules():
     (NamedGroup.SECP521R1, G), (NamedGroup.BRAINPOOLP256R1, G), (NamedGroup.BRAINPOOLP512R1TLS13, G),
     (NamedGroup.SECP224R1, P), (NamedGroup.FFDHE3072, P), (NamedGroup.FFDHE8192, P),
     (NamedGroup.FFDHE2048, I), (NamedGroup.SECP192R1, I), (NamedGroup.SECP256K1, I), (0x4242, I),
+    # Hybrids: their classical half's class (an interpretation: internet.nl does not grade them).
+    (NamedGroup.X25519MLKEM768, G), (NamedGroup.SECP256R1MLKEM768, G), (NamedGroup.SECP384R1MLKEM1024, G),
 ])
 def test_groups(group, expected):
     assert grade_group(group) is expected

@@ -8,6 +8,8 @@ IANA suite names, guideline classes, registry group names, failure reasons.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .specs import Families, MetricSpec, subject_labels
 from ..config import Target
 from ..tlsscan.results import TLSScanResult
@@ -26,11 +28,17 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_grade", "The endpoint's worst NCSC-NL class: 3 good, 2 sufficient, 1 phase_out, 0 insufficient."),
     MetricSpec("mailsec_tls_dh_min_size", "Size of the smallest finite-field DHE prime the server uses, in bits."),
     MetricSpec("mailsec_tls_group_supported", "A key-exchange group the server accepts (TLS 1.2 ECDHE or TLS 1.3); always 1.", ("group",)),
+    MetricSpec("mailsec_tls_normal_client_group", "The key-exchange group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 ECDHE curve); always 1.", ("version", "group", "class")),
+    MetricSpec("mailsec_tls_cipher_order_violation", "1 if the server prefers a phase_out cipher suite over a better one (internet.nl's cipher order test), else 0."),
     MetricSpec("mailsec_tls_server_cipher_order", "Per version with two or more accepted cipher suites: 1 if the server picks by its own preference, 0 if it follows the client.", ("version",)),
     MetricSpec("mailsec_tls_secure_renegotiation", "1 if the server supports RFC 5746 secure renegotiation (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_compression", "1 if the server accepts TLS compression (DEFLATE)."),
     MetricSpec("mailsec_tls_extended_master_secret", "1 if the server supports the RFC 7627 extended master secret (TLS <= 1.2)."),
-    MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples an OCSP response when asked (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples a successful OCSP response when asked (TLS <= 1.2)."),
+    MetricSpec("mailsec_tls_fallback_scsv", "1 if the server refuses a fallback hello carrying TLS_FALLBACK_SCSV (RFC 7507), 0 if it accepts it."),
+    MetricSpec("mailsec_starttls_injection_vulnerable", "1 if the server executes a command pipelined after STARTTLS once TLS is up (CVE-2011-0411 and kin), else 0."),
+    MetricSpec("mailsec_tls_ocsp_staple_status", "The certificate status the stapled OCSP response gives; always 1.", ("status",)),
+    MetricSpec("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", "When the stapled OCSP response expires (its nextUpdate)."),
 )
 
 
@@ -63,11 +71,25 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
         add("mailsec_tls_dh_min_size", float(result.dh_min_size))
     for group in sorted({support.name for support in result.groups}):
         add("mailsec_tls_group_supported", 1.0, group=group)
+    for group in result.normal_client_groups:
+        add("mailsec_tls_normal_client_group", 1.0, version=group.version.label, group=group.name,
+            **{"class": group.grade.label})
     for version, server_order in result.server_cipher_order:
         add("mailsec_tls_server_cipher_order", float(server_order), version=version.label)
     for name, fact in (("mailsec_tls_secure_renegotiation", result.secure_renegotiation),
                        ("mailsec_tls_compression", result.compression),
                        ("mailsec_tls_extended_master_secret", result.extended_master_secret),
-                       ("mailsec_tls_ocsp_stapling", result.ocsp_stapling)):
+                       ("mailsec_tls_ocsp_stapling", result.ocsp_stapling),
+                       ("mailsec_starttls_injection_vulnerable", result.starttls_injection),
+                       ("mailsec_tls_fallback_scsv", result.fallback_scsv),
+                       ("mailsec_tls_cipher_order_violation", result.cipher_order_violation)):
         if fact is not None:
             add(name, float(fact))
+    _add_staple_samples(add, result)
+
+
+def _add_staple_samples(add: Callable[..., None], result: TLSScanResult) -> None:
+    if result.ocsp_staple is not None:
+        add("mailsec_tls_ocsp_staple_status", 1.0, status=result.ocsp_staple.status.value)
+        if result.ocsp_staple.next_update is not None:
+            add("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", result.ocsp_staple.next_update)

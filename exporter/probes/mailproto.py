@@ -499,7 +499,9 @@ async def request_tls(dialogue: Dialogue, facts: PlaintextFacts, protocol: MailP
     """Ask for TLS where `facts` say it starts (STARTTLS, STLS for POP3).
 
     Raises DialogueError for a missing STARTTLS under `required`, for a refusal, and for
-    bytes sent after the STARTTLS answer (command injection, CVE-2011-0411).
+    bytes sent after the STARTTLS answer, before TLS (a reply nobody asked for, or a response
+    injected by a man in the middle; the server-side STARTTLS command injection flaw,
+    CVE-2011-0411, is tested by the deep scan, tlsscan/injection.py).
     """
     if protocol.implicit_tls:
         return
@@ -512,7 +514,7 @@ async def request_tls(dialogue: Dialogue, facts: PlaintextFacts, protocol: MailP
         if dialogue.conn.has_buffered_bytes:
             raise DialogueError(
                 FailureReason.PROTOCOL_ERROR,
-                f"server sent bytes after its {dialogue.starttls_keyword} answer, before TLS (command injection)",
+                f"server sent bytes after its {dialogue.starttls_keyword} answer, before TLS",
             )
 
 

@@ -115,9 +115,10 @@ class Connector:
             return chain
 
     @contextlib.asynccontextmanager
-    async def _connection_at_tls(self) -> AsyncIterator[tuple[RawStream, float]]:
-        """A fresh, counted connection on which the next bytes are a TLS handshake, and the loop
-        time by which everything on it must be done. Closed on exit."""
+    async def fresh_connection(self) -> AsyncIterator[tuple[RawStream, float]]:
+        """A fresh, counted connection, before any byte is exchanged, and the loop time by
+        which everything on it must be done. Closed on exit. Raises DialogueError when the
+        connection cannot be opened."""
         async with self._lock:
             await self._pace()
             loop = asyncio.get_running_loop()
@@ -130,15 +131,22 @@ class Connector:
                                     f"no TCP connection within {self.connection_timeout:g} s") from None
             self.connections += 1
             try:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self._until_tls(raw)
-                except TimeoutError:
-                    raise DialogueError(FailureReason.TIMEOUT,
-                                        f"dialogue before TLS not done within {self.connection_timeout:g} s") from None
                 yield raw, deadline
             finally:
                 raw.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection_at_tls(self) -> AsyncIterator[tuple[RawStream, float]]:
+        """A fresh, counted connection on which the next bytes are a TLS handshake, and the loop
+        time by which everything on it must be done. Closed on exit."""
+        async with self.fresh_connection() as (raw, deadline):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._until_tls(raw)
+            except TimeoutError:
+                raise DialogueError(FailureReason.TIMEOUT,
+                                    f"dialogue before TLS not done within {self.connection_timeout:g} s") from None
+            yield raw, deadline
 
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,7 +3,7 @@ of it for `mailsec-exporter scan HOST:PORT [--json]`, a summary for the status p
 
 from __future__ import annotations
 
-from ..presentation import printable, yes_no
+from ..presentation import printable, utc_time, yes_no
 from ..results import outcome_fields
 from .results import TLSScanResult
 
@@ -30,24 +30,49 @@ def render_table(result: TLSScanResult) -> str:
         width = max(len(cipher.name) for cipher in ciphers)
         for cipher in ciphers:
             lines.append(f"  {cipher.name:<{width}}  {cipher.grade.label}")
-    lines.append("")
-    lines.append("Key exchange:")
-    groups = ", ".join(f"{g.name} ({g.grade.label}, seen in {g.version.label})" for g in result.groups) or "none found"
-    lines.append(f"  groups: {groups}")
-    dh = (f"{result.dh_min_size} bits ({result.dh_grade.label})"
-          if result.dh_min_size is not None and result.dh_grade is not None else "no DHE")
-    lines.append(f"  smallest DH prime: {dh}")
-    lines.append("")
-    lines.append("Features:")
-    lines.append(f"  secure renegotiation:    {yes_no(result.secure_renegotiation)}")
-    lines.append(f"  compression:             {yes_no(result.compression)}")
-    lines.append(f"  extended master secret:  {yes_no(result.extended_master_secret)}")
-    lines.append(f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}")
+    lines += _key_exchange_lines(result)
+    lines += _feature_lines(result)
     for cert in result.certificates:
         lines.append("")
         lines.append(f"Certificate: {cert.subject}")
         lines.append(f"  key {cert.key_type} {cert.key_bits} bits, signature hash {cert.signature_hash or 'none (EdDSA)'}")
     return "\n".join(printable(line) for line in lines) + "\n"   # subjects, details: the server's words
+
+
+def _key_exchange_lines(result: TLSScanResult) -> list[str]:
+    groups = ", ".join(f"{g.name} ({g.grade.label}, seen in {g.version.label})" for g in result.groups) or "none found"
+    normal = ", ".join(f"{g.name} in {g.version.label} ({g.grade.label})" for g in result.normal_client_groups) or "none seen"
+    dh = (f"{result.dh_min_size} bits ({result.dh_grade.label})"
+          if result.dh_min_size is not None and result.dh_grade is not None else "no DHE")
+    return ["", "Key exchange:", f"  groups accepted: {groups}", f"  an ordinary client gets: {normal}",
+            f"  smallest DH prime: {dh}"]
+
+
+def _feature_lines(result: TLSScanResult) -> list[str]:
+    return [
+        "", "Features:",
+        f"  secure renegotiation:    {yes_no(result.secure_renegotiation)}",
+        f"  compression:             {yes_no(result.compression)}",
+        f"  extended master secret:  {yes_no(result.extended_master_secret)}",
+        f"  OCSP stapling:           {yes_no(result.ocsp_stapling)}{_staple_text(result)}",
+        f"  cipher order violation:  {yes_no(result.cipher_order_violation)}",
+        f"  fallback SCSV honoured:  {yes_no(result.fallback_scsv)}",
+        f"  STARTTLS injection:      {_injection_text(result.starttls_injection)}",
+    ]
+
+
+def _injection_text(vulnerable: bool | None) -> str:
+    if vulnerable is None:
+        return "not checked (implicit TLS, or no verdict)"
+    return "VULNERABLE: commands sent before TLS run inside it" if vulnerable else "not vulnerable"
+
+
+def _staple_text(result: TLSScanResult) -> str:
+    staple = result.ocsp_staple
+    if staple is None:
+        return ""
+    until = utc_time(staple.next_update) if staple.next_update is not None else "no nextUpdate"
+    return f" (certificate {staple.status.value}, valid until {until})"
 
 
 def to_json(result: TLSScanResult) -> dict:
@@ -63,12 +88,20 @@ def to_json(result: TLSScanResult) -> dict:
                     for c in result.ciphers],
         "server_cipher_order": {version.label: server for version, server in result.server_cipher_order},
         "groups": [{"version": g.version.label, "name": g.name, "class": g.grade.label} for g in result.groups],
+        "normal_client_groups": [{"version": g.version.label, "name": g.name, "class": g.grade.label}
+                                 for g in result.normal_client_groups],
         "dh_min_size": result.dh_min_size,
         "dh_class": result.dh_grade.label if result.dh_grade is not None else None,
         "secure_renegotiation": result.secure_renegotiation,
         "compression": result.compression,
         "extended_master_secret": result.extended_master_secret,
         "ocsp_stapling": result.ocsp_stapling,
+        "ocsp_staple": None if result.ocsp_staple is None else {
+            "status": result.ocsp_staple.status.value, "this_update": result.ocsp_staple.this_update,
+            "next_update": result.ocsp_staple.next_update},
+        "cipher_order_violation": result.cipher_order_violation,
+        "starttls_injection_vulnerable": result.starttls_injection,
+        "fallback_scsv": result.fallback_scsv,
         "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
                           "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}
                          for c in result.certificates],
@@ -83,4 +116,10 @@ def summary_json(result: TLSScanResult) -> dict:
         "supported_versions": [version.label for version in result.supported_versions()],
         "accepted_ciphers": len(result.ciphers),
         "connections": result.connections,
+        "normal_client_groups": {g.version.label: g.name for g in result.normal_client_groups},
+        "cipher_order_violation": result.cipher_order_violation,
+        "fallback_scsv": result.fallback_scsv,
+        "starttls_injection_vulnerable": result.starttls_injection,
+        "ocsp_stapling": result.ocsp_stapling,
+        "ocsp_staple_next_update": result.ocsp_staple.next_update if result.ocsp_staple else None,
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..results import CertificateInfo, FailureReason
 from ..tlswire import ProtocolVersion, group_name
 from ..tlswire.grading import Class
+from .stapling import StapledResponse
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,26 @@ class TLSScanResult:
     # preference, False when it follows the client's order.
     server_cipher_order: tuple[tuple[ProtocolVersion, bool], ...] = ()
     groups: tuple[GroupSupport, ...] = ()
+    # The group an ordinary client's hello gets (its usual groups in its order, an X25519 key
+    # share): one for TLS 1.3 (key share), one for TLS 1.2 (ECDHE curve), where the scan saw
+    # it. This, not every group accepted when forced, is what the grade rates.
+    normal_client_groups: tuple[GroupSupport, ...] = ()
     dh_min_size: int | None = None         # smallest DHE prime (bits) seen in a ServerKeyExchange
     dh_grade: Class | None = None          # the worst DH parameters seen, per tlswire.grading
     secure_renegotiation: bool | None = None   # RFC 5746, from TLS <= 1.2 ServerHellos; None: none seen
     compression: bool | None = None            # the server picked DEFLATE; None: no TLS <= 1.2 hello answered
     extended_master_secret: bool | None = None
-    ocsp_stapling: bool | None = None
+    ocsp_stapling: bool | None = None      # a CertificateStatus with a successful OCSP response came
+    ocsp_staple: StapledResponse | None = None   # the first such response
+    # The server executes a command pipelined after STARTTLS inside TLS (CVE-2011-0411 and
+    # kin); None for implicit TLS or when the check could not be made.
+    starttls_injection: bool | None = None
+    # RFC 7507: a hello of the second-best version with TLS_FALLBACK_SCSV was refused with
+    # inappropriate_fallback. None: fewer than two versions, or an answer that says nothing.
+    fallback_scsv: bool | None = None
+    # internet.nl's cipher order test: the server prefers a phase_out suite over a better one in
+    # its highest version below TLS 1.3. None: the order is not known.
+    cipher_order_violation: bool | None = None
     # Distinct leaf certificates seen: TLS <= 1.2 and SSLv2 flights, else one TLS 1.3 handshake.
     certificates: tuple[CertificateInfo, ...] = ()
     grade: Class | None = None             # worst class of everything above; None when nothing was accepted

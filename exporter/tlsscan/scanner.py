@@ -6,11 +6,17 @@ servers rate-limit, so the scan spends as few as it can):
 1. TLS 1.2 first: offer every registered suite valid for the version in one hello (order:
    order.offer_order); the suite the server picks is accepted; offer the rest again without
    it; stop at the first refusal: (accepted suites + 1) hellos. Every hello offers every EC
-   curve, those not seen yet first: a server that takes the client's curve order shows a new
-   curve with each ECDHE suite it picks, at no cost (groups are reported once, with the
+   curve, those not seen yet first (at first an ordinary client's curves in its order, then the
+   rest: the first ECDHE pick shows the curve such a client gets, which the grade rates; when
+   it names another curve, one hello after step 6 asks with an ordinary client's curves): a
+   server that takes the client's curve order shows a new curve with each ECDHE suite it picks,
+   at no cost (groups are reported once, with the
    version that showed them first; mailsec_tls_group_supported is the union).
 2. TLS 1.3 suites and groups together (the state machine of tls13.py decides each hello from
-   the answers so far). Every hello offers the suites not yet accepted and the
+   the answers so far). The first hello is an ordinary client's (every suite; X25519, P-256,
+   X448, P-521, P-384 with an X25519 key share): the group it gets is the one the grade rates
+   (docs/tls-grading.md), and its suite starts the enumeration; refused, the next hello offers
+   every group, and a refusal of that too means no TLS 1.3. Every hello offers the suites not yet accepted and the
    groups not yet seen; the answer (ServerHello or HelloRetryRequest) names one of each, so a
    hello finds a suite and a group at once. A refusal of such a hello is ambiguous (no suite
    left, or no group left); the next hello offers the accepted suites too, with the groups
@@ -25,7 +31,9 @@ servers rate-limit, so the scan spends as few as it can):
    refusal (protocol version alert, close, answer with another version) ends the version in
    one hello; an alert that may be about the suites (handshake_failure) falls back to the
    full list. (A server whose lists differ per version and that refuses by closing would be
-   misread; no TLS library we know keeps such lists.)
+   misread; no TLS library we know keeps such lists.) A version below one refused on suites
+   the server serves, on a server that refuses by closing, gets one hello of its whole list and
+   no family retries: such servers are OpenSSL's (Dovecot), whose versions are one range.
    In every version below TLS 1.3, a bare close (no alert) or an internal_error alert may not
    mean "no shared suite": the server may have picked a suite it cannot serve (Dovecot
    without DH parameters picks DHE, fails and closes), or the hello may be too long for it.
@@ -55,17 +63,24 @@ servers rate-limit, so the scan spends as few as it can):
    curve although the unseen ones came first. (Not carried over to TLS 1.3: OpenSSL 3.0
    follows the client's curve order in TLS 1.2 and picks its own group in TLS 1.3.)
 7. Everything else comes from the flights already read: DHE prime sizes (ServerKeyExchange of
-   every DHE suite picked), secure renegotiation, extended master secret, OCSP stapling (the
-   ServerHello extensions of TLS <= 1.2), compression (every TLS <= 1.2 hello also offers
+   every DHE suite picked), secure renegotiation, extended master secret (the ServerHello
+   extensions of TLS <= 1.2), OCSP stapling (a CertificateStatus holding a successful OCSP
+   response, not the mere echo of status_request), compression (every TLS <= 1.2 hello also offers
    DEFLATE) and the leaf certificates (the Certificate message of TLS <= 1.2).
 8. A server that accepts TLS 1.3 but showed no certificate in any flight (TLS 1.3 only, or
    only anonymous suites below it) gets one real TLS 1.3 handshake, with the same client as
    the core probe, for the certificate to grade.
+9. TLS_FALLBACK_SCSV (RFC 7507): one hello of the second-best version with the SCSV; refused
+   with inappropriate_fallback is the right answer. Skipped with fewer than two versions.
+10. STARTTLS endpoints: one connection for the STARTTLS command injection check (injection.py).
 
-Connections used, at most: TLS 1.3 suites + groups + 3; per lower version accepted suites + 1
+Connections used, at most: TLS 1.3 suites + groups + 4 (the ordinary client's hello usually
+also finds a suite); per lower version accepted suites + 1
 [+ up to 3 family hellos and one per 64-suite chunk after a bare-close refusal]; 1 (SSLv2);
 per version, 1 order test and at most 2 order hellos; TLS 1.2 curves not seen otherwise + 1;
-[+ 1 for the TLS 1.3 certificate].
+[+ 1 for the TLS 1.3 certificate] [+ 1 for the TLS 1.2 curve of an ordinary client, when
+the first ECDHE pick named a curve it does not offer]; 1 for the fallback SCSV; 1 for the
+STARTTLS injection check.
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
 the whole scan within `budget` seconds (default DEFAULT_SCAN_BUDGET_SECONDS); `min_delay`
@@ -91,14 +106,16 @@ from ..tlswire.ciphers import SSL2_CIPHER_KINDS, CIPHER_SUITES, KeyExchange
 from ..tlswire.grading import Class, grade_cipher_suite, grade_dh_parameters, grade_group, worst
 from ..tlswire.hello import (
     COMPRESSION_DEFLATE, DEFAULT_CIPHERS_PER_HELLO, DEFAULT_GROUPS, DEFAULT_KEY_SHARE_GROUPS,
-    build_client_hello, build_sslv2_client_hello, split_cipher_codes,
+    NORMAL_CLIENT_GROUPS, NORMAL_CLIENT_KEY_SHARE_GROUPS, build_client_hello, build_sslv2_client_hello, split_cipher_codes,
 )
 from ..tlswire.parse import AlertDescription, DHParameters, ECDHParameters
 from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
-from .grade import grade_scan
+from .grade import cipher_order_violation, grade_scan
+from .injection import check_starttls_injection
 from .order import Pick, offer_order, order_test, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
+from .stapling import StapledResponse, parse_stapled_response
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +129,11 @@ TLS_VERSIONS = (ProtocolVersion.TLS1_3, ProtocolVersion.TLS1_2, ProtocolVersion.
 # Groups a TLS <= 1.2 server may pick for ECDHE: the classic curves. FFDHE groups are left out
 # on purpose, so that DHE suites show the parameters the server gives to clients that do not
 # know RFC 7919 (the weakest it has); the hybrids and the *tls13 brainpools are TLS 1.3 only.
-TLS12_EC_GROUPS: tuple[int, ...] = tuple(
+# An ordinary client's curves come first, in its order: the first ECDHE suite a TLS 1.2 server
+# picks then shows the curve such a client gets (see `_note_normal_curve`).
+TLS12_EC_GROUPS: tuple[int, ...] = NORMAL_CLIENT_GROUPS + tuple(
     group for group in NamedGroup
-    if not group.finite_field and group < NamedGroup.BRAINPOOLP256R1TLS13)
+    if not group.finite_field and group < NamedGroup.BRAINPOOLP256R1TLS13 and group not in NORMAL_CLIENT_GROUPS)
 TLS13_GROUPS: tuple[int, ...] = tuple(NamedGroup)
 
 _TLS12_HELLO_COMPRESSION = (COMPRESSION_DEFLATE, 0)   # DEFLATE first: a server that can compress will
@@ -242,6 +261,7 @@ class _ScanRun:
         self.tls12_repeated_curve = False
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
         self.closes_on_refusal = False           # a hello was refused by a bare close
+        self.refused_versions: set[ProtocolVersion] = set()   # refused on suites a higher version accepted
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
         self.dh_parameters: list[DHParameters] = []
@@ -249,7 +269,12 @@ class _ScanRun:
         self.ems_seen: list[bool] = []
         self.ocsp_seen: list[bool] = []
         self.compression_seen: list[bool] = []
+        self.staple: StapledResponse | None = None    # the first stapled OCSP response
+        self.starttls_injection: bool | None = None
+        self.fallback_scsv: bool | None = None
         self.leaf_ders: dict[bytes, None] = {}   # insertion-ordered set
+        # The group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 curve).
+        self.normal_groups: dict[ProtocolVersion, int] = {}
 
     # --- the steps -----------------------------------------------------------------------
 
@@ -270,7 +295,10 @@ class _ScanRun:
         for version in TLS_VERSIONS:
             await self._settle_cipher_order(version)
         await self._scan_tls12_groups()
+        await self._find_normal_client_curve()
         await self._find_tls13_certificate()
+        await self._check_fallback_scsv()
+        self.starttls_injection = await check_starttls_injection(self.connector, self.module, self.handshake_name)
         if not any(v.supported for v in self.versions) and self.protocol_errors:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
@@ -278,7 +306,17 @@ class _ScanRun:
         """Step 2 of the module docstring: the hellos tls13.py's state machine asks for."""
         version = ProtocolVersion.TLS1_3
         state = tls13.start(offer_order(version), TLS13_GROUPS, seen_groups=self._groups_seen())
-        first_reason: str | None = None
+        # The first hello is an ordinary client's (its groups, an X25519 key share): the group
+        # it gets is what the grade rates, and the suite it gets starts the enumeration.
+        normal = tls13.Offer(tuple(offer_order(version)), NORMAL_CLIENT_GROUPS, NORMAL_CLIENT_KEY_SHARE_GROUPS)
+        flight = await self._hello(version, list(normal.suites), groups=list(normal.groups),
+                                   key_share_groups=normal.key_share_groups)
+        answer, first_reason = _tls13_answer(flight, normal.suites)
+        if answer.suite is not None and answer.group in NORMAL_CLIENT_GROUPS:
+            self.normal_groups[version] = answer.group
+        found_before = len(state.found_groups)
+        state = tls13.observe_first(state, normal, answer)
+        self._record_groups(version, state.found_groups[found_before:])
         while (offer := tls13.next_hello(state)) is not None:
             flight = await self._hello(version, list(offer.suites), groups=list(offer.groups),
                                        key_share_groups=offer.key_share_groups)
@@ -299,11 +337,15 @@ class _ScanRun:
             self._record_version(version, progress.accepted, progress.first_reason)
             return
         full_list = [code for code in offer_order(version) if code not in progress.accepted]
+        below_range = self.closes_on_refusal and any(higher > version for higher in self.refused_versions)
         # A server seen refusing by a bare close would close on the mixed list too, and it
-        # would be offered again family by family: offer the families at once.
-        pending = _key_exchange_families(full_list) if self.closes_on_refusal else [full_list]
+        # would be offered again family by family: offer the families at once. Unless a higher
+        # version was refused on suites the server serves: the servers that refuse by closing
+        # are OpenSSL's (Dovecot), whose versions form one range (OpenSSL drops the versions
+        # below a disabled one), so this one is below it too. One hello checks that.
+        pending = _key_exchange_families(full_list) if self.closes_on_refusal and not below_range else [full_list]
         while pending:
-            pending[:0] = await self._enumerate(version, pending.pop(0), progress)
+            pending[:0] = await self._enumerate(version, pending.pop(0), progress, split=not below_range)
         self._record_version(version, progress.accepted, progress.first_reason)
 
     async def _offer_known_good(self, version: ProtocolVersion, known_good: list[int],
@@ -313,13 +355,16 @@ class _ScanRun:
         flight = await self._hello(version, known_good)
         code, progress.first_reason = answer_to(flight, version, known_good)
         if code is None:
-            return not _refuses_version(flight)
+            if _refuses_version(flight):
+                self.refused_versions.add(version)
+                return False
+            return True
         progress.accepted.append(code)
         self.picks[version].append((tuple(known_good), code))
         return True
 
     async def _enumerate(self, version: ProtocolVersion, remaining: list[int],
-                         progress: _VersionProgress) -> list[list[int]]:
+                         progress: _VersionProgress, *, split: bool = True) -> list[list[int]]:
         """Offer `remaining` again without each suite the server picks, until a refusal; the
         lists to offer instead of the refused one when the refusal may hide accepted suites.
         The version's order test (once) stands in for one of these hellos."""
@@ -333,7 +378,7 @@ class _ScanRun:
             if code is None:
                 if test is not None:
                     continue            # no verdict from the test; the plain list comes next
-                if _may_hide_accepted_suites(flight):
+                if split and _may_hide_accepted_suites(flight):
                     return self._smaller_hellos(version, remaining, progress.accepted)
                 return []
             self.picks[version].append((tuple(offered), code))
@@ -450,6 +495,35 @@ class _ScanRun:
             self._record_groups(version, (parameters.named_curve,))
             remaining.remove(parameters.named_curve)
 
+    async def _find_normal_client_curve(self) -> None:
+        """The TLS 1.2 curve an ordinary client gets, which is what the grade rates
+        (docs/tls-grading.md): the first ECDHE pick usually showed it (`_note_normal_curve`),
+        else one hello of the accepted ECDHE suites with its curves. (TLS 1.3: the first hello
+        of `_scan_tls13`.)"""
+        version = ProtocolVersion.TLS1_2
+        ecdhe = [code for code in self.accepted.get(version, []) if CIPHER_SUITES[code].key_exchange is KeyExchange.ECDHE]
+        if ecdhe and version not in self.normal_groups:
+            flight = await self._hello(version, ecdhe, groups=list(NORMAL_CLIENT_GROUPS))
+            parameters = flight.key_exchange.parameters if flight.key_exchange else None
+            if isinstance(parameters, ECDHParameters) and parameters.named_curve in NORMAL_CLIENT_GROUPS:
+                self.normal_groups[version] = parameters.named_curve
+
+    async def _check_fallback_scsv(self) -> None:
+        """RFC 7507: a hello of the second-best version the server accepts, with its suites and
+        TLS_FALLBACK_SCSV, must be refused with an inappropriate_fallback alert (a client that
+        fell back because of an attacker). Needs two supported TLS versions."""
+        supported = sorted((v.version for v in self.versions if v.supported and v.version > ProtocolVersion.SSL2),
+                           reverse=True)
+        if len(supported) < 2 or not self.accepted.get(supported[1]):
+            return
+        version = supported[1]
+        hello = build_client_hello(version, self.accepted[version], server_name=self.server_name,
+                                   groups=list(TLS12_EC_GROUPS), fallback_scsv=True,
+                                   with_extensions=version is not ProtocolVersion.SSL3)
+        assert self.connector is not None
+        flight = await self.connector.exchange(hello)
+        self.fallback_scsv = fallback_verdict(flight, version)
+
     async def _find_tls13_certificate(self) -> None:
         """A server that only speaks TLS 1.3 showed no certificate (it is encrypted): complete one
         real TLS 1.3 handshake to get it, so that its key and signature are graded too."""
@@ -482,11 +556,21 @@ class _ScanRun:
         if (version is ProtocolVersion.TLS1_2 and isinstance(parameters, ECDHParameters)
                 and flight.server_hello is not None and flight.server_hello.version == version
                 and parameters.named_curve in TLS12_EC_GROUPS):
+            if not self._groups_seen() and groups is None:
+                self._note_normal_curve(parameters.named_curve)
             if parameters.named_curve not in self._groups_seen():
                 self._record_groups(version, (parameters.named_curve,))
             elif groups is None:
                 self.tls12_repeated_curve = True
         return flight
+
+    def _note_normal_curve(self, curve: int) -> None:
+        """The curve of the first ECDHE pick in TLS 1.2, offered TLS12_EC_GROUPS (an ordinary
+        client's curves first, in its order). A curve of an ordinary client's is the one it gets:
+        a server following the client's order takes the first it has of those; one with its own
+        order, its favourite of all, hence of those. Any other curve tells nothing."""
+        if curve in NORMAL_CLIENT_GROUPS:
+            self.normal_groups[ProtocolVersion.TLS1_2] = curve
 
     def _groups_seen(self) -> set[int]:
         return {support.group for support in self.groups}
@@ -514,8 +598,12 @@ class _ScanRun:
         if hello.version >= ProtocolVersion.TLS1_3 or hello.is_hello_retry_request:
             return          # the rest of a TLS 1.3 flight is encrypted; no renegotiation, no compression
         self.renegotiation_seen.append(hello.secure_renegotiation)
-        self.ems_seen.append(hello.extended_master_secret)
-        self.ocsp_seen.append(hello.status_request or flight.certificate_status is not None)
+        if hello.version > ProtocolVersion.SSL3:      # SSL 3.0 hellos carry no extensions to answer
+            self.ems_seen.append(hello.extended_master_secret)
+        staple = _staple(flight)
+        self.ocsp_seen.append(staple is not None)
+        if staple is not None and self.staple is None:
+            self.staple = staple
         self.compression_seen.append(hello.compression_method == COMPRESSION_DEFLATE)
         if flight.certificate is not None and flight.certificate.chain:
             self.leaf_ders.setdefault(flight.certificate.chain[0])
@@ -536,6 +624,10 @@ class _ScanRun:
         renegotiation = _all_or_none(self.renegotiation_seen)
         compression = _any_or_none(self.compression_seen)
         versions = sorted(self.versions, key=lambda v: v.version, reverse=True)
+        ems = _all_or_none(self.ems_seen)
+        normal_groups = tuple(GroupSupport(version, group, grade_group(group))
+                              for version, group in sorted(self.normal_groups.items(), reverse=True))
+        order_violation = cipher_order_violation(ciphers, self.server_cipher_order)
         return TLSScanResult(
             success=self.failure is None,
             failure=self.failure,
@@ -552,12 +644,18 @@ class _ScanRun:
             dh_grade=dh_grade,
             secure_renegotiation=renegotiation,
             compression=compression,
-            extended_master_secret=_all_or_none(self.ems_seen),
+            extended_master_secret=ems,
             ocsp_stapling=_any_or_none(self.ocsp_seen),
+            ocsp_staple=self.staple,
+            starttls_injection=self.starttls_injection,
+            fallback_scsv=self.fallback_scsv,
             certificates=certificates,
+            normal_client_groups=normal_groups,
+            cipher_order_violation=order_violation,
             grade=grade_scan(versions=[v.version for v in versions if v.supported], ciphers=ciphers,
-                             groups=self.groups, dh_grade=dh_grade, certificates=certificates,
-                             compression=compression, secure_renegotiation=renegotiation),
+                             normal_client_groups=normal_groups, dh_grade=dh_grade, certificates=certificates,
+                             compression=compression, secure_renegotiation=renegotiation,
+                             extended_master_secret=ems, cipher_order_violation=order_violation),
         )
 
     def _accepted_ciphers(self) -> tuple[AcceptedCipher, ...]:
@@ -567,6 +665,24 @@ class _ScanRun:
         sslv2 = [AcceptedCipher(ProtocolVersion.SSL2, kind, SSL2_CIPHER_KINDS[kind].name, Class.INSUFFICIENT)
                  for kind in self.sslv2_kinds]
         return (*tls, *sslv2)
+
+
+def fallback_verdict(flight: ServerFlight, version: ProtocolVersion) -> bool | None:
+    """True: refused with inappropriate_fallback; False: answered with a ServerHello of the
+    fallback version; None: anything else (another alert, a close) says nothing."""
+    if flight.alert is not None and flight.alert.description == AlertDescription.INAPPROPRIATE_FALLBACK:
+        return True
+    if flight.server_hello is not None and flight.server_hello.version == version:
+        return False
+    return None
+
+
+def _staple(flight: ServerFlight) -> StapledResponse | None:
+    """The OCSP response the flight's CertificateStatus staples, if it holds one that parses."""
+    status = flight.certificate_status
+    if status is None or status.status_type != 1:       # 1: ocsp (RFC 6066 8)
+        return None
+    return parse_stapled_response(status.ocsp_response)
 
 
 def _all_or_none(seen: list[bool]) -> bool | None:

@@ -57,6 +57,9 @@ class Enumeration:
     # The first hello offered only the groups not seen in TLS 1.2 and was refused: the next
     # offers them all; accepted then, the groups left were what it lacked.
     retry_with_seen: bool = False
+    # An ordinary client's hello (observe_first) was refused: no TLS 1.3, or none of its
+    # groups; the next hello offers every group, and a refusal of that one ends it.
+    every_group_next: bool = False
     stopped: bool = False
 
     @property
@@ -101,6 +104,16 @@ def observe(state: Enumeration, answer: Answer) -> Enumeration:
     return _after_pick(state, offer, answer.suite, answer.group)
 
 
+def observe_first(state: Enumeration, offer: Offer, answer: Answer) -> Enumeration:
+    """The state after `answer` to a hello sent before the enumeration's own (an ordinary
+    client's, offering every suite): a pick counts like any other; a refusal that says
+    "another version" ends the enumeration; after any other refusal the next hello offers every
+    group, so that a refusal of it too says "no TLS 1.3" at once."""
+    if answer.suite is None:
+        return replace(state, stopped=True) if answer.says_other_version else replace(state, every_group_next=True)
+    return _with_pick(state, offer, answer.suite, answer.group)
+
+
 def _offers_accepted(state: Enumeration) -> bool:
     """Whether the next hello lists the accepted suites too: when the suites have run out (the
     hello asks about groups), to resolve an ambiguous refusal, or to show the server's order
@@ -113,7 +126,7 @@ def _offers_accepted(state: Enumeration) -> bool:
 
 
 def _offers_seen(state: Enumeration) -> bool:
-    return state.groups_done or state.retry_with_seen
+    return state.groups_done or state.retry_with_seen or state.every_group_next
 
 
 def _after_refusal(state: Enumeration, answer: Answer) -> Enumeration:
@@ -140,8 +153,12 @@ def _after_pick(state: Enumeration, offer: Offer, suite: int, group: int | None)
     if offered_accepted and not new_suite and not picked.suites_done \
             and server_order_verdict(picked.picks, set(picked.accepted)) is False:
         picked = replace(picked, suites_ran_out=True)   # it follows our order and skipped every suite left
-    if not (new_suite or new_group or picked.suites_done or picked.groups_done):
-        picked = replace(picked, stopped=True)          # an answer naming nothing new: stop here
+    if not (new_suite or new_group or picked.groups_done):
+        # An answer naming nothing new (no key_share group, a group not offered, a suite and
+        # group seen before) to a hello asking about groups: the same hello would get the same
+        # answer, so stop here. (With the groups done, the hello asks about suites, and a pick
+        # of an accepted one shows the server's order, which changes the next hello.)
+        picked = replace(picked, stopped=True)
     return picked
 
 
@@ -159,6 +176,7 @@ def _with_pick(state: Enumeration, offer: Offer, suite: int, group: int | None) 
         else (*state.working_groups, group),
         groups_ran_out=state.groups_ran_out or state.retry_with_seen,
         retry_with_seen=False,
+        every_group_next=False,
     )
 
 

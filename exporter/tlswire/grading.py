@@ -125,6 +125,12 @@ _GROUPS = {
     NamedGroup.BRAINPOOLP256R1TLS13: Class.GOOD,
     NamedGroup.BRAINPOOLP384R1TLS13: Class.GOOD,
     NamedGroup.BRAINPOOLP512R1TLS13: Class.GOOD,
+    # Post-quantum hybrids: internet.nl does not grade them yet ("PQC not yet supported by us",
+    # tls_constants.py). A hybrid is at least as strong as its classical half, so it gets that
+    # half's class (docs/tls-grading.md, interpretation).
+    NamedGroup.X25519MLKEM768: Class.GOOD,
+    NamedGroup.SECP256R1MLKEM768: Class.GOOD,
+    NamedGroup.SECP384R1MLKEM1024: Class.GOOD,
     NamedGroup.SECP224R1: Class.PHASE_OUT,
     NamedGroup.FFDHE3072: Class.PHASE_OUT,
     NamedGroup.FFDHE4096: Class.PHASE_OUT,

@@ -79,6 +79,14 @@ DEFAULT_SIGNATURE_ALGORITHMS: tuple[int, ...] = (
 
 DEFAULT_KEY_SHARE_GROUPS: tuple[int, ...] = (NamedGroup.X25519, NamedGroup.SECP256R1)
 
+# What an ordinary client offers, in its order: OpenSSL 1.1.1's default groups, those of the
+# nassl client through which internet.nl (sslyze) sees the key exchange it grades; OpenSSL 3
+# adds the FFDHE groups after these, which no server prefers over them. Key share: X25519 only.
+NORMAL_CLIENT_GROUPS: tuple[int, ...] = (
+    NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.X448, NamedGroup.SECP521R1, NamedGroup.SECP384R1,
+)
+NORMAL_CLIENT_KEY_SHARE_GROUPS: tuple[int, ...] = (NamedGroup.X25519,)
+
 _COMPRESSION_NULL = 0
 COMPRESSION_DEFLATE = 1
 

@@ -242,9 +242,26 @@ def _scan_row(endpoint: dict[str, Any]) -> str:
         f"<td>{_status_cell(scan)}</td>"
         f'<td><span class="{_GRADE_CSS.get(grade, "pending")}">{_e(grade)}</span></td>'
         f"<td>{_e(' '.join(scan['supported_versions']) or 'none')}</td>"
-        f"<td>{scan['accepted_ciphers']}</td><td>{scan['connections']}</td>"
+        f"<td>{scan['accepted_ciphers']}</td><td>{_scan_checks(scan)}</td><td>{scan['connections']}</td>"
         f"<td>{_e(_time(scan['observed_at']))}</td></tr>"
     )
+
+
+def _scan_checks(scan: dict[str, Any]) -> str:
+    """The named checks of a scan, one line each; a bad verdict stands out."""
+    groups = ", ".join(f"{name} ({version})" for version, name in scan["normal_client_groups"].items())
+    # No staple is no fault (many CAs have no OCSP any more): not coloured.
+    staple = {True: "yes", False: "no", None: "n/a"}[scan["ocsp_stapling"]]
+    if scan["ocsp_staple_next_update"] is not None:
+        staple += f" <small>until {_e(_time(scan['ocsp_staple_next_update']))}</small>"
+    lines = [
+        f"key exchange: {_e(groups or 'none seen')}",
+        f"cipher order violation: {_flag(scan['cipher_order_violation'], False)}",
+        f"fallback SCSV: {_flag(scan['fallback_scsv'], True)}",
+        f"STARTTLS injection: {_flag(scan['starttls_injection_vulnerable'], False)}",
+        f"OCSP staple: {staple}",
+    ]
+    return "<br>".join(f"<small>{line}</small>" for line in lines)
 
 
 _SEVERITY_CSS = {"error": "fail", "warning": "warn", "info": "pending"}
@@ -372,7 +389,7 @@ def _scans_and_domains_html(document: dict[str, Any]) -> str:
     if scanned:
         parts.append(
             '<h2 id="scans">Deep TLS scans</h2><table id="deep-scans"><tr><th>Target</th><th>Module</th>'
-            "<th>Status</th><th>Grade</th><th>Versions</th><th>Accepted suites</th><th>Connections</th>"
+            "<th>Status</th><th>Grade</th><th>Versions</th><th>Accepted suites</th><th>Checks</th><th>Connections</th>"
             "<th>Scanned</th></tr>" + "".join(_scan_row(endpoint) for endpoint in scanned) + "</table>"
         )
     if domains:

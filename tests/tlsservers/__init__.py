@@ -87,6 +87,26 @@ def openssl_accepts(host: str, port: int, version_flag: str, *, cipher: str | No
     return b"CONNECTION ESTABLISHED" in completed.stderr
 
 
+# What an ordinary client offers (exporter.tlswire.hello.NORMAL_CLIENT_GROUPS), in OpenSSL's names.
+OPENSSL_NORMAL_CLIENT_GROUPS = "X25519:P-256:X448:P-521:P-384"
+
+
+def openssl_temp_key_group(host: str, port: int, version_flag: str, *, starttls: str | None = None,
+                           groups: str = OPENSSL_NORMAL_CLIENT_GROUPS) -> str | None:
+    """The registry name ("x25519", "secp256r1") of the group `openssl s_client` offering `groups`
+    gets for its key exchange ("Server Temp Key"), or None without an EC/X key exchange."""
+    command = ["openssl", "s_client", "-connect", f"{host}:{port}", version_flag, "-brief", "-groups", groups]
+    if starttls is not None:
+        command += ["-starttls", starttls]
+    completed = subprocess.run(command, input="", capture_output=True, timeout=20, text=True)
+    for line in completed.stderr.splitlines():
+        if line.startswith("Server Temp Key: "):
+            parts = [part.strip() for part in line.removeprefix("Server Temp Key: ").split(",")]
+            name = parts[1] if parts[0] == "ECDH" else parts[0]
+            return {"prime256v1": "secp256r1"}.get(name, name.lower()) if parts[0] != "DH" else None
+    return None
+
+
 def openssl_cipher_names(version_flag: str, cipher_string: str) -> dict[str, str]:
     """IANA name -> OpenSSL name of every suite `cipher_string` enables for a version: the
     candidates a test then checks one by one with `openssl_accepts`."""

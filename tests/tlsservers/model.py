@@ -18,8 +18,11 @@ from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.ciphers import CIPHER_SUITES, Authentication, KeyExchange
 from tests.tlsservers.fake import SERVER_HELLO_DONE, OfferedHello, alert, server_hello, tls13_server_hello
 
-HANDSHAKE_FAILURE, PROTOCOL_VERSION = 40, 70
+HANDSHAKE_FAILURE, PROTOCOL_VERSION, INAPPROPRIATE_FALLBACK = 40, 70, 86
+FALLBACK_SCSV = 0x5600
 RENEGOTIATION_INFO = b"\xff\x01\x00\x01\x00"
+EXTENDED_MASTER_SECRET = b"\x00\x17\x00\x00"
+STATUS_REQUEST = b"\x00\x05\x00\x00"
 _DH_PRIME_1024 = (1 << 1023) | 0x3   # only its size is read
 
 
@@ -40,6 +43,9 @@ class ModelServer:
     tls13_own_group_order: bool = True
     closes: bool = False
     failing: frozenset[int] = field(default_factory=frozenset)
+    echoes_status_request: bool = False     # the ServerHello echoes status_request (TLS <= 1.2)
+    staple: bytes | None = None             # a CertificateStatus with this OCSP response follows the Certificate
+    honours_fallback_scsv: bool = True      # RFC 7507: inappropriate_fallback to a fallback hello
 
     def respond(self, hello: OfferedHello) -> bytes:
         if hello.sslv2:
@@ -48,6 +54,9 @@ class ModelServer:
         accepted = self.suites.get(version, ())
         if not accepted:
             return self._refuse(PROTOCOL_VERSION)
+        if (self.honours_fallback_scsv and FALLBACK_SCSV in hello.cipher_codes
+                and any(v > version and codes for v, codes in self.suites.items())):
+            return alert(INAPPROPRIATE_FALLBACK)
         if version is ProtocolVersion.TLS1_3:
             return self._tls13(hello, accepted)
         curves = self.groups if self.tls12_groups is None else self.tls12_groups
@@ -59,9 +68,12 @@ class ModelServer:
         code = min(usable, key=accepted.index) if self.own_order else usable[0]
         if code in self.failing:
             return b""
-        answer = server_hello(version, code, extensions=RENEGOTIATION_INFO if version > ProtocolVersion.SSL3 else b"")
+        extensions = RENEGOTIATION_INFO + EXTENDED_MASTER_SECRET + (STATUS_REQUEST if self.echoes_status_request else b"")
+        answer = server_hello(version, code, extensions=extensions if version > ProtocolVersion.SSL3 else b"")
         certificate = _certificate_der()
         answer += _handshake_record(0x0B, _vector3(_vector3(certificate)))
+        if self.staple is not None:
+            answer += _handshake_record(0x16, b"\x01" + _vector3(self.staple))
         suite = CIPHER_SUITES[code]
         hint = b"\x00\x00" if suite.authentication is Authentication.PSK else b""   # empty psk_identity_hint
         if suite.key_exchange is KeyExchange.ECDHE:
