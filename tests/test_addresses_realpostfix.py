@@ -83,9 +83,9 @@ def ports(realservers_dir: Path) -> Iterator[Ports]:
         stop_postfix(instance)
 
 
-async def probe_and_check(port: int, domain: str, hosts: tuple[str, ...]):
-    """As the exporter does: probe the MX hosts (every address), then check the domain,
-    whose DANE uses the chains those probes got; the results and /metrics as parsed."""
+def mx_scheduler(port: int) -> tuple[Module, ResultStores, Scheduler]:
+    """A scheduler on the lab's DNS whose MX module speaks SMTP on `port`, with an hour's
+    jitter so that the jobs it starts by itself stay quiet during a test."""
     module = Module("smtp-addresses-test", MailProtocol.SMTP, port, StartTLS.REQUIRED, timeout=5.0, interval=3600.0)
     config = Config(global_=GlobalSettings(interval=3600.0, jitter=3600.0), dns=running_dns_lab().resolver,
                     domain_checks=DomainCheckSettings(mx_module=module.name),
@@ -93,6 +93,13 @@ async def probe_and_check(port: int, domain: str, hosts: tuple[str, ...]):
     results = ResultStores()
     scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()))
     scheduler.apply(config)
+    return module, results, scheduler
+
+
+async def probe_and_check(port: int, domain: str, hosts: tuple[str, ...]):
+    """As the exporter does: probe the MX hosts (every address), then check the domain,
+    whose DANE uses the chains those probes got; the results and /metrics as parsed."""
+    module, results, scheduler = mx_scheduler(port)
     try:
         probes = {host: await scheduler.run_once(Target(host, port, module.name), module) for host in hosts}
         checked = await scheduler.check_once(Domain(domain))
@@ -107,13 +114,7 @@ async def test_a_server_with_an_rsa_and_an_ecdsa_certificate_must_match_tlsa_wit
     """The scheduler's own path: the domain check finds TLSA records for mxdual, so the MX
     probe then asks each address for both certificates; the record names only the ECDSA
     key, so a sender given the RSA one would fail: DANE fails at that address."""
-    module = Module("smtp-dual-test", MailProtocol.SMTP, ports.every, StartTLS.REQUIRED, timeout=5.0, interval=3600.0)
-    config = Config(global_=GlobalSettings(interval=3600.0, jitter=3600.0), dns=running_dns_lab().resolver,
-                    domain_checks=DomainCheckSettings(mx_module=module.name),
-                    modules=MappingProxyType({module.name: module}))
-    results = ResultStores()
-    scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()))
-    scheduler.apply(config)
+    module, results, scheduler = mx_scheduler(ports.every)
     try:
         await scheduler.check_once(Domain("pair.test"))        # discovers the MX hosts and their TLSA
         host = await scheduler.run_once(Target(DUAL, ports.every, module.name), module)

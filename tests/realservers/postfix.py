@@ -141,6 +141,8 @@ myhostname = {myhostname}
 mydestination =
 local_recipient_maps =
 mynetworks = 127.0.0.0/8
+# No reverse lookup of clients: it would ask the system's resolver, off loopback.
+smtpd_peername_lookup = no
 """
 
 
