@@ -10,7 +10,7 @@ from exporter.dnsclient import DNSClient, LookupCache
 from exporter.domains.bimi import BIMIStatus, check_bimi
 from exporter.domains.check import check_domain
 from exporter.domains.common import CheckFailureReason
-from exporter.domains.dkim import check_dkim
+from exporter.domains.dkim import SelectorSource, check_dkim
 from exporter.domains.dmarc import check_dmarc, organizational_domain
 from exporter.domains.dnssec import DNSSECStatus, dnssec_status
 from exporter.domains.mx import check_mx
@@ -199,6 +199,17 @@ async def test_dkim_selectors(dns):
     }
     assert {"dkim_rsa_key_short", "dkim_testing", "dkim_key_revoked", "dkim_sha1_only", "dkim_key_missing"} == codes(
         result.findings)
+
+
+async def test_a_reported_selector_without_key_is_a_retired_one_not_an_error(dns):
+    """Selectors seen in DMARC reports signed mail once; keys are rotated, so a missing one is
+    information. A broken key record at a reported selector is still an error."""
+    result = await check_dkim("good.test", ("absent", "gone", "rsa2048"), dns, reported=("gone", "rsa2048"))
+    sources = {s.selector: s.source for s in result.selectors}
+    assert sources == {"absent": SelectorSource.CONFIGURED, "gone": SelectorSource.REPORTED,
+                       "rsa2048": SelectorSource.REPORTED}
+    assert {(f.code, f.severity.value) for f in result.findings} == {
+        ("dkim_key_missing", "error"), ("dkim_reported_key_missing", "info")}
 
 
 @pytest.mark.parametrize("domain, status", [

@@ -38,6 +38,7 @@ def full_exposition() -> str:
     metrics.record_reload(True)
     metrics.probe_requests.labels("refused").inc()
     metrics.shard.labels("0", "1").set(1)
+    metrics.http_events.labels("evicted").inc()
     registry.register(ReportsCollector(full_report_snapshot))
     results = ResultStores()
     good, bad = Target("127.0.0.1", 25, "smtp"), Target("127.0.0.2", 25, "smtp")

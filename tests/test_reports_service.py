@@ -94,7 +94,7 @@ async def test_reported_selectors_reach_the_dkim_check(tmp_path):
     seen: list[tuple[str, ...]] = []
 
     async def check(domain: Domain, *args, **kwargs) -> DomainResult:
-        seen.append(domain.dkim_selectors)
+        seen.append((domain.dkim_selectors, domain.reported_dkim_selectors))
         raise RuntimeError("only the selectors matter here")
 
     exporter = Exporter(str(write_config(tmp_path)), probes=Probes(domain=check))
@@ -106,7 +106,7 @@ async def test_reported_selectors_reach_the_dkim_check(tmp_path):
         assert outcome.accepted
         await exporter.scheduler.check_domain(domain)
         # The configured selector first, then google2024 (a passing signature); not "forged".
-        assert seen == [("configured",), ("configured", "google2024")]
+        assert seen == [(("configured",), ()), (("configured", "google2024"), ("google2024",))]
     finally:
         await exporter.stop()
 

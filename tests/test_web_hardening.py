@@ -327,6 +327,10 @@ def test_malformed_requests_get_400_and_one_log_line(quiet_exporter):
     time.sleep(0.2)
     lines = [line for line in quiet_exporter.log_lines if "event=malformed_request" in line]
     assert len(lines) == 1 and "Traceback" not in quiet_exporter.log and "level=error" not in quiet_exporter.log
+    # The log says it once; the counter counts every one.
+    metrics = timed_get(quiet_exporter)[2]
+    assert 'mailsec_exporter_http_events_total{event="malformed_request"} 200.0' in metrics
+    assert 'mailsec_exporter_http_events_total{event="read_timeout"} 0.0' in metrics
 
 
 def test_a_client_leaving_mid_probe_logs_no_error(tmp_path):

@@ -18,7 +18,7 @@ from ..service.sharding import Shard
 from ..web.app import build_app
 from ..config.web import WebConfig, WebConfigError, load_web_config
 from ..web.auth import ssl_context
-from ..web.server import ConnectionGuard, EventTally, ServerLimits, ServerLog, listening_sockets
+from ..web.server import ConnectionGuard, EventTally, ServerEvent, ServerLimits, ServerLog, listening_sockets
 
 log = logging.getLogger("exporter")
 
@@ -49,7 +49,9 @@ async def serve(args: argparse.Namespace, shard: Shard) -> int:
         return 1
     tls = ssl_context(web_config.tls) if web_config.tls else None
     limits = ServerLimits.for_this_process()
-    tally = EventTally()
+    for event in ServerEvent:
+        exporter.metrics.http_events.labels(event.value)   # exported as 0 until it happens
+    tally = EventTally(count=lambda event: exporter.metrics.http_events.labels(event.value).inc())
     guard = ConnectionGuard(limits, tally, tls)
     app = build_app(exporter, web_config, lifecycle=args.enable_lifecycle, outer_middlewares=(guard.middleware,))
     runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=ServerLog(tally),

@@ -147,6 +147,9 @@ class Domain:
     name: str
     dkim_selectors: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Selectors of dkim_selectors that were not configured but seen signing in DMARC reports
+    # (added at run time, not read from the file): a missing key there is a retired selector.
+    reported_dkim_selectors: tuple[str, ...] = ()
     # Check the addresses its SPF authorises against the IP blocklists; None: blocklists.spf_addresses.
     blocklist_spf: bool | None = None
 

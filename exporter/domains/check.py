@@ -145,7 +145,7 @@ async def check_domain(
         check_mx(name, cache),
         check_spf(name, cache),
         check_dmarc(name, cache),
-        check_dkim(name, domain.dkim_selectors, cache),
+        check_dkim(name, domain.dkim_selectors, cache, domain.reported_dkim_selectors),
         check_mta_sts(name, cache, ca_file=https_ca_file, timeout=https_timeout, address_allowed=address_allowed),
         check_tlsrpt(name, cache),
         check_bimi(name, cache),

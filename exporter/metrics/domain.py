@@ -39,7 +39,8 @@ DOMAIN_METRICS = (
     MetricSpec("mailsec_dmarc_pct", "DMARC pct=: percentage of failing mail the policy applies to."),
     MetricSpec("mailsec_dmarc_rua_configured", "1 if the DMARC record asks for aggregate reports (rua)."),
     MetricSpec("mailsec_dmarc_rua_authorized", "1 if every external rua destination agreed to receive the reports (RFC 7489 §7.1)."),
-    MetricSpec("mailsec_dkim_key_present", "1 if the selector publishes a valid, not revoked DKIM key.", ("selector",)),
+    MetricSpec("mailsec_dkim_key_present", "1 if the selector publishes a valid, not revoked DKIM key; source: "
+               "configured, or reported (seen signing in DMARC reports).", ("selector", "source")),
     MetricSpec("mailsec_dkim_key_size", "Size of the selector's DKIM key.", ("selector", "key_type")),
     MetricSpec("mailsec_dkim_testing", "1 if the selector's key has t=y (testing).", ("selector",)),
     MetricSpec("mailsec_mta_sts_record_valid", "1 if _mta-sts.<domain> has exactly one valid v=STSv1 record."),
@@ -80,7 +81,8 @@ def add_domain_samples(families: Families, domain: Domain, result: DomainResult)
     for selector in result.dkim.selectors:
         if selector.failure is not None:
             continue
-        add("mailsec_dkim_key_present", float(selector.present), selector=selector.selector)
+        add("mailsec_dkim_key_present", float(selector.present), selector=selector.selector,
+            source=selector.source.value)
         key = selector.key
         if key is not None and not key.revoked:
             add("mailsec_dkim_testing", float(key.testing), selector=selector.selector)

@@ -89,6 +89,14 @@ class ExporterMetrics:
             registry=registry,
         )
 
+        self.http_events = Counter(
+            "mailsec_exporter_http_events",
+            "What HTTP clients caused the server to do: connections refused, evicted or cut off, "
+            "malformed requests, failed TLS handshakes (the log says each kind once a minute).",
+            ["event"],
+            registry=registry,
+        )
+
     def record_probe(self, kind: JobKind, module: str, success: bool, duration: float) -> None:
         """Count one run; domains have no module."""
         self.probes.labels(kind, module, "success" if success else "failure").inc()

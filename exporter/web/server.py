@@ -94,7 +94,9 @@ class EventTally:
     once, the ones after it as one line with their count when the interval ends."""
 
     def __init__(self, interval: float = LOG_INTERVAL_SECONDS, logger: logging.Logger = log,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 count: Callable[[ServerEvent], None] = lambda kind: None):
+        self._count = count       # every event, for a counter: the log lines are rate-limited
         self._interval = interval
         self._logger = logger
         self._clock = clock
@@ -104,6 +106,7 @@ class EventTally:
         self._flush_scheduled: set[ServerEvent] = set()
 
     def add(self, kind: ServerEvent, detail: str = "") -> None:
+        self._count(kind)
         self._counts[kind] = self._counts.get(kind, 0) + 1
         self._last_detail[kind] = printable(" ".join(detail[:200].split()))   # one line, no controls
         now = self._clock()
