@@ -29,8 +29,8 @@ from exporter.presentation import printable
 from exporter.probes.report import debug_report
 from exporter.results import FailureReason
 from exporter.tlsscan.report import render_table
-from exporter.web.server import (MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, EventTally, ServerEvent, ServerLog,
-                                 connection_cap)
+from exporter.web.server import (MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, ConnectionGuard, EventTally, ServerEvent,
+                                 ServerLimits, ServerLog, connection_cap, listening_sockets)
 from exporter_process import ExporterProcess, running_app, sample_value
 from hostile import FakeServer, Script, issue, server_tls_context, silent, smtp_server, write_pem
 from results_factory import failed_result, host_result
@@ -537,3 +537,93 @@ def test_parallel_reloads_of_20000_targets_do_not_hold_scrapes(tmp_path):
           f"slowest {max(latencies):.3f}s")
     assert [status for _, status, _ in reloads] == [200] * 3 and all("20000 targets" in body for _, _, body in reloads)
     assert len(latencies) >= 5 and max(latencies) < 1.0
+
+
+# --------------------------------------------------------------------------------------
+# Clients that stop reading their answer
+# --------------------------------------------------------------------------------------
+
+class _Counted:
+    def __init__(self):
+        self.events: list[ServerEvent] = []
+
+    def add(self, kind: ServerEvent, detail: str = "") -> None:
+        self.events.append(kind)
+
+
+async def _guarded_server(limits: ServerLimits, tally: _Counted):
+    """A real aiohttp server behind the guard, answering /big with 8 MB and /small with 2 bytes."""
+    from aiohttp import web
+
+    async def big(request):
+        return web.Response(body=b"x" * 8_000_000)
+
+    async def small(request):
+        return web.Response(text="ok")
+
+    guard = ConnectionGuard(limits, tally)
+    app = web.Application(middlewares=[guard.middleware])
+    app.router.add_get("/big", big)
+    app.router.add_get("/small", small)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    listeners = listening_sockets("127.0.0.1", 0)
+    guard.start(listeners, runner.server)
+    return guard, runner, listeners[0].getsockname()[1]
+
+
+async def _non_reader(port: int) -> socket.socket:
+    """A client that asks for 8 MB and reads none of it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    sock.send(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+async def _get_small(port: int) -> bytes:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    writer.write(b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return answer
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_evicted_first_at_the_cap():
+    tally = _Counted()
+    guard, runner, port = await _guarded_server(ServerLimits(max_connections=3, write_stall_timeout=1.5), tally)
+    stalled = []
+    try:
+        stalled = [await _non_reader(port) for _ in range(3)]
+        await asyncio.sleep(0.3)                     # their answers fill the buffers: all three busy
+        assert guard.open_connections == 3 and tally.events == []
+        # At the cap, a scrape gets in by evicting a client that is not reading.
+        assert (await _get_small(port)).endswith(b"ok")
+        assert tally.events == [ServerEvent.EVICTED]
+        # The others are cut off once they have read nothing for the stall timeout.
+        await asyncio.sleep(2.5)
+        assert tally.events.count(ServerEvent.WRITE_STALLED) == 2
+        assert guard.open_connections == 0
+    finally:
+        for sock in stalled:
+            sock.close()
+        guard.close()
+        await runner.cleanup()
+
+
+async def test_a_slow_but_reading_client_is_never_cut_off():
+    tally = _Counted()
+    guard, runner, port = await _guarded_server(ServerLimits(max_connections=3, write_stall_timeout=0.5), tally)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=4096)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = 0
+        while chunk := await reader.read(256 * 1024):   # about 1 s for 8 MB, in small steps
+            received += len(chunk)
+            await asyncio.sleep(0.03)
+        writer.close()
+        assert received > 8_000_000 and ServerEvent.WRITE_STALLED not in tally.events
+    finally:
+        guard.close()
+        await runner.cleanup()
