@@ -7,15 +7,19 @@ import dataclasses
 import datetime
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import generate_latest
 
 from exporter.config import ConfigError, Domain, Target, load_config
 from exporter.domains.check import DomainResult
+from exporter.domains.dane import DANEResult, DANEStatus
+from exporter.domains.dnssec import DNSSECStatus
 from exporter.reports.common import ReportKind
 from exporter.reports.tlsrpt import ResultType
 from exporter.service.exporter import Exporter
+from exporter.service.reports import domain_check_contradicts
 from exporter.service.runs import Probes
 from tests.reportfixtures import GOOGLE_DMARC, google_tlsrpt, gzipped, json_bytes
 from results_factory import host_result, tls_result
@@ -167,3 +171,50 @@ async def test_the_status_page_shows_the_reports(exporter):
     assert document["reports"]["rejected"] == {"dmarc/bad_xml": 1}      # told by its content
     html = render_status_html(document)
     assert '<h2 id="reports">' in html and "70.6%" in html and "dmarc/bad_xml: 1" in html
+
+
+# --- failures about the domain's policies, against the domain check ------------------------
+
+def _dane(status: DANEStatus | None = DANEStatus.MATCH, dnssec=DNSSECStatus.SECURE, records=("3 1 1 ab",),
+          mx: str = MX) -> SimpleNamespace:
+    by_address = () if status is None else (("192.0.2.1", DANEResult(status)), ("192.0.2.2", DANEResult(DANEStatus.MATCH)))
+    return SimpleNamespace(mx=mx, failure=None, records=records, dnssec=dnssec, by_address=by_address)
+
+
+def _checked(policy=True, dane=(), domain_dnssec=DNSSECStatus.INSECURE) -> SimpleNamespace:
+    """The parts of a DomainResult the comparison reads."""
+    return SimpleNamespace(mta_sts=SimpleNamespace(policy=object() if policy else None), dane=dane,
+                           dnssec=(SimpleNamespace(status=domain_dnssec),), observed_at=time.time())
+
+
+@pytest.mark.parametrize("result_type, checked, mx, contradicted", [
+    (ResultType.STS_POLICY_FETCH_ERROR, _checked(policy=True), "other", True),
+    (ResultType.STS_POLICY_FETCH_ERROR, _checked(policy=False), "other", False),
+    (ResultType.STS_POLICY_INVALID, _checked(policy=True), MX, True),
+    (ResultType.TLSA_INVALID, _checked(dane=(_dane(),)), MX, True),
+    (ResultType.TLSA_INVALID, _checked(dane=(_dane(DANEStatus.NO_MATCH),)), MX, False),   # one address fails
+    (ResultType.TLSA_INVALID, _checked(dane=(_dane(None),)), MX, False),    # no chain seen yet
+    (ResultType.TLSA_INVALID, _checked(dane=(_dane(mx="mx2.example.org"),)), MX, False),
+    (ResultType.DANE_REQUIRED, _checked(dane=(_dane(),)), MX, True),
+    (ResultType.DANE_REQUIRED, _checked(dane=(_dane(dnssec=DNSSECStatus.INSECURE),)), MX, False),
+    (ResultType.DANE_REQUIRED, _checked(dane=(_dane(records=()),)), MX, False),
+    (ResultType.DNSSEC_INVALID, _checked(dane=(_dane(),)), MX, True),
+    (ResultType.DNSSEC_INVALID, _checked(dane=(_dane(dnssec=DNSSECStatus.BOGUS),)), MX, False),
+    (ResultType.DNSSEC_INVALID, _checked(domain_dnssec=DNSSECStatus.SECURE), "other", True),
+    (ResultType.DNSSEC_INVALID, _checked(), "other", False),
+])
+def test_policy_failures_are_compared_with_the_domain_check(result_type, checked, mx, contradicted):
+    assert (domain_check_contradicts(result_type, checked, mx) is not None) is contradicted
+
+
+async def test_a_policy_fetch_error_without_mx_is_contradicted_by_a_fetched_policy(exporter, monkeypatch):
+    monkeypatch.setattr(exporter.results.domains, "get",
+                        lambda name: SimpleNamespace(result=_checked()) if name == "example.org" else None)
+    report = google_tlsrpt(mx=MX, result_type="sts-policy-fetch-error")
+    del report["policies"][0]["failure-details"][0]["receiving-mx-hostname"]   # as senders report it
+    report["date-range"]["end-datetime"] = (
+        datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)).isoformat()
+    assert (await exporter.reports.ingest_file(gzipped(json_bytes(report)), ReportKind.TLSRPT)).accepted
+    [found] = exporter.reports.contradictions()
+    assert (found.domain, found.mx, found.result_type) == ("example.org", "other", ResultType.STS_POLICY_FETCH_ERROR)
+    assert "our domain check fetched a valid MTA-STS policy" in found.message

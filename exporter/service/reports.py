@@ -17,6 +17,9 @@ from typing import Callable
 
 from ..config import Config, Domain, MailProtocol
 from ..config.model import IMAPSource, ReportSettings
+from ..domains.check import DomainResult
+from ..domains.dane import DANEStatus
+from ..domains.dnssec import DNSSECStatus
 from ..domains.spf import SPFAuthorizer, SPFUnavailable, spf_authorizer
 from ..logfmt import with_fields
 from ..reports.archive import Packing, UnpackLimits, packing_of, unpack
@@ -194,8 +197,9 @@ class ReportsService:
         self.ledger.record_tlsrpt(report, domains, lambda mx: mx if mx in watched else OTHER)
         for policy in report.policies:
             for failure in policy.failures if policy.domain in domains else ():
-                if failure.receiving_mx in watched:
-                    key = (policy.domain, failure.receiving_mx, failure.result_type)
+                mx = failure.receiving_mx if failure.receiving_mx in watched else OTHER
+                if mx != OTHER or failure.result_type in _DOMAIN_CHECK_TYPES:
+                    key = (policy.domain, mx, failure.result_type)
                     self._recent_failures[key] = max(self._recent_failures.get(key, 0.0), report.end)
 
     def watched_hosts(self) -> frozenset[str]:
@@ -268,24 +272,34 @@ class ReportsService:
         return self.ledger.reported_selectors(domain) if self.ledger is not None else ()
 
     def contradictions(self) -> tuple[Contradiction, ...]:
-        """Recent TLS-RPT failures on watched MX hosts that our last probe of the host contradicts."""
+        """Recent TLS-RPT failures that our last probe of the MX host, or our last check of
+        the domain (MTA-STS policy, DANE, DNSSEC), contradicts."""
         if self.settings is None:
             return ()
         cutoff = self._clock() - self.settings.correlation_window
         self._recent_failures = {key: when for key, when in self._recent_failures.items() if when >= cutoff}
         found = []
         for (domain, mx, result_type), reported_until in sorted(self._recent_failures.items()):
-            probe = self._latest_smtp_probe(mx)
-            if probe is None:
-                continue
-            seen = _probe_contradicts(result_type, probe, reported_until)
-            if seen is not None:
+            evidence = self._evidence_against(domain, mx, result_type, reported_until)
+            if evidence is not None:
+                seen, observed_at = evidence
                 found.append(Contradiction(
-                    domain, mx, result_type, reported_until, probe.observed_at,
-                    f"senders report {result_type.value} on {mx} for {domain}, while our probe {seen}: "
-                    "they reach an address or a path we do not probe",
+                    domain, mx, result_type, reported_until, observed_at,
+                    f"senders report {result_type.value} on {mx} for {domain}, while our {seen}: "
+                    "they reach an address, a path or a resolver we do not use",
                 ))
         return tuple(found)
+
+    def _evidence_against(self, domain: str, mx: str, result_type: ResultType,
+                          reported_until: float) -> tuple[str, float] | None:
+        """What we saw that contradicts the reported failure, and when; None when we agree or cannot tell."""
+        if result_type in _DOMAIN_CHECK_TYPES:
+            entry = self._results.domains.get(domain)
+            seen = domain_check_contradicts(result_type, entry.result, mx) if entry is not None else None
+            return (f"domain check {seen}", entry.result.observed_at) if seen is not None else None
+        probe = self._latest_smtp_probe(mx)
+        seen = _probe_contradicts(result_type, probe, reported_until) if probe is not None else None
+        return (f"probe {seen}", probe.observed_at) if seen is not None else None
 
     def _latest_smtp_probe(self, host: str) -> EndpointResult | None:
         """The latest SMTP probe of `host`, when every address of it answered: one address
@@ -326,4 +340,31 @@ def _probe_contradicts(result_type: ResultType, probe: EndpointResult, reported_
         return "saw a chain that validates"
     if result_type is ResultType.CERTIFICATE_HOST_MISMATCH and tls.hostname_valid:
         return f"saw a certificate valid for {tls.verified_name}"
+    if result_type is ResultType.STS_WEBPKI_INVALID and tls.chain_valid and tls.hostname_valid:
+        return f"saw a chain that validates for {tls.verified_name}"
     return None
+
+
+# Failures about the domain's policies, compared with the domain check rather than a probe
+# (a sender may report them without a receiving MX).
+_DOMAIN_CHECK_TYPES = frozenset({
+    ResultType.STS_POLICY_FETCH_ERROR, ResultType.STS_POLICY_INVALID,
+    ResultType.TLSA_INVALID, ResultType.DANE_REQUIRED, ResultType.DNSSEC_INVALID,
+})
+
+
+def domain_check_contradicts(result_type: ResultType, result: DomainResult, mx: str) -> str | None:
+    """What the last check of the domain saw that contradicts the reported failure on `mx`."""
+    if result_type in (ResultType.STS_POLICY_FETCH_ERROR, ResultType.STS_POLICY_INVALID):
+        return "fetched a valid MTA-STS policy" if result.mta_sts.policy is not None else None
+    dane = next((entry for entry in result.dane if entry.mx == mx), None)
+    if result_type is ResultType.DNSSEC_INVALID:
+        status = dane.dnssec if dane is not None else result.dnssec[0].status if result.dnssec else None
+        return "saw the records validate (DNSSEC secure)" if status is DNSSECStatus.SECURE else None
+    if dane is None or dane.failure is not None:
+        return None
+    if result_type is ResultType.DANE_REQUIRED:
+        secure = dane.records and dane.dnssec is DNSSECStatus.SECURE
+        return "saw DNSSEC-signed TLSA records" if secure else None
+    matched = dane.by_address and all(outcome.status is DANEStatus.MATCH for _, outcome in dane.by_address)
+    return "saw the TLSA records match the certificate of every address" if matched else None
