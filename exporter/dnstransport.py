@@ -304,6 +304,8 @@ async def _exchange_tcp(peer: Address, query: dns.message.Message, timeout: floa
             writer.write(len(wire).to_bytes(2, "big") + wire)
             size = int.from_bytes(await reader.readexactly(2), "big")
             data = await reader.readexactly(size)
+    except TimeoutError:   # an OSError too: not a reason to drop the nameserver
+        raise
     except (OSError, asyncio.IncompleteReadError) as exc:
         raise _Unusable(f"{peer[0]}:{peer[1]} over TCP: {exc or type(exc).__name__}") from None
     finally:
