@@ -1,11 +1,12 @@
-"""The one place that talks to dnspython.
+"""The one place that talks DNS.
 
 Every lookup the exporter makes goes through a `DNSClient`, so that the configured
 nameservers, port, timeout and retries apply everywhere, the target host names included.
+dnspython builds the queries and parses the answers; `dnstransport` carries them (a few
+reused UDP sockets per nameserver, TCP when an answer is truncated).
 
 Queries ask for DNSSEC data (EDNS0 with the DO bit, 1232-byte buffer) and set the AD bit,
-so that a validating resolver says in each answer whether it validated it. A truncated
-UDP answer is asked again over TCP (dnspython's resolver does that on the TC bit).
+so that a validating resolver says in each answer whether it validated it.
 
 `lookup` returns a `DNSAnswer` or raises a `DNSError` whose `kind` tells NXDOMAIN, NODATA,
 SERVFAIL and timeout apart: the checks treat "no such record" as a finding and the others
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Sequence
 from .config import DNSSettings
 
 if TYPE_CHECKING:
-    import dns.asyncresolver
+    from .dnstransport import DNSTransport
 
 EDNS_BUFFER_SIZE = 1232   # the DNS Flag Day 2020 value: no IP fragmentation on common paths
 SHARED_CACHE_SECONDS = 60.0     # longest an answer is reused across check runs (less if its TTL is)
@@ -117,34 +118,18 @@ class DNSClient:
         self._in_flight: dict[tuple[str, str, bool], asyncio.Future[DNSAnswer | DNSError]] = {}
 
     @functools.cached_property
-    def _resolver(self) -> dns.asyncresolver.Resolver:
-        return self._make_resolver(self.settings, checking_disabled=False)
+    def _transport(self) -> DNSTransport:
+        from .dnstransport import DNSTransport
 
-    @functools.cached_property
-    def _unchecked_resolver(self) -> dns.asyncresolver.Resolver:
-        return self._make_resolver(self.settings, checking_disabled=True)
+        return DNSTransport(_nameservers(self.settings), attempt_timeout=self.settings.timeout / (self.settings.retries + 1),
+                            lifetime=self.settings.timeout)
 
-    @staticmethod
-    def _make_resolver(settings: DNSSettings, checking_disabled: bool) -> dns.asyncresolver.Resolver:
-        import dns.asyncresolver
-        import dns.flags
-        import dns.nameserver
-
-        if settings.nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(ns.address, ns.port) for ns in settings.nameservers
-            ]
-        else:
-            resolver = dns.asyncresolver.Resolver()
-        resolver.lifetime = settings.timeout
-        resolver.timeout = settings.timeout / (settings.retries + 1)
-        resolver.use_edns(0, dns.flags.DO, EDNS_BUFFER_SIZE)
-        # AD in a query asks for the AD bit in the answer (RFC 6840 §5.7); CD asks a
-        # validating resolver to answer even when validation fails.
-        resolver.flags = dns.flags.RD | dns.flags.AD | (dns.flags.CD if checking_disabled else 0)
-        resolver.cache = None
-        return resolver
+    def close(self) -> None:
+        """Close the client's sockets, each once the lookups waiting on it are answered. A
+        lookup made afterwards still works, on a socket of its own."""
+        transport = self.__dict__.get("_transport")
+        if transport is not None:
+            transport.close()
 
     async def lookup(self, name: str, rdtype: str, *, checking_disabled: bool = False) -> DNSAnswer:
         """The records of one type at `name`; raises DNSError when there are none."""
@@ -200,35 +185,40 @@ class DNSClient:
             self._shared.popitem(last=False)
 
     async def _query(self, qname: str, rdtype: str, checking_disabled: bool) -> tuple[DNSAnswer, float]:
-        """Ask the resolver; the answer and how long it may be reused (its TTL)."""
+        """Ask the nameservers; the answer and how long it may be reused (its TTL)."""
         import dns.exception
         import dns.flags
-        import dns.resolver
+        import dns.message
+        import dns.rcode
 
+        from .dnstransport import NoUsableAnswer
+
+        # AD in a query asks for the AD bit in the answer (RFC 6840 §5.7); CD asks a
+        # validating resolver to answer even when validation fails.
+        flags = dns.flags.RD | dns.flags.AD | (dns.flags.CD if checking_disabled else 0)
         try:
-            resolver = self._unchecked_resolver if checking_disabled else self._resolver   # reads resolv.conf
-            answer = await resolver.resolve(qname + ".", rdtype, search=False)
-        except dns.resolver.NXDOMAIN as exc:
-            raise DNSError(DNSErrorKind.NXDOMAIN, qname, rdtype,
-                           authenticated=_any_authenticated(exc.responses().values())) from None
-        except dns.resolver.NoAnswer as exc:
-            response = exc.kwargs.get("response")
-            raise DNSError(DNSErrorKind.NODATA, qname, rdtype,
-                           authenticated=_any_authenticated([response] if response else [])) from None
-        except dns.resolver.LifetimeTimeout:
+            query = dns.message.make_query(qname + ".", rdtype, use_edns=0, want_dnssec=True,
+                                           payload=EDNS_BUFFER_SIZE, flags=flags)
+            response = await self._transport.resolve(query)   # reads resolv.conf the first time
+            authenticated = bool(response.flags & dns.flags.AD)
+            if response.rcode() == dns.rcode.NXDOMAIN:
+                raise DNSError(DNSErrorKind.NXDOMAIN, qname, rdtype, authenticated=authenticated)
+            chain = response.resolve_chaining()
+        except TimeoutError:
             raise DNSError(DNSErrorKind.TIMEOUT, qname, rdtype, f"{self.settings.timeout:g}s") from None
-        except dns.resolver.NoNameservers as exc:
-            kind = DNSErrorKind.SERVFAIL if "SERVFAIL" in str(exc) else DNSErrorKind.ERROR
-            raise DNSError(kind, qname, rdtype) from None
-        except dns.exception.DNSException as exc:
+        except NoUsableAnswer as exc:
+            raise DNSError(DNSErrorKind.SERVFAIL if exc.servfail else DNSErrorKind.ERROR, qname, rdtype) from None
+        except dns.exception.DNSException as exc:   # a CNAME loop, a name too long...
             raise DNSError(DNSErrorKind.ERROR, qname, rdtype, str(exc)) from None
+        if chain.answer is None:
+            raise DNSError(DNSErrorKind.NODATA, qname, rdtype, authenticated=authenticated)
         return DNSAnswer(
             name=qname,
             rdtype=rdtype,
-            records=tuple(answer.rrset) if answer.rrset is not None else (),
-            canonical_name=normalize_name(answer.canonical_name.to_text()),
-            authenticated=bool(answer.response.flags & dns.flags.AD),
-        ), (answer.rrset.ttl if answer.rrset is not None else 0)
+            records=tuple(chain.answer),
+            canonical_name=normalize_name(chain.canonical_name.to_text()),
+            authenticated=authenticated,
+        ), chain.answer.ttl
 
     async def resolve_addresses(self, host: str) -> list[str]:
         """IP addresses of `host`: IPv4 first, then IPv6. An IP literal is returned as is."""
@@ -376,8 +366,11 @@ async def ptr_names(dns_: Resolver, address: str) -> list[str]:
     return [normalize_name(rdata.target.to_text()) for rdata in answer.records]
 
 
-def _any_authenticated(responses) -> bool:
-    import dns.flags
-    import dns.message
+def _nameservers(settings: DNSSettings) -> list[tuple[str, int]]:
+    """The configured nameservers; none configured: the system's (/etc/resolv.conf)."""
+    if settings.nameservers:
+        return [(ns.address, ns.port) for ns in settings.nameservers]
+    import dns.resolver
 
-    return any(isinstance(r, dns.message.Message) and r.flags & dns.flags.AD for r in responses)
+    system = dns.resolver.Resolver()
+    return [(getattr(ns, "address", ns), getattr(ns, "port", system.port)) for ns in system.nameservers]

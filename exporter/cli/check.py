@@ -49,10 +49,18 @@ def _check_settings(args: argparse.Namespace) -> tuple[Config, Module]:
 
 
 async def _check_one(domain: Domain, config: Config, module: Module) -> DomainReport:
+    """The report of `domain`, with a DNS client whose sockets are closed at the end."""
+    dns = DNSClient(config.dns)
+    try:
+        return await _check_with(domain, config, module, dns)
+    finally:
+        dns.close()
+
+
+async def _check_with(domain: Domain, config: Config, module: Module, dns: DNSClient) -> DomainReport:
     """Probe every address of each MX host first, so that DANE is matched against the
     chain each presents."""
     probes = Probes()
-    dns = DNSClient(config.dns)
     limits = ConcurrencyLimits(config.global_)
     mx = await check_mx(domain.name, LookupCache(dns))
     targets = [Target(host.name, module.port, module.name) for host in mx.hosts if not host.is_ip_literal]

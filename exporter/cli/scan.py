@@ -50,5 +50,6 @@ def scan_command(args: argparse.Namespace) -> int:
     result = asyncio.run(
         scan_endpoint(Target(host, port, module.name), module, dns, min_delay=args.min_delay, budget=args.budget)
     )
+    dns.close()
     print(json.dumps(to_json(result), indent=2) if args.json else render_table(result), end="\n" if args.json else "")
     return 0 if result.success else 2

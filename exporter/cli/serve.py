@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -21,6 +23,10 @@ from ..web.auth import ssl_context
 from ..web.server import ConnectionGuard, EventTally, ServerEvent, ServerLimits, ServerLog, listening_sockets
 
 log = logging.getLogger("exporter")
+
+FREEZE_CHECK_SECONDS = 10.0
+FREEZE_GROWTH = 1.2        # the stores hold 20% more results than at the last freeze...
+FREEZE_MIN_RESULTS = 500   # ...and at least this many
 
 
 def run(args: argparse.Namespace, shard: Shard) -> int:
@@ -70,12 +76,28 @@ async def serve(args: argparse.Namespace, shard: Shard) -> int:
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, _start_reload, exporter, reloads)
+    freezer = asyncio.ensure_future(_freeze_as_results_grow(exporter))
     await stopping.wait()
     log.info("shutting down")
+    freezer.cancel()
     guard.close()
     await exporter.stop()
     await runner.cleanup()
     return 0
+
+
+async def _freeze_as_results_grow(exporter: Exporter) -> None:
+    """Freeze the objects alive (gc.freeze) each time the stored results grew a lot."""
+    frozen_at = 0
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            await asyncio.sleep(FREEZE_CHECK_SECONDS)
+            stored = exporter.results.count()
+            if stored >= max(FREEZE_MIN_RESULTS, frozen_at * FREEZE_GROWTH):
+                # Long-lived results out of the collector's full passes: in the first cycle of
+                # 10,000 domains those passes stalled scrapes up to 0.7 s (0.14 s frozen).
+                gc.freeze()
+                frozen_at = stored
 
 
 def format_listen_address(host: str | None, port: int) -> str:

@@ -10,8 +10,11 @@ import platform
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .. import __version__
+from ..dnstransport import IGNORED_ANSWERS, IgnoredAnswer
 from ..results import JobKind
 
 # `_created` series double every counter and histogram for little use; most exporters omit them.
@@ -88,6 +91,7 @@ class ExporterMetrics:
             "When the configuration was last loaded successfully.",
             registry=registry,
         )
+        registry.register(IgnoredDNSAnswers())
 
         self.http_events = Counter(
             "mailsec_exporter_http_events",
@@ -106,3 +110,19 @@ class ExporterMetrics:
         self.reload_success.set(1 if success else 0)
         if success:
             self.reload_timestamp.set(time.time())
+
+
+class IgnoredDNSAnswers(Collector):
+    """What the DNS transport dropped instead of taking it as an answer (counted for the process)."""
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "mailsec_exporter_dns_ignored_answers",
+            "Datagrams received on the DNS client's sockets and not taken as an answer, by reason: "
+            "unexpected (no query waiting with its ID), mismatched (not an answer to the question of "
+            "the query with its ID), malformed, foreign (from another address or port).",
+            labels=["reason"],
+        )
+        for reason in IgnoredAnswer:
+            family.add_metric([reason.value], IGNORED_ANSWERS[reason])
+        yield family

@@ -99,6 +99,8 @@ class Scheduler:
         Results of jobs whose settings did not change survive; removed targets vanish.
         """
         self.config = config
+        # Runs of the previous configuration still finish their lookups on the old client's sockets.
+        _close_dns(self.dns)
         self.dns = self._probes.dns(config.dns)
         self.limits = ConcurrencyLimits(config.global_)
         wanted = self._configured_jobs(config)
@@ -203,6 +205,7 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._jobs.clear()
+        _close_dns(self.dns)
 
     async def _loop(self, job: _Job) -> None:
         # A random first offset spreads the load; runs then keep a regular interval.
@@ -421,6 +424,13 @@ class Scheduler:
                 target=target.address, module=target.module,
                 reason=result.failure.value, detail=result.failure_detail,
             ))
+
+
+def _close_dns(client: object) -> None:
+    """Close a DNS client's sockets; the stand-ins of the tests may have none."""
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()
 
 
 def _refused(result: object) -> bool:

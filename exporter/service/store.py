@@ -8,10 +8,11 @@ probe: it reads an immutable snapshot of what is there.
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
-from ..metrics.exposition import exposition_chunks, renderer
+from ..metrics.exposition import StoreText, StoreTexts, renderer
 from ..reputation.blocklists import ListedSince
 from ..results import JobKind
 
@@ -67,18 +68,20 @@ class LatestResults(Generic[Subject, Result]):
 
     Writes happen on the event loop; a scrape may read from another thread. Single dict
     operations and `list(dict.values())` run without releasing the GIL, so a snapshot is
-    always consistent without a lock.
+    always consistent without a lock. `generation` changes with every write.
     """
 
     def __init__(self, derive: Callable[[Subject, Result], Any] | None = None) -> None:
         self._entries: dict[str, Entry[Subject, Result]] = {}
         self._history: dict[str, _History[Result]] = {}
         self._derive = derive
+        self.generation = 0
 
     def put(self, key: str, subject: Subject, result: Result) -> None:
         derived = self._derive(subject, result) if self._derive else None
         self._entries[key] = Entry(subject, result, derived)
         self._history.setdefault(key, _History()).add(result)
+        self.generation += 1
 
     def get(self, key: str) -> Entry[Subject, Result] | None:
         return self._entries.get(key)
@@ -92,13 +95,17 @@ class LatestResults(Generic[Subject, Result]):
         return history.newest_first() if history else []
 
     def discard(self, key: str) -> None:
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self.generation += 1
         self._history.pop(key, None)
 
     def retain(self, keys: Iterable[str]) -> None:
         """Forget every key not in `keys` (targets removed by a reload)."""
         keep = set(keys)
-        self._entries = {key: entry for key, entry in self._entries.items() if key in keep}
+        entries = {key: entry for key, entry in self._entries.items() if key in keep}
+        if len(entries) != len(self._entries):
+            self._entries = entries
+            self.generation += 1
         self._history = {key: history for key, history in self._history.items() if key in keep}
 
     def __len__(self) -> int:
@@ -121,8 +128,25 @@ class ResultStores:
     blocklists: LatestResults["Blocklist", "BlocklistResult"] = field(default_factory=_rendered(JobKind.BLOCKLIST))
     # When each current blocklist listing was first seen: kept for the life of the process.
     listed_since: ListedSince = field(default_factory=ListedSince)
+    # Each store's text joined, per generation (metrics.exposition): what a scrape sends.
+    texts: StoreTexts = field(default_factory=StoreTexts)
+
+    def count(self) -> int:
+        """Results stored, of every kind."""
+        return len(self.endpoints) + len(self.domains) + len(self.scans) + len(self.blocklists)
+
+    def exposition(self) -> list[StoreText]:
+        """The text of every store (their families are distinct), joined again only for a
+        store that changed since the last scrape."""
+        stores = {"endpoints": self.endpoints, "domains": self.domains, "scans": self.scans,
+                  "blocklists": self.blocklists}
+        return [self.texts.text(name, store.generation, functools.partial(_derived, store))
+                for name, store in stores.items()]
 
     def exposition_chunks(self) -> Iterator[bytes]:
         """Every stored result's families, one chunk per family (see metrics.exposition)."""
-        stores = (self.endpoints, self.domains, self.scans, self.blocklists)
-        return exposition_chunks(entry.derived for store in stores for entry in store.snapshot())
+        return (chunk for text in self.exposition() for chunk in text.chunks)
+
+
+def _derived(store: LatestResults) -> Iterator[Any]:
+    return (entry.derived for entry in store.snapshot())

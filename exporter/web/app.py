@@ -11,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from ..config import ConfigError
 from ..config.web import WebConfig
+from ..metrics.gzipjoin import deflate, gzip_stream
 from ..service.exporter import Exporter
 from .auth import auth_middleware
 from .probe import answer_probe
@@ -24,16 +25,46 @@ LIFECYCLE_KEY = web.AppKey("lifecycle", bool)
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics, then every result's, in the text format 0.0.4 that every
-    Prometheus reads. The results' text was rendered when they were stored (metrics/exposition.py):
-    this only streams it, family by family, without building the whole body first."""
+    Prometheus reads; gzip-compressed when the scraper accepts it (Prometheus does). The
+    results' text is joined, and compressed, once per change of a result store
+    (metrics/exposition.py): a scrape mostly sends bytes it sent before."""
     exporter = request.app[EXPORTER_KEY]
-    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+    own = generate_latest(exporter.registry)
+    stores = exporter.results.exposition()
+    headers = {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        headers["Content-Encoding"] = "gzip"
+        parts = gzip_stream([deflate([own])] + [await store.deflated() for store in stores])
+    else:
+        parts = [own, *(chunk for store in stores for chunk in store.chunks)]
+    response = web.StreamResponse(headers=headers)
+    response.content_length = sum(len(part) for part in parts)
     await response.prepare(request)
-    await response.write(generate_latest(exporter.registry))
-    for chunk in exporter.results.exposition_chunks():
-        await response.write(chunk)
+    for part in parts:
+        await response.write(part)
     await response.write_eof()
     return response
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header value lets the answer be gzip (RFC 9110 §12.5.3):
+    gzip (or x-gzip, or else `*`) listed with a weight above 0."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.lower()] = weight
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
 
 
 async def probe(request: web.Request) -> web.Response:
