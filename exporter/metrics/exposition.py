@@ -17,6 +17,7 @@ from prometheus_client.utils import floatToGoString
 from .blocklists import BLOCKLIST_METRICS, add_blocklist_samples
 from .endpoint import ENDPOINT_METRICS, add_endpoint_samples
 from .domain import DOMAIN_METRICS, add_domain_samples
+from .revocation import REVOCATION_METRICS, add_revocation_samples
 from .specs import Families, MetricSpec
 from ..results import JobKind
 from .tlsscan import TLSSCAN_METRICS, add_scan_samples
@@ -50,17 +51,20 @@ def render_result(specs: Iterable[MetricSpec], add: AddSamples, subject: object,
     }
 
 
-# The families of each kind of stored result, and how one result's samples are added.
-RESULT_FAMILIES: dict[JobKind, tuple[tuple[MetricSpec, ...], AddSamples]] = {
+# The families of each kind of stored result, and how one result's samples are added:
+# one per kind of job, and the revocation checks that run after the endpoint probes.
+REVOCATION = "revocation"
+RESULT_FAMILIES: dict[str, tuple[tuple[MetricSpec, ...], AddSamples]] = {
     JobKind.ENDPOINT: (ENDPOINT_METRICS, add_endpoint_samples),
     JobKind.DOMAIN: (DOMAIN_METRICS, add_domain_samples),
     JobKind.DEEP_SCAN: (TLSSCAN_METRICS, add_scan_samples),
     JobKind.BLOCKLIST: (BLOCKLIST_METRICS, add_blocklist_samples),
+    REVOCATION: (REVOCATION_METRICS, add_revocation_samples),
 }
 _HEADERS = {spec.name: family_header(spec) for specs, _ in RESULT_FAMILIES.values() for spec in specs}
 
 
-def renderer(kind: JobKind) -> Callable[[object, object], dict[str, bytes]]:
+def renderer(kind: str) -> Callable[[object, object], dict[str, bytes]]:
     """What a result store calls once per stored result of `kind` (on the event loop, ~1 ms)."""
     specs, add = RESULT_FAMILIES[kind]
     return functools.partial(render_result, specs, add)

@@ -11,7 +11,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
-from ..metrics.exposition import exposition_chunks, renderer
+from ..metrics.exposition import REVOCATION, exposition_chunks, renderer
 from ..reputation.blocklists import ListedSince
 from ..results import JobKind
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:   # result types only: the store itself does not care what it 
     from ..reputation.blocklists import BlocklistResult
     from ..domains.check import DomainResult
     from ..results import EndpointResult
+    from ..revocation.results import RevocationResult
     from ..tlsscan.results import TLSScanResult
 
 # Failures are what an operator investigates, so more of them are kept than successes.
@@ -105,7 +106,7 @@ class LatestResults(Generic[Subject, Result]):
         return len(self._entries)
 
 
-def _rendered(kind: JobKind) -> Callable[[], LatestResults]:
+def _rendered(kind: str) -> Callable[[], LatestResults]:
     return lambda: LatestResults(derive=renderer(kind))
 
 
@@ -119,10 +120,12 @@ class ResultStores:
     domains: LatestResults["Domain", "DomainResult"] = field(default_factory=_rendered(JobKind.DOMAIN))
     scans: LatestResults["Target", "TLSScanResult"] = field(default_factory=_rendered(JobKind.DEEP_SCAN))
     blocklists: LatestResults["Blocklist", "BlocklistResult"] = field(default_factory=_rendered(JobKind.BLOCKLIST))
+    # The revocation checks of the endpoints' presented certificates, by target key.
+    revocations: LatestResults["Target", "RevocationResult"] = field(default_factory=_rendered(REVOCATION))
     # When each current blocklist listing was first seen: kept for the life of the process.
     listed_since: ListedSince = field(default_factory=ListedSince)
 
     def exposition_chunks(self) -> Iterator[bytes]:
         """Every stored result's families, one chunk per family (see metrics.exposition)."""
-        stores = (self.endpoints, self.domains, self.scans, self.blocklists)
+        stores = (self.endpoints, self.domains, self.scans, self.blocklists, self.revocations)
         return exposition_chunks(entry.derived for store in stores for entry in store.snapshot())
