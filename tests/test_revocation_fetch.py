@@ -307,7 +307,7 @@ async def test_the_probe_never_waits_for_a_stalling_ca(monkeypatch):
 
         results = ResultStores()
         scheduler = Scheduler(results, ExporterMetrics(CollectorRegistry()), Probes(endpoint=probe))
-        monkeypatch.setattr(service_revocation, "FETCH_TIMEOUT_SECONDS", 0.5)
+        monkeypatch.setattr(service_revocation, "FETCH_TIMEOUT_SECONDS", 0.5)   # as imported there
         try:
             config = make_config([Target("127.0.0.1", 25, "smtp")], interval=60)
             scheduler.apply(config)

@@ -16,8 +16,10 @@ from types import MappingProxyType
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.cli.check import _revocation_findings
 from exporter.config import Config, GlobalSettings, MailProtocol, Module, StartTLS, Target, TLSSettings
 from exporter.metrics.selfmetrics import ExporterMetrics
+from exporter.dnsclient import DNSClient
 from exporter.revocation.results import RevocationMethod, RevocationStatus
 from exporter.service.scheduler import Scheduler
 from exporter.service.store import ResultStores
@@ -159,3 +161,21 @@ async def test_good_and_revoked_by_ocsp_and_by_crl(lab, name, status):
     assert f'mailsec_cert_revoked{{address="{probed.addresses[0].address}",chain_position="0",family="ipv4",' \
            f'method="ocsp",module="smtps",target="{lab.endpoints[name][0].address}"}} ' \
            f'{1.0 if status is RevocationStatus.REVOKED else 0.0}' in text
+
+
+async def test_check_reports_a_revoked_mx_certificate_as_an_error(lab):
+    """`mailsec-exporter check` runs the same checks on the MX hosts it probes."""
+    config = lab.config()
+    probed = []
+    scheduler = Scheduler(ResultStores(), ExporterMetrics(CollectorRegistry()))
+    try:
+        scheduler.apply(replace(config, targets=()))
+        for name in ("good", "revoked"):
+            target = lab.target(name)
+            probed.append((target, await scheduler.run_once(target, config.modules["smtps"])))
+    finally:
+        await scheduler.stop()
+    findings = await _revocation_findings(tuple(probed), config.modules["smtps"], DNSClient(config.dns))
+    assert [(f.severity.value, f.code) for f in findings] == [("error", "certificate_revoked")] * 2
+    assert all(f.message.startswith(f"MX {REVOKED_ADDRESS}: {REVOKED_ADDRESS} #0 ") and "REVOKED at" in f.message
+               and "(key_compromise)" in f.message for f in findings)

@@ -20,6 +20,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from ..dnsclient import Resolver
 from ..httpclient import AddressAllowed, AnswerRules, HTTPFailure, HTTPFetchError, HTTPRequest, fetch
+from ..results import HostResult
 from .results import CertificateCheck, RevocationFailure, RevocationMethod, Verdict, failed
 from .verify import (
     HTTPLocation,
@@ -34,6 +35,7 @@ from .verify import (
 )
 
 USER_AGENT = "mailsec-exporter (revocation check)"
+FETCH_TIMEOUT_SECONDS = 10.0            # one OCSP or CRL fetch, connection included
 OCSP_SIZE_LIMIT = 64 * 1024             # a response with a delegated responder's chain is a few KiB
 CRL_SIZE_LIMIT = 16 * 1024 * 1024       # the largest public CRLs are a few MiB
 OCSP_RULES = AnswerRules(size_limit=OCSP_SIZE_LIMIT)    # any media type: the DER decides
@@ -126,6 +128,12 @@ def trust_anchors(ca_file: str | None) -> tuple[x509.Certificate, ...]:
 
 
 # ---- the chains ----------------------------------------------------------------------
+
+def presented_chains(result: HostResult) -> dict[str, tuple[bytes, ...]]:
+    """The chain each address of a probed host presented in its default handshake (leaf first)."""
+    return {r.address: tuple(cert.der for cert in r.tls.chain)
+            for r in result.addresses if r.address is not None and r.tls is not None and r.tls.chain}
+
 
 def _parsed(chain: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
     """The presented chain, up to the first certificate that does not parse."""

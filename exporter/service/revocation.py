@@ -29,7 +29,7 @@ from ..dnsclient import Resolver
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
 from ..results import HostResult
-from ..revocation.check import CRL, Fetcher, check_chains, trust_anchors
+from ..revocation.check import CRL, FETCH_TIMEOUT_SECONDS, Fetcher, check_chains, presented_chains, trust_anchors
 from ..revocation.results import RevocationResult, Verdict
 from ..revocation.verify import HTTPLocation
 from .store import LatestResults
@@ -37,7 +37,6 @@ from .store import LatestResults
 log = logging.getLogger(__name__)
 
 KIND = "revocation"                  # the `kind` of the exporter's own probe metrics
-FETCH_TIMEOUT_SECONDS = 10.0         # one OCSP or CRL fetch, connection included
 RUN_TIMEOUT_SECONDS = 60.0           # a whole run; only a stuck fetch queue reaches it
 MIN_REFRESH_SECONDS = 300.0
 MAX_REFRESH_SECONDS = 6 * 3600.0
@@ -140,12 +139,6 @@ class _CachedAnswers:
         return await self.cache.crls.get(url, produce, _crl_lifetime)
 
 
-def presented_chains(result: HostResult) -> dict[str, tuple[bytes, ...]]:
-    """The chain each address presented in its default handshake (leaf first)."""
-    return {r.address: tuple(cert.der for cert in r.tls.chain)
-            for r in result.addresses if r.address is not None and r.tls is not None and r.tls.chain}
-
-
 class RevocationChecks:
     """Runs the checks after each endpoint probe and stores their results."""
 
@@ -176,8 +169,8 @@ class RevocationChecks:
         try:
             async with asyncio.timeout(RUN_TIMEOUT_SECONDS):
                 anchors = await asyncio.to_thread(trust_anchors, module.tls.ca_file)
-                checks = await check_chains(chains, anchors, self.cache.through(
-                    Fetcher(dns, timeout=FETCH_TIMEOUT_SECONDS)))
+                fetcher = Fetcher(dns, timeout=FETCH_TIMEOUT_SECONDS)
+                checks = await check_chains(chains, anchors, self.cache.through(fetcher))
         except Exception:   # TimeoutError included: a bug of ours, or a stuck queue
             log.exception("revocation check failed", extra=with_fields(target=target.address, module=module.name))
             self._metrics.record_probe(KIND, module.name, False, time.monotonic() - started)
