@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
-from exporter.revocation.results import RevocationFailure, RevocationMethod, RevocationStatus
+from exporter.revocation.results import RevocationFailure, RevocationMethod, RevocationStatus, Verdict
 from exporter.revocation.verify import (
     HTTPLocation,
     find_issuer,
@@ -18,6 +18,7 @@ from exporter.revocation.verify import (
     judge_crl,
     judge_ocsp,
     load_crl,
+    verify_crl,
     ocsp_request,
     parse_http_url,
     revocation_urls,
@@ -147,7 +148,8 @@ CRL_CASES = [
 
 @pytest.mark.parametrize("what, crl, status, failure", CRL_CASES, ids=[case[0] for case in CRL_CASES])
 def test_crl_verdict(what, crl, status, failure):
-    verdict = judge_crl(crl, LEAF.cert, CA.cert, T)
+    verified = verify_crl(crl_der(crl), CA.cert)
+    verdict = verified if isinstance(verified, Verdict) else judge_crl(verified, LEAF.cert, T)
     assert (verdict.status, verdict.failure) == (status, failure), verdict.detail
     if status is RevocationStatus.REVOKED:
         assert verdict.revocation_reason == "key_compromise"
@@ -160,3 +162,4 @@ def test_crl_in_der_or_pem():
     for garbage in (b"", b"\x30\x82\xff\xff", b"-----BEGIN X509 CRL-----\nnope\n-----END X509 CRL-----\n"):
         with pytest.raises(ValueError):
             load_crl(garbage)
+        assert verify_crl(garbage, CA.cert).failure is F.PARSE_ERROR

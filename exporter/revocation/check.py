@@ -28,10 +28,11 @@ from .verify import (
     first_http_url,
     judge_crl,
     judge_ocsp,
-    load_crl,
     ocsp_request,
     revocation_urls,
     self_issued,
+    VerifiedCRL,
+    verify_crl,
 )
 
 USER_AGENT = "mailsec-exporter (revocation check)"
@@ -54,7 +55,6 @@ _FAILURE_OF_HTTP = {
     HTTPFailure.TOO_LARGE: RevocationFailure.TOO_LARGE,
 }
 
-CRL = x509.CertificateRevocationList
 
 
 class Answers(Protocol):
@@ -64,7 +64,8 @@ class Answers(Protocol):
     async def ocsp(self, url: str, location: HTTPLocation, cert: x509.Certificate,
                    issuer: x509.Certificate) -> tuple[Verdict, float]: ...
 
-    async def crl(self, url: str, location: HTTPLocation) -> tuple[CRL | Verdict, float]: ...
+    async def crl(self, url: str, location: HTTPLocation,
+                  issuer: x509.Certificate) -> tuple[VerifiedCRL | Verdict, float]: ...
 
 
 class Fetcher:
@@ -88,18 +89,17 @@ class Fetcher:
             return failed(_FAILURE_OF_HTTP[exc.failure], exc.detail), time.time()
         return judge_ocsp(body, cert, issuer, time.time()), time.time()
 
-    async def crl(self, url: str, location: HTTPLocation) -> tuple[CRL | Verdict, float]:
-        """GET the CRL and parse it (it is judged per certificate, see `check_chains`)."""
+    async def crl(self, url: str, location: HTTPLocation,
+                  issuer: x509.Certificate) -> tuple[VerifiedCRL | Verdict, float]:
+        """GET the CRL and verify it against `issuer` (each certificate is judged by it in
+        `check_chains`). Parsing, verifying and indexing a CRL of some MiB takes tens of
+        milliseconds: off the event loop."""
         request = HTTPRequest(location.host, location.port, location.path, USER_AGENT)
         try:
             body = await self._get(request, CRL_RULES)
         except HTTPFetchError as exc:
             return failed(_FAILURE_OF_HTTP[exc.failure], exc.detail), time.time()
-        try:
-            # Parsing a CRL of some MiB takes milliseconds: off the event loop.
-            return await asyncio.to_thread(load_crl, body), time.time()
-        except ValueError as exc:
-            return failed(RevocationFailure.PARSE_ERROR, f"not a CRL: {exc}"), time.time()
+        return await asyncio.to_thread(verify_crl, body, issuer), time.time()
 
 
 # ---- trust anchors -------------------------------------------------------------------
@@ -180,7 +180,7 @@ async def _check_one(address: str, position: int, cert: x509.Certificate, issuer
                        time.time())
     if method is RevocationMethod.OCSP:
         return outcome(*await answers.ocsp(url, found[1], cert, issuer))
-    answer, fetched_at = await answers.crl(url, found[1])
+    answer, fetched_at = await answers.crl(url, found[1], issuer)
     if isinstance(answer, Verdict):
         return outcome(answer, fetched_at)
-    return outcome(judge_crl(answer, cert, issuer, time.time()), fetched_at)
+    return outcome(judge_crl(answer, cert, time.time()), fetched_at)

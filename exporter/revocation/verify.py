@@ -9,7 +9,8 @@
   CertID, is signed by the issuer itself or by a responder the issuer certified for
   OCSP signing (id-kp-OCSPSigning, valid now), and is current (RFC 6960 §3.2).
 * A CRL counts only when the issuer named in it is the certificate's issuer, its
-  signature verifies with the issuer's key, and it is current (nextUpdate not passed).
+  signature verifies with the issuer's key (checked once per CRL and issuer:
+  `verify_crl`), and it is current (nextUpdate not passed).
   Delta CRLs and indirect CRLs are not followed.
 
 Times may be off by CLOCK_SKEW_SECONDS between the CA and the exporter.
@@ -251,28 +252,47 @@ def load_crl(body: bytes) -> x509.CertificateRevocationList:
     return x509.load_der_x509_crl(body)
 
 
-def judge_crl(crl: x509.CertificateRevocationList, cert: x509.Certificate, issuer: x509.Certificate,
-              now: float) -> Verdict:
-    """What a CRL says about `cert`, when it may be believed (see the module)."""
-    next_update = _timestamp(crl.next_update_utc)
-    if crl.issuer != issuer.subject:
-        return failed(RevocationFailure.WRONG_CERTIFICATE,
-                      f"the CRL is issued by {crl.issuer.rfc4514_string()[:200]}, not the certificate's issuer")
+@dataclass(frozen=True)
+class VerifiedCRL:
+    """A CRL whose issuer and signature were checked against one issuer, with its revoked
+    serials indexed: judging a certificate by it is a set lookup, however long the CRL."""
+
+    crl: x509.CertificateRevocationList
+    this_update: float
+    next_update: float | None
+    revoked_serials: frozenset[int]
+
+
+def verify_crl(body: bytes, issuer: x509.Certificate) -> VerifiedCRL | Verdict:
+    """The CRL in `body` when `issuer` issued and signed it; the failed verdict otherwise.
+    Milliseconds for a CRL of some MiB (the signature, the index): run it off the event loop."""
     try:
-        signed = crl.is_signature_valid(issuer.public_key())
-    except (TypeError, ValueError, UnsupportedAlgorithm):
-        signed = False
-    if not signed:
-        return failed(RevocationFailure.SIGNATURE_INVALID, "the CRL's signature does not verify with the issuer's key")
-    this_update = crl.last_update_utc.timestamp()
-    stale = _staleness(this_update, next_update, now)
+        crl = load_crl(body)
+        if crl.issuer != issuer.subject:
+            return failed(RevocationFailure.WRONG_CERTIFICATE,
+                          f"the CRL is issued by {crl.issuer.rfc4514_string()[:200]}, not the certificate's issuer")
+        try:
+            signed = crl.is_signature_valid(issuer.public_key())
+        except (TypeError, UnsupportedAlgorithm):
+            signed = False
+        if not signed:
+            return failed(RevocationFailure.SIGNATURE_INVALID, "the CRL's signature does not verify with the issuer's key")
+        return VerifiedCRL(crl, crl.last_update_utc.timestamp(), _timestamp(crl.next_update_utc),
+                           frozenset(entry.serial_number for entry in crl))
+    except ValueError as exc:
+        return failed(RevocationFailure.PARSE_ERROR, f"not a CRL: {exc}")
+
+
+def judge_crl(crl: VerifiedCRL, cert: x509.Certificate, now: float) -> Verdict:
+    """What a verified CRL says about `cert` at `now`: nothing when it is not current."""
+    stale = _staleness(crl.this_update, crl.next_update, now)
     if stale is not None:
         return failed(RevocationFailure.STALE, f"CRL {stale}")
-    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-    if entry is None:
-        return Verdict(RevocationStatus.GOOD, None, "good", this_update, next_update)
-    return Verdict(RevocationStatus.REVOKED, None, "revoked", this_update, next_update,
-                   entry.revocation_date_utc.timestamp(), _crl_reason(entry))
+    if cert.serial_number not in crl.revoked_serials:
+        return Verdict(RevocationStatus.GOOD, None, "good", crl.this_update, crl.next_update)
+    entry = crl.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    return Verdict(RevocationStatus.REVOKED, None, "revoked", crl.this_update, crl.next_update,
+                   entry.revocation_date_utc.timestamp() if entry else None, _crl_reason(entry) if entry else None)
 
 
 def _crl_reason(entry: x509.RevokedCertificate) -> str | None:

@@ -6,7 +6,7 @@ server. One run per target at a time; a probe that ends while its target's previ
 is still going starts none. Results go to their own store (`ResultStores.revocations`).
 
 Answers are cached, shared by every target: an OCSP answer per (URL, issuer, serial), a
-CRL per URL (judged anew for each certificate). An answer is asked for again at its
+CRL per (URL, issuer), verified and indexed once, judged anew for each certificate. An answer is asked for again at its
 nextUpdate, but never sooner than MIN_REFRESH_SECONDS nor later than MAX_REFRESH_SECONDS;
 a failed fetch is tried again after MIN_REFRESH_SECONDS. The cache holds at most
 OCSP_ENTRIES answers and CRL_ENTRIES CRLs (least recently used go first). At most
@@ -29,9 +29,9 @@ from ..dnsclient import Resolver
 from ..logfmt import with_fields
 from ..metrics.selfmetrics import ExporterMetrics
 from ..results import HostResult
-from ..revocation.check import CRL, FETCH_TIMEOUT_SECONDS, Fetcher, check_chains, presented_chains, trust_anchors
+from ..revocation.check import FETCH_TIMEOUT_SECONDS, Fetcher, check_chains, presented_chains, trust_anchors
 from ..revocation.results import RevocationResult, Verdict
-from ..revocation.verify import HTTPLocation
+from ..revocation.verify import HTTPLocation, VerifiedCRL
 from .store import LatestResults
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ class ExpiringCache(Generic[Value]):
             pending = self._producing[key] = asyncio.ensure_future(self._produce(key, produce, lifetime))
         return await asyncio.shield(pending)
 
+    def pending(self) -> list[asyncio.Future[Value]]:
+        """The productions under way (a stop cancels them)."""
+        return list(self._producing.values())
+
     async def _produce(self, key: object, produce: Callable[[], Awaitable[Value]],
                        lifetime: Callable[[Value], float]) -> Value:
         try:
@@ -100,7 +104,7 @@ class AnswerCache:
 
     def __init__(self) -> None:
         self.ocsp_answers: ExpiringCache[tuple[Verdict, float]] = ExpiringCache(OCSP_ENTRIES)
-        self.crls: ExpiringCache[tuple[CRL | Verdict, float]] = ExpiringCache(CRL_ENTRIES)
+        self.crls: ExpiringCache[tuple[VerifiedCRL | Verdict, float]] = ExpiringCache(CRL_ENTRIES)
         self.fetches = asyncio.Semaphore(FETCHES_AT_ONCE)
 
     def through(self, fetcher: Fetcher) -> "_CachedAnswers":
@@ -112,12 +116,11 @@ def _verdict_lifetime(answer: tuple[Verdict, float]) -> float:
     return refresh_after(verdict.next_update, verdict.failure is not None, fetched_at)
 
 
-def _crl_lifetime(answer: tuple[CRL | Verdict, float]) -> float:
+def _crl_lifetime(answer: tuple[VerifiedCRL | Verdict, float]) -> float:
     crl, fetched_at = answer
     if isinstance(crl, Verdict):
         return refresh_after(None, True, fetched_at)
-    next_update = crl.next_update_utc
-    return refresh_after(next_update.timestamp() if next_update else None, False, fetched_at)
+    return refresh_after(crl.next_update, False, fetched_at)
 
 
 class _CachedAnswers:
@@ -132,11 +135,12 @@ class _CachedAnswers:
         key = (url, issuer.fingerprint(hashes.SHA256()), cert.serial_number)
         return await self.cache.ocsp_answers.get(key, produce, _verdict_lifetime)
 
-    async def crl(self, url: str, location: HTTPLocation) -> tuple[CRL | Verdict, float]:
-        async def produce() -> tuple[CRL | Verdict, float]:
+    async def crl(self, url: str, location: HTTPLocation,
+                  issuer: x509.Certificate) -> tuple[VerifiedCRL | Verdict, float]:
+        async def produce() -> tuple[VerifiedCRL | Verdict, float]:
             async with self.cache.fetches:
-                return await self.fetcher.crl(url, location)
-        return await self.cache.crls.get(url, produce, _crl_lifetime)
+                return await self.fetcher.crl(url, location, issuer)
+        return await self.cache.crls.get((url, issuer.fingerprint(hashes.SHA256())), produce, _crl_lifetime)
 
 
 class RevocationChecks:
@@ -199,7 +203,7 @@ class RevocationChecks:
             running.cancel()
 
     async def stop(self) -> None:
-        tasks = list(self._running.values())
+        tasks = list(self._running.values()) + self.cache.ocsp_answers.pending() + self.cache.crls.pending()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
