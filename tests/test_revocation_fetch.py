@@ -245,6 +245,18 @@ async def test_which_certificates_are_checked():
     assert anchored.verdict.failure is F.ADDRESS_NOT_ALLOWED
 
 
+async def test_a_bug_fails_its_own_check_only(caplog):
+    class Broken(Fetcher):
+        async def ocsp(self, *args):
+            raise RuntimeError("a bug")
+
+    leaf = make_leaf(CA, "mail.good.test", ocsp_url="http://127.0.0.1:1/", crl_url="ldap://x/")
+    checks = await check_chains({"192.0.2.1": (leaf.der, CA.der)}, (), Broken(StaticDNS({}), timeout=1))
+    assert [(c.method, c.verdict.failure) for c in checks] == [
+        (RevocationMethod.CRL, F.UNSUPPORTED_URL), (RevocationMethod.OCSP, F.INTERNAL_ERROR)]
+    assert "RuntimeError: a bug" in checks[1].verdict.detail and "failed unexpectedly" in caplog.text
+
+
 # ---- the cache ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("next_update, failed, seconds", [

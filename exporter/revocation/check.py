@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import ssl
 import time
@@ -34,6 +35,8 @@ from .verify import (
     VerifiedCRL,
     verify_crl,
 )
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "mailsec-exporter (revocation check)"
 FETCH_TIMEOUT_SECONDS = 10.0            # one OCSP or CRL fetch, connection included
@@ -178,9 +181,13 @@ async def _check_one(address: str, position: int, cert: x509.Certificate, issuer
     if issuer is None:
         return outcome(failed(RevocationFailure.NO_ISSUER, "the issuer is neither presented nor a trust anchor"),
                        time.time())
-    if method is RevocationMethod.OCSP:
-        return outcome(*await answers.ocsp(url, found[1], cert, issuer))
-    answer, fetched_at = await answers.crl(url, found[1], issuer)
+    try:
+        if method is RevocationMethod.OCSP:
+            return outcome(*await answers.ocsp(url, found[1], cert, issuer))
+        answer, fetched_at = await answers.crl(url, found[1], issuer)
+    except Exception as exc:   # a bug of ours: this check fails, the others go on
+        log.exception("revocation check of %s failed unexpectedly", url)
+        return outcome(failed(RevocationFailure.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), time.time())
     if isinstance(answer, Verdict):
         return outcome(answer, fetched_at)
     return outcome(judge_crl(answer, cert, time.time()), fetched_at)
