@@ -21,6 +21,7 @@ class JobKind(enum.StrEnum):
     DOMAIN = "domain"
     DEEP_SCAN = "deep_scan"
     BLOCKLIST = "blocklist"
+    REVOCATION = "revocation"   # not a job of its own: runs after each endpoint probe
 
 
 class FailureReason(enum.StrEnum):

@@ -19,6 +19,15 @@ from exporter.config import MailProtocol
 from exporter.probes.names import compare_names
 from exporter.probes.policy import classify_capabilities
 from exporter.results import EndpointResult, FailureReason, HostResult, TLSFacts
+from exporter.revocation.results import (
+    CertificateCheck,
+    RevocationFailure,
+    RevocationMethod,
+    RevocationResult,
+    RevocationStatus,
+    Verdict,
+    failed,
+)
 
 NOT_BEFORE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 NOT_AFTER = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
@@ -92,3 +101,15 @@ def host_result(*addresses: EndpointResult, **fields) -> HostResult:
     first = addresses[0]
     return HostResult(observed_at=first.observed_at, duration_seconds=first.duration_seconds,
                       addresses=addresses, **fields)
+
+
+def revocation_result(detail: str = "no answer") -> RevocationResult:
+    """A revoked leaf (by OCSP) whose CRL could not be fetched (with `detail`)."""
+    revoked = Verdict(RevocationStatus.REVOKED, None, "revoked", 1_780_000_000.0, 1_780_300_000.0, 1_779_000_000.0,
+                      "key_compromise")
+    return RevocationResult(1_780_000_000.0, 0.2, (
+        CertificateCheck("127.0.0.1", 0, RevocationMethod.OCSP, "http://ocsp.ca.test/", "CN=mail.example.test",
+                         "1234abcd", revoked, 1_780_000_000.0),
+        CertificateCheck("127.0.0.1", 0, RevocationMethod.CRL, "http://crl.ca.test/ca.crl", "CN=mail.example.test",
+                         "1234abcd", failed(RevocationFailure.TIMEOUT, detail), 1_780_000_000.0),
+    ))

@@ -520,7 +520,7 @@ BAD_FILES = [
     # --- global
     ("unknown global key", "global:\n  intervall: 5m\n", 2,
      "global.intervall: unknown key (did you mean 'interval'?); allowed here: "
-     "interval, timeout, concurrency, per_host_concurrency, jitter, backoff_max"),
+     "interval, timeout, concurrency, per_host_concurrency, jitter, backoff_max, revocation_checks"),
     ("bad duration", "global:\n  interval: 5 minutes\n", 2, f"global.interval: {DURATION}; got '5 minutes'"),
     ("duration without unit", "global:\n  interval: '300'\n", 2, f"global.interval: {DURATION}; got '300'"),
     ("negative duration", "global:\n  interval: -5\n", 2, "global.interval: must be greater than 0, got -5"),
@@ -528,6 +528,8 @@ BAD_FILES = [
     ("infinite duration", "global:\n  timeout: .inf\n", 2, f"global.timeout: {DURATION}; got .inf"),
     ("boolean duration", "global:\n  timeout: yes\n", 2, f"global.timeout: {DURATION}; got yes (a boolean)"),
     ("negative jitter", "global:\n  jitter: -1\n", 2, "global.jitter: must not be negative, got -1"),
+    ("revocation_checks not a boolean", "global:\n  revocation_checks: 'off'\n", 2,
+     "global.revocation_checks: must be true or false, got 'off'"),
     ("timeout above interval", "global:\n  interval: 1m\n  timeout: 2m\n", 3,
      "global: timeout (2m) must not exceed interval (1m)"),
     ("interval below default timeout", "global:\n  interval: 5s\n", 2,
@@ -941,3 +943,9 @@ def test_domain_checks_defaults_and_settings(tmp_path):
     assert (settings.interval, settings.probe_mx, settings.https_timeout, settings.mx_module) == (900.0, False, 5.0, "smtp")
     path.write_text("")
     assert load_config(str(path)).domain_checks == DomainCheckSettings()
+
+
+@pytest.mark.parametrize("text, enabled", [("", True), ("global: {revocation_checks: false}", False),
+                                           ("global: {revocation_checks: true}", True)])
+def test_revocation_checks_are_on_unless_switched_off(tmp_path, text, enabled):
+    assert load_config(write(tmp_path, text)).global_.revocation_checks is enabled

@@ -18,10 +18,8 @@ from exporter.dnsclient import DNSAnswer, DNSError, DNSErrorKind
 from exporter.domains import policy_fetch
 from exporter.domains.common import CheckFailureReason
 from exporter.domains.mtasts import check_mta_sts
+from exporter.httpclient import CLOSE_GRACE_SECONDS, HEADER_COUNT_LIMIT, LINE_LIMIT
 from exporter.domains.policy_fetch import (
-    CLOSE_GRACE_SECONDS,
-    HEADER_COUNT_LIMIT,
-    LINE_LIMIT,
     POLICY_PATH,
     POLICY_SIZE_LIMIT,
     USER_AGENT,

@@ -19,7 +19,7 @@ from exporter.metrics.selfmetrics import ExporterMetrics
 from exporter.metrics.reports import REPORT_METRICS, ReportsCollector
 
 from test_tlsscan_metrics import RESULT as SCAN_RESULT, STAPLE
-from results_factory import failed_result, host_result, tls_result
+from results_factory import failed_result, host_result, revocation_result, tls_result
 
 from blocklist_factory import DBL, ZEN, listed_result, unusable_result
 from reportfixtures import full_report_snapshot
@@ -51,6 +51,7 @@ def full_exposition() -> str:
     # Every optional fact known, so that every scan family has a sample.
     results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True,
                                               ocsp_staple=STAPLE, starttls_injection=False, fallback_scsv=True))
+    results.revocations.put(good.key, good, revocation_result())
     results.blocklists.put(ZEN.name, ZEN, listed_result())
     results.blocklists.put(DBL.name, DBL, unusable_result())
     return (generate_latest(registry) + b"".join(results.exposition_chunks())).decode()

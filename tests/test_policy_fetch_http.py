@@ -1,4 +1,5 @@
-"""The HTTP/1.1 parsing of the MTA-STS policy fetch (domains/policy_fetch.py), without a
+"""The HTTP/1.1 parsing of the exporter's own client (httpclient.py), shared by the MTA-STS
+policy fetch (domains/policy_fetch.py) and the revocation checks, without a
 network: status lines, header lines, chunk sizes, body framing, the RFC 8461 rules on the
 head, and the TLS context built once per CA setting."""
 
@@ -9,18 +10,19 @@ import ssl
 
 import pytest
 
-from exporter.domains.common import CheckFailureReason
-from exporter.domains.policy_fetch import (
-    POLICY_SIZE_LIMIT,
+from exporter.domains.policy_fetch import POLICY_RULES, POLICY_SIZE_LIMIT, tls_context
+from exporter.httpclient import (
     AnswerRefused,
+    AnswerRules,
     BodyFraming,
+    HTTPFailure,
+    HTTPRequest,
     ResponseHead,
     body_framing,
     check_head,
     parse_chunk_size,
     parse_field_line,
     parse_status_line,
-    tls_context,
 )
 from tests.hostile import issue, write_pem
 
@@ -43,7 +45,7 @@ def test_status_line(line, status):
 def test_not_a_status_line(line):
     with pytest.raises(AnswerRefused) as refused:
         parse_status_line(line)
-    assert refused.value.reason is CheckFailureReason.HTTPS_ERROR
+    assert refused.value.failure is HTTPFailure.MALFORMED
 
 
 @pytest.mark.parametrize("line, field", [
@@ -64,7 +66,7 @@ def test_field_line(line, field):
 def test_malformed_field_line(line):
     with pytest.raises(AnswerRefused) as refused:
         parse_field_line(line)
-    assert refused.value.reason is CheckFailureReason.HTTPS_ERROR
+    assert refused.value.failure is HTTPFailure.MALFORMED
 
 
 @pytest.mark.parametrize("line, size", [
@@ -79,7 +81,7 @@ def test_chunk_size(line, size):
 def test_malformed_chunk_size(line):
     with pytest.raises(AnswerRefused) as refused:
         parse_chunk_size(line)
-    assert refused.value.reason is CheckFailureReason.HTTPS_ERROR
+    assert refused.value.failure is HTTPFailure.MALFORMED
 
 
 def head(status: int = 200, *fields: tuple[str, str]) -> ResponseHead:
@@ -110,29 +112,30 @@ def test_body_framing(fields, framing):
 def test_ambiguous_or_unsupported_framing(fields, detail):
     with pytest.raises(AnswerRefused) as refused:
         body_framing(head(200, *fields))
-    assert refused.value.reason is CheckFailureReason.HTTPS_ERROR and detail in refused.value.detail
+    assert refused.value.failure is HTTPFailure.MALFORMED and detail in refused.value.detail
 
 
 @pytest.mark.parametrize("answer, reason, detail", [
-    (head(301, ("Location", "https://elsewhere.test/")), CheckFailureReason.HTTP_REDIRECT,
+    (head(301, ("Location", "https://elsewhere.test/")), HTTPFailure.REDIRECT,
      "HTTP 301 to https://elsewhere.test/"),
-    (head(302), CheckFailureReason.HTTP_REDIRECT, "HTTP 302 to nowhere"),
-    (head(404, ("Content-Type", "text/plain")), CheckFailureReason.HTTP_STATUS, "HTTP 404"),
-    (head(204), CheckFailureReason.HTTP_STATUS, "HTTP 204"),
-    (head(200), CheckFailureReason.CONTENT_TYPE, "Content-Type '', not text/plain"),
-    (head(200, ("Content-Type", "text/html")), CheckFailureReason.CONTENT_TYPE, "'text/html'"),
+    (head(302), HTTPFailure.REDIRECT, "HTTP 302 to nowhere"),
+    (head(404, ("Content-Type", "text/plain")), HTTPFailure.STATUS, "HTTP 404"),
+    (head(204), HTTPFailure.STATUS, "HTTP 204"),
+    (head(200), HTTPFailure.CONTENT_TYPE, "Content-Type '', not text/plain"),
+    (head(200, ("Content-Type", "text/html")), HTTPFailure.CONTENT_TYPE, "'text/html'"),
     (head(200, ("Content-Type", "text/plain"), ("Content-Length", str(POLICY_SIZE_LIMIT + 1))),
-     CheckFailureReason.TOO_LARGE, f"Content-Length {POLICY_SIZE_LIMIT + 1} over"),
+     HTTPFailure.TOO_LARGE, f"Content-Length {POLICY_SIZE_LIMIT + 1} over"),
 ])
 def test_check_head_refuses(answer, reason, detail):
     with pytest.raises(AnswerRefused) as refused:
-        check_head(answer)
-    assert refused.value.reason is reason and detail in refused.value.detail
+        check_head(answer, POLICY_RULES)
+    assert refused.value.failure is reason and detail in refused.value.detail
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "Text/Plain; charset=utf-8", " text/plain ;charset=\"x\""])
 def test_check_head_accepts(content_type):
-    framing = check_head(head(200, ("Content-Type", content_type), ("Content-Length", str(POLICY_SIZE_LIMIT))))
+    framing = check_head(head(200, ("Content-Type", content_type), ("Content-Length", str(POLICY_SIZE_LIMIT))),
+                         POLICY_RULES)
     assert framing == BodyFraming(length=POLICY_SIZE_LIMIT)
 
 
@@ -148,3 +151,29 @@ def test_one_tls_context_per_ca_setting(tmp_path):
     os.utime(ca_file, ns=(1, 1))
     renewed = tls_context(ca_file)
     assert renewed is not first and len(renewed.get_ca_certs()) == 2
+
+
+def test_any_media_type_when_none_is_named():
+    rules = AnswerRules(size_limit=10)
+    assert check_head(head(200, ("Content-Type", "application/pkix-crl")), rules) == BodyFraming()
+    assert check_head(head(200), rules) == BodyFraming()
+    with pytest.raises(AnswerRefused) as refused:
+        check_head(head(200, ("Content-Length", "11")), rules)
+    assert refused.value.failure is HTTPFailure.TOO_LARGE
+
+
+@pytest.mark.parametrize("request_, url, encoded", [
+    (HTTPRequest("mta-sts.a.test", 443, "/p", "ua", tls=lambda: None), "https://mta-sts.a.test/p",
+     b"GET /p HTTP/1.1\r\nHost: mta-sts.a.test\r\nUser-Agent: ua\r\nAccept-Encoding: identity\r\n"
+     b"Connection: close\r\n\r\n"),
+    (HTTPRequest("ocsp.ca.test", 8080, "/", "ua", method="POST", body=b"\x30\x00",
+                 body_type="application/ocsp-request"), "http://ocsp.ca.test:8080/",
+     b"POST / HTTP/1.1\r\nHost: ocsp.ca.test:8080\r\nUser-Agent: ua\r\nAccept-Encoding: identity\r\n"
+     b"Connection: close\r\nContent-Type: application/ocsp-request\r\nContent-Length: 2\r\n\r\n\x30\x00"),
+    (HTTPRequest("2001:db8::1", 80, "/ca.crl", "ua"), "http://[2001:db8::1]/ca.crl",
+     b"GET /ca.crl HTTP/1.1\r\nHost: [2001:db8::1]\r\nUser-Agent: ua\r\nAccept-Encoding: identity\r\n"
+     b"Connection: close\r\n\r\n"),
+])
+def test_request_url_and_bytes(request_, url, encoded):
+    assert request_.url == url
+    assert request_.encoded() == encoded

@@ -18,7 +18,7 @@ from exporter.service.store import FAILURES_KEPT, SUCCESSES_KEPT
 
 from exporter_process import running_app
 from hostile import FakeServer, Script, smtp_server
-from results_factory import failed_result, tls_result
+from results_factory import failed_result, revocation_result, tls_result
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -118,6 +118,22 @@ async def test_html_shows_the_findings_and_escapes_what_servers_send(tmp_path):
     assert "Endpoints: 2, failing: 1" in page
     assert "service_unavailable" in page and "TLSv1.3" in page
     assert HOSTILE_DETAIL.replace('"', '\\"') in json_text      # JSON keeps the text as it was
+
+
+async def test_revocation_checks_are_shown_and_escaped(tmp_path):
+    async with running_app(write_config(tmp_path, (2501,)), probe=ScriptedProbe({2501: [tls_result()]})) as (
+            exporter, client):
+        target = exporter.config.targets[0]
+        exporter.results.revocations.put(target.key, target, revocation_result(HOSTILE_DETAIL))
+        document = await (await client.get("/api/v1/status")).json()
+        page = await (await client.get("/")).text()
+    revocation = document["endpoints"][0]["revocation"]
+    assert revocation["revoked"] is True and revocation["success"] is False
+    assert [(c["method"], c["status"], c["failure"]) for c in revocation["checks"]] == [
+        ("ocsp", "revoked", None), ("crl", None, "timeout")]
+    assert revocation["checks"][0]["revocation_reason"] == "key_compromise"
+    assert 'id="revocation-table"' in page and '<span class="fail">revoked</span>' in page
+    assert "<script" not in page and html.escape(HOSTILE_DETAIL, quote=True) in page
 
 
 async def test_a_real_hostile_greeting_is_escaped(tmp_path):

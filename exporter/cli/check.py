@@ -26,9 +26,14 @@ from ..config import (
     parse_nameserver,
 )
 from ..dnsclient import DNSClient, LookupCache
+from ..domains.common import Finding, Severity
 from ..domains.mx import check_mx
 from ..domains.report import DomainReport, exit_status, render_text
 from ..domains.report import to_json as report_json
+from ..results import HostResult
+from ..revocation.check import FETCH_TIMEOUT_SECONDS, Fetcher, check_chains, presented_chains, trust_anchors
+from ..revocation.report import check_line
+from ..revocation.results import RevocationStatus
 from ..service.limits import ConcurrencyLimits
 from ..service.runs import Probes, probe_host, run_domain_check
 
@@ -69,15 +74,39 @@ async def _check_with(domain: Domain, config: Config, module: Module, dns: DNSCl
     chains = {target.host: result.chains() for target, result in zip(targets, results)}
     result = await run_domain_check(probes.domain, domain, dns, config.domain_checks, chains.get)
     probed = tuple(zip(targets, results))
+    more: dict[str, tuple[Finding, ...]] = {}
+    if config.global_.revocation_checks:
+        revocation = await _revocation_findings(probed, module, dns)
+        more.update({"revocation": revocation} if revocation else {})
     # Only the lists the configuration names: querying a list has terms of use.
     if not config.blocklists.lists:
-        return DomainReport(result, probed)
+        return DomainReport(result, probed, more)
     from ..reputation import report as blocklist_report   # imported only when lists are configured
     from ..reputation.blocklists import check_domain_now as check_blocklists
 
     listed = await check_blocklists(domain, result, config.blocklists, dns)
-    more = {"blocklists": blocklist_report.findings(listed)} if listed else {}
+    more.update({"blocklists": blocklist_report.findings(listed)} if listed else {})
     return DomainReport(result, probed, more, blocklist_report.failures(listed))
+
+
+async def _revocation_findings(probed: tuple[tuple[Target, HostResult], ...], module: Module,
+                               dns: DNSClient) -> tuple[Finding, ...]:
+    """The revocation checks of the MX hosts' certificates: an error for a revoked one, a
+    note for one whose status could not be had (the CA's fault, not the domain's)."""
+    anchors = trust_anchors(module.tls.ca_file)
+    fetcher = Fetcher(dns, timeout=FETCH_TIMEOUT_SECONDS)
+    checked = await asyncio.gather(*(check_chains(presented_chains(result), anchors, fetcher) for _, result in probed))
+    found = []
+    for (target, _), checks in zip(probed, checked):
+        for check in checks:
+            if check.verdict.status is RevocationStatus.REVOKED:
+                found.append(Finding(Severity.ERROR, "certificate_revoked", f"MX {target.host}: {check_line(check)}",
+                                     "install a newly issued certificate (a new key if it was compromised)"))
+            elif check.verdict.failure is not None:
+                found.append(Finding(Severity.INFO, "certificate_revocation_unknown",
+                                     f"MX {target.host}: {check_line(check)}",
+                                     "nothing to do on the mail server if its CA's OCSP or CRL server is unreachable"))
+    return tuple(found)
 
 
 def check_command(args: argparse.Namespace) -> int:

@@ -111,6 +111,7 @@ _GLOBAL_PARSERS = {
     "per_host_concurrency": functools.partial(nodes.integer, low=1),
     "jitter": functools.partial(nodes.duration, maximum=_YEAR, allow_zero=True),
     "backoff_max": functools.partial(nodes.duration, maximum=_YEAR, allow_zero=True),
+    "revocation_checks": nodes.boolean,
 }
 
 

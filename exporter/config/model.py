@@ -175,6 +175,7 @@ class GlobalSettings:
     per_host_concurrency: int = 1     # connections at once to one host
     jitter: float = 30.0              # seconds: each run starts up to this much later, at random
     backoff_max: float = 3600.0       # seconds a refusing host's runs may be pushed back; 0: no backoff
+    revocation_checks: bool = True    # ask the CAs (OCSP, CRL) whether the presented certificates are revoked
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

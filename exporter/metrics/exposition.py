@@ -22,6 +22,7 @@ from .blocklists import BLOCKLIST_METRICS, add_blocklist_samples
 from .endpoint import ENDPOINT_METRICS, add_endpoint_samples
 from .domain import DOMAIN_METRICS, add_domain_samples
 from .gzipjoin import DeflatePiece, deflate
+from .revocation import REVOCATION_METRICS, add_revocation_samples
 from .specs import Families, MetricSpec
 from ..results import JobKind
 from .tlsscan import TLSSCAN_METRICS, add_scan_samples
@@ -55,12 +56,14 @@ def render_result(specs: Iterable[MetricSpec], add: AddSamples, subject: object,
     }
 
 
-# The families of each kind of stored result, and how one result's samples are added.
+# The families of each kind of stored result, and how one result's samples are added:
+# one per kind of job, and the revocation checks that run after the endpoint probes.
 RESULT_FAMILIES: dict[JobKind, tuple[tuple[MetricSpec, ...], AddSamples]] = {
     JobKind.ENDPOINT: (ENDPOINT_METRICS, add_endpoint_samples),
     JobKind.DOMAIN: (DOMAIN_METRICS, add_domain_samples),
     JobKind.DEEP_SCAN: (TLSSCAN_METRICS, add_scan_samples),
     JobKind.BLOCKLIST: (BLOCKLIST_METRICS, add_blocklist_samples),
+    JobKind.REVOCATION: (REVOCATION_METRICS, add_revocation_samples),
 }
 _HEADERS = {spec.name: family_header(spec) for specs, _ in RESULT_FAMILIES.values() for spec in specs}
 

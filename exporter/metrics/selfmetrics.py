@@ -67,7 +67,8 @@ class ExporterMetrics:
             registry=registry,
         )
         for kind in JobKind:
-            self.targets.labels(kind)   # exported as 0 until the first job of that kind
+            if kind is not JobKind.REVOCATION:   # it follows the endpoint jobs
+                self.targets.labels(kind)   # exported as 0 until the first job of that kind
         self.probe_requests = Counter(
             "mailsec_exporter_probe_requests",
             "Requests to /probe, by result: success, failure (the probe ran), refused (target not "

@@ -37,6 +37,7 @@ from .runs import (
     probe_host,
     run_domain_check,
 )
+from .revocation import RevocationChecks
 from .store import ResultStores
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Scheduler:
         self._listed_since = results.listed_since
         self._metrics = metrics
         self._probes = probes
+        self.revocation = RevocationChecks(results.revocations, metrics)
         self._jobs: dict[JobKey, tuple[_Job, asyncio.Task]] = {}
         self._configured_endpoints: set[JobKey] = set()  # endpoint jobs listed in the config
         self._mx_of: dict[str, frozenset[str]] = {}       # domain name -> its MX host names
@@ -134,6 +136,8 @@ class Scheduler:
                             (JobKind.DEEP_SCAN, self._scans), (JobKind.BLOCKLIST, self._blocklists)):
             store.retain(key.subject for key in wanted if key.kind is kind)
         self._listed_since.retain(key.subject for key in wanted if key.kind is JobKind.BLOCKLIST)
+        self.revocation.retain(key.subject for key in wanted
+                               if key.kind is JobKind.ENDPOINT and self.config.global_.revocation_checks)
         self._last_failure = {k: v for k, v in self._last_failure.items() if JobKey(JobKind.ENDPOINT, k) in wanted}
 
     def next_run(self, kind: JobKind, subject: str) -> float | None:
@@ -204,6 +208,7 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.revocation.stop()
         self._jobs.clear()
         _close_dns(self.dns)
 
@@ -259,6 +264,8 @@ class Scheduler:
                                   every_key_type=self._dane_in_use(target))
         result = replace(result, interval_seconds=module.interval)
         self._endpoints.put(target.key, target, result)
+        if self.config.global_.revocation_checks:
+            self.revocation.after_probe(target, module, result, self.dns)
         self._recheck_domains_waiting_for(target)
         self._metrics.record_probe(JobKind.ENDPOINT, module.name, result.success, result.duration_seconds)
         self._log_state_change(target, result)
@@ -345,6 +352,8 @@ class Scheduler:
                     if job.key in self._jobs:
                         self._stop_job(job.key)
                     (self._scans if job.key.kind is JobKind.DEEP_SCAN else self._endpoints).discard(job.key.subject)
+                    if job.key.kind is JobKind.ENDPOINT:
+                        self.revocation.discard(job.key.subject)
 
     def _dane_in_use(self, target: Target) -> bool:
         """Whether `target` is an MX host with TLSA records in a watched domain's latest

@@ -21,6 +21,7 @@ if TYPE_CHECKING:   # result types only: the store itself does not care what it 
     from ..reputation.blocklists import BlocklistResult
     from ..domains.check import DomainResult
     from ..results import EndpointResult
+    from ..revocation.results import RevocationResult
     from ..tlsscan.results import TLSScanResult
 
 # Failures are what an operator investigates, so more of them are kept than successes.
@@ -112,7 +113,7 @@ class LatestResults(Generic[Subject, Result]):
         return len(self._entries)
 
 
-def _rendered(kind: JobKind) -> Callable[[], LatestResults]:
+def _rendered(kind: str) -> Callable[[], LatestResults]:
     return lambda: LatestResults(derive=renderer(kind))
 
 
@@ -126,6 +127,8 @@ class ResultStores:
     domains: LatestResults["Domain", "DomainResult"] = field(default_factory=_rendered(JobKind.DOMAIN))
     scans: LatestResults["Target", "TLSScanResult"] = field(default_factory=_rendered(JobKind.DEEP_SCAN))
     blocklists: LatestResults["Blocklist", "BlocklistResult"] = field(default_factory=_rendered(JobKind.BLOCKLIST))
+    # The revocation checks of the endpoints' presented certificates, by target key.
+    revocations: LatestResults["Target", "RevocationResult"] = field(default_factory=_rendered(JobKind.REVOCATION))
     # When each current blocklist listing was first seen: kept for the life of the process.
     listed_since: ListedSince = field(default_factory=ListedSince)
     # Each store's text joined, per generation (metrics.exposition): what a scrape sends.
@@ -133,13 +136,14 @@ class ResultStores:
 
     def count(self) -> int:
         """Results stored, of every kind."""
-        return len(self.endpoints) + len(self.domains) + len(self.scans) + len(self.blocklists)
+        return (len(self.endpoints) + len(self.domains) + len(self.scans) + len(self.blocklists)
+                + len(self.revocations))
 
     def exposition(self) -> list[StoreText]:
         """The text of every store (their families are distinct), joined again only for a
         store that changed since the last scrape."""
         stores = {"endpoints": self.endpoints, "domains": self.domains, "scans": self.scans,
-                  "blocklists": self.blocklists}
+                  "blocklists": self.blocklists, "revocations": self.revocations}
         return [self.texts.text(name, store.generation, functools.partial(_derived, store))
                 for name, store in stores.items()]
 

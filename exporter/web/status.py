@@ -16,6 +16,7 @@ from ..domains.report import policy_findings
 from ..presentation import CERT_CRITICAL_DAYS, CERT_WARNING_DAYS, printable, utc_time
 from ..probes.report import to_json as endpoint_json
 from ..reputation.report import to_json as blocklist_json
+from ..revocation.report import to_json as revocation_json
 from ..results import JobKind, outcome_fields
 from ..service.exporter import Exporter
 from ..service.store import FAILURES_KEPT, SUCCESSES_KEPT
@@ -26,6 +27,7 @@ def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[s
     results = exporter.results
     entry = results.endpoints.get(target.key)
     scan = results.scans.get(target.key)
+    revocation = results.revocations.get(target.key)
     return {
         "target": target.address,
         "module": target.module,
@@ -34,6 +36,7 @@ def _endpoint_document(exporter: Exporter, target: Target, now: float) -> dict[s
         "last_result": endpoint_json(entry.result, now) if entry else None,
         "history": [outcome_fields(result) for result in results.endpoints.history(target.key)],
         "deep_scan": scan_summary_json(scan.result) if scan else None,
+        "revocation": revocation_json(revocation.result) if revocation else None,
         "policy_findings": {r.address: [f.to_json() for f in policy_findings(target, r)]
                             for r in entry.result.addresses} if entry else {},
     }
@@ -382,10 +385,35 @@ def _policy_html(document: dict[str, Any]) -> str:
     )
 
 
+def _revocation_rows(endpoint: dict[str, Any]) -> str:
+    rows = []
+    for check in endpoint["revocation"]["checks"]:
+        css = "ok" if check["status"] == "good" else "fail" if check["status"] == "revoked" else "warn"
+        verdict = check["status"] or check["failure"]
+        next_update = _time(check["next_update"]) if check["next_update"] is not None else "—"
+        rows.append(
+            f'<tr class="revocation"><td>{_e(endpoint["target"])}</td><td>{_e(endpoint["module"])}</td>'
+            f'<td>{_e(check["address"])}</td><td>{check["chain_position"]}</td><td>{_e(check["method"])}</td>'
+            f'<td><span class="{css}">{_e(verdict)}</span></td>'
+            f'<td class="detail">{_e(check["url"])}<br>{_e(check["detail"])}</td>'
+            f"<td>{_e(next_update)}</td><td>{_e(_time(check['fetched_at']))}</td></tr>")
+    return "".join(rows)
+
+
+def _revocation_html(document: dict[str, Any]) -> str:
+    """Each certificate's revocation status, by method; nothing when no endpoint has a check."""
+    rows = "".join(_revocation_rows(endpoint) for endpoint in document["endpoints"] if endpoint.get("revocation"))
+    if not rows:
+        return ""
+    return ('<h2 id="revocation">Certificate revocation</h2><table id="revocation-table"><tr><th>Target</th>'
+            "<th>Module</th><th>Address</th><th>Chain position</th><th>Method</th><th>Status</th>"
+            "<th>URL and detail</th><th>Next update</th><th>Fetched</th></tr>" + rows + "</table>")
+
+
 def _scans_and_domains_html(document: dict[str, Any]) -> str:
     scanned = [endpoint for endpoint in document["endpoints"] if endpoint["deep_scan"]]
     domains = document["domains"]
-    parts = [_policy_html(document)]
+    parts = [_policy_html(document), _revocation_html(document)]
     if scanned:
         parts.append(
             '<h2 id="scans">Deep TLS scans</h2><table id="deep-scans"><tr><th>Target</th><th>Module</th>'
