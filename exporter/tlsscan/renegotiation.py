@@ -13,7 +13,8 @@ no_renegotiation alert, which OpenSSL servers send since 3.0 unless told otherwi
 alert; a close) or MAX_RENEGOTIATIONS were accepted; then close_notify. No mail command is
 sent inside TLS (data the server sends, the greeting of implicit TLS, is read and dropped). The client allows legacy (RFC 5746-less) servers and renegotiation with them,
 so that an old server's answer is measured too. TLS 1.3 has no renegotiation: a server that
-speaks only TLS 1.3 gets None, and no connection.
+speaks no TLS 1.2 gets None, and no connection (nor one that speaks neither TLS 1.2 nor 1.3:
+the scan does not run this check).
 
 Silence until the connection's timeout is no verdict for the first renegotiation (None); after
 k accepted ones it leaves `accepted` True and `in_a_row` None (k depends on timing).
@@ -145,8 +146,8 @@ async def check_client_renegotiation(connector: Connector, module: Module, serve
                                      versions: tuple[ProtocolVersion, ...]) -> ClientRenegotiation:
     """See the module docstring; `versions`: those the scan found supported. Never raises for
     what a server does."""
-    if not any(ProtocolVersion.TLS1_0 <= version <= ProtocolVersion.TLS1_2 for version in versions):
-        return ClientRenegotiation(None, None, "only TLS 1.3, which has no renegotiation")
+    if ProtocolVersion.TLS1_2 not in versions:
+        return ClientRenegotiation(None, None, "no TLS 1.2 (TLS 1.3 has no renegotiation)")
     try:
         async with connector.connection_at_tls() as (raw, deadline):
             stream = _OpenSSLStream(raw, _client(server_name))

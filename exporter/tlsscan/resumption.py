@@ -17,7 +17,7 @@ session that ended without one); then a new connection offering that session.
   ticket's lifetime hint comes from the same NewSessionTicket.
 - By session ID: TLS 1.2 at most, tickets not offered (OP_NO_TICKET), so that only the
   server's session cache can resume. An empty session ID: not resumable, no second connection.
-  TLS 1.3 has no resumption by ID: a TLS 1.3-only server gets None.
+  TLS 1.3 has no resumption by ID: a server without TLS 1.2 gets None.
 
 When the very first handshake fails (a server our client cannot talk to), nothing else is
 tried: `handshake_completed` is False and the renegotiation check is skipped as well.
@@ -69,8 +69,8 @@ async def check_session_resumption(connector: Connector, module: Module, server_
         failed = Resumption(None, f"handshake failed: {exc}")
         return SessionResumption(failed, failed, handshake_completed=False)
     ticket, hint = await _by_ticket(connector, module, ticket_context, server_name, first)
-    if not any(ProtocolVersion.TLS1_0 <= version <= ProtocolVersion.TLS1_2 for version in versions):
-        by_id = Resumption(None, "only TLS 1.3: sessions are resumed by ticket there, never by ID")
+    if ProtocolVersion.TLS1_2 not in versions:
+        by_id = Resumption(None, "no TLS 1.2 (TLS 1.3 resumes by ticket only)")
     else:
         by_id = await _by_session_id(connector, module, server_name)
     return SessionResumption(by_id, ticket, hint)

@@ -73,9 +73,9 @@ servers rate-limit, so the scan spends as few as it can):
 9. TLS_FALLBACK_SCSV (RFC 7507): one hello of the second-best version with the SCSV; refused
    with inappropriate_fallback is the right answer. Skipped with fewer than two versions.
 10. STARTTLS endpoints: one connection for the STARTTLS command injection check (injection.py).
-11. Session resumption (resumption.py): by ticket, in the best version (one real handshake,
-    one more to resume when a ticket came), by session ID in TLS 1.2 (the same).
-12. Client-initiated renegotiation (renegotiation.py): one connection, TLS <= 1.2 only, unless
+11. Session resumption (resumption.py), with TLS 1.2 or 1.3: by ticket, in the best version
+    (one real handshake, one more to resume when a ticket came), by session ID in TLS 1.2 (the same).
+12. Client-initiated renegotiation (renegotiation.py): one connection, TLS 1.2 only, unless
     step 11 completed no handshake at all.
 
 Connections used, at most: TLS 1.3 suites + groups + 4 (the ordinary client's hello usually
@@ -536,9 +536,10 @@ class _ScanRun:
 
     async def _check_sessions(self) -> None:
         """Steps 11 and 12: session resumption (resumption.py), then client-initiated
-        renegotiation (renegotiation.py) unless no real handshake completed."""
-        supported = tuple(v.version for v in self.versions if v.supported and v.version > ProtocolVersion.SSL2)
-        if not supported:
+        renegotiation (renegotiation.py) unless no real handshake completed. Their clients
+        (OpenSSL's) speak TLS 1.2 and 1.3 only."""
+        supported = tuple(v.version for v in self.versions if v.supported)
+        if ProtocolVersion.TLS1_2 not in supported and ProtocolVersion.TLS1_3 not in supported:
             return
         assert self.connector is not None
         self.session_resumption = await check_session_resumption(self.connector, self.module, self.handshake_name, supported)
