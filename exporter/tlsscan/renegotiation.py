@@ -11,10 +11,10 @@ One connection: the dialogue up to TLS, a TLS 1.2 handshake (pyOpenSSL: Python's
 cannot renegotiate), then renegotiations one after another until the server refuses one (a
 no_renegotiation alert, which OpenSSL servers send since 3.0 unless told otherwise; another
 alert; a close) or MAX_RENEGOTIATIONS were accepted; then close_notify. No mail command is
-sent inside TLS (data the server sends, the greeting of implicit TLS, is read and dropped). The client allows legacy (RFC 5746-less) servers and renegotiation with them,
-so that an old server's answer is measured too. TLS 1.3 has no renegotiation: a server that
-speaks no TLS 1.2 gets None, and no connection (nor one that speaks neither TLS 1.2 nor 1.3:
-the scan does not run this check).
+sent inside TLS (data the server sends, the greeting of implicit TLS, is read and dropped).
+The client allows legacy (RFC 5746-less) servers and renegotiation with them, so that an old
+server's answer is measured too. TLS 1.3 has no renegotiation: a server without TLS 1.2 gets
+None and no connection (one with neither TLS 1.2 nor 1.3 is not checked by the scan at all).
 
 Silence until the connection's timeout is no verdict for the first renegotiation (None); after
 k accepted ones it leaves `accepted` True and `in_a_row` None (k depends on timing).
