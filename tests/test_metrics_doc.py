@@ -18,7 +18,7 @@ from exporter.results import FailureReason
 from exporter.metrics.selfmetrics import ExporterMetrics
 from exporter.metrics.reports import REPORT_METRICS, ReportsCollector
 
-from test_tlsscan_metrics import RESULT as SCAN_RESULT, STAPLE
+from test_tlsscan_metrics import RENEGOTIATION, RESULT as SCAN_RESULT, RESUMPTION, STAPLE
 from results_factory import failed_result, host_result, revocation_result, tls_result
 
 from blocklist_factory import DBL, ZEN, listed_result, unusable_result
@@ -50,7 +50,8 @@ def full_exposition() -> str:
     results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.TIMEOUT)))
     # Every optional fact known, so that every scan family has a sample.
     results.scans.put(good.key, good, replace(SCAN_RESULT, ocsp_stapling=True, extended_master_secret=True,
-                                              ocsp_staple=STAPLE, starttls_injection=False, fallback_scsv=True))
+                                              ocsp_staple=STAPLE, starttls_injection=False, fallback_scsv=True,
+                                              session_resumption=RESUMPTION, client_renegotiation=RENEGOTIATION))
     results.revocations.put(good.key, good, revocation_result())
     results.blocklists.put(ZEN.name, ZEN, listed_result())
     results.blocklists.put(DBL.name, DBL, unusable_result())

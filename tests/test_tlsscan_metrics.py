@@ -15,7 +15,9 @@ from exporter.results import FailureReason
 from exporter.tlsscan.connection import FlightEnd, ServerFlight
 from exporter.tlsscan.report import render_table, summary_json, to_json
 from exporter.web.status import _scan_row
-from exporter.tlsscan.results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
+from exporter.tlsscan.results import (
+    AcceptedCipher, ClientRenegotiation, GroupSupport, Resumption, SessionResumption, TLSScanResult, VersionSupport,
+)
 from exporter.tlsscan.scanner import answer_to
 from exporter.tlsscan.stapling import StapledResponse, StapledStatus
 from exporter.metrics.tlsscan import TLSSCAN_METRICS, add_scan_samples
@@ -25,6 +27,9 @@ from exporter.tlswire.parse import Alert, ServerHello
 
 TARGET = Target(host="mx.example.test", port=25, module="smtp")
 STAPLE = StapledResponse(StapledStatus.REVOKED, this_update=1000.0, next_update=90000.0)
+RESUMPTION = SessionResumption(Resumption(False, "not resumed", V.TLS1_2), Resumption(True, "resumed", V.TLS1_3),
+                               ticket_lifetime_hint=7200)
+RENEGOTIATION = ClientRenegotiation(True, 10, "accepted 10 in a row")
 
 RESULT = TLSScanResult(
     success=False, failure=FailureReason.TIMEOUT, failure_detail="budget", observed_at=1000.0,
@@ -148,3 +153,39 @@ def test_status_page_row_shows_the_named_checks():
     assert 'STARTTLS injection: <span class="fail">yes</span>' in row
     assert 'cipher order violation: <span class="fail">yes</span>' in row
     assert "OCSP staple: yes <small>until 1970-01-02" in row
+
+
+def test_session_samples_and_lines():
+    result = replace(RESULT, session_resumption=RESUMPTION, client_renegotiation=RENEGOTIATION)
+    got = samples(result)
+    assert got[("mailsec_tls_session_resumption_supported", frozenset({("mechanism", "session_id")}))] == 0
+    assert got[("mailsec_tls_session_resumption_supported", frozenset({("mechanism", "ticket")}))] == 1
+    assert got[("mailsec_tls_session_ticket_lifetime_hint_seconds", frozenset())] == 7200
+    assert got[("mailsec_tls_client_renegotiation_accepted", frozenset())] == 1
+    assert got[("mailsec_tls_client_renegotiations_accepted", frozenset())] == 10
+    table = render_table(result)
+    assert ("session resumption:      by ID no (not resumed, TLSv1.2), "
+            "by ticket yes (resumed, TLSv1.3, lifetime hint 7200 s)") in table
+    assert "client renegotiation:    ACCEPTED (accepted 10 in a row)" in table
+    assert to_json(result)["session_resumption"]["ticket"] == {"resumed": True, "detail": "resumed", "version": "TLSv1.3"}
+    assert to_json(result)["client_renegotiation"] == {"accepted": True, "in_a_row": 10, "detail": "accepted 10 in a row"}
+    row = _scan_row({"target": "mx.example.test:25", "module": "smtp", "deep_scan": summary_json(result)})
+    assert 'client renegotiation: <span class="fail">yes</span> <small>(10 in a row)</small>' in row
+    assert "session resumption: by ID no, by ticket yes" in row
+
+
+@pytest.mark.parametrize("resumption, renegotiation, absent", [
+    # No verdict: no sample, never a fake 0.
+    (SessionResumption(Resumption(None, "no TLS 1.2 (TLS 1.3 resumes by ticket only)"), Resumption(False, "no ticket given", V.TLS1_3)),
+     ClientRenegotiation(None, None, "no TLS 1.2 (TLS 1.3 has no renegotiation)"),
+     {("mailsec_tls_session_resumption_supported", frozenset({("mechanism", "session_id")})),
+      ("mailsec_tls_session_ticket_lifetime_hint_seconds", frozenset()),
+      ("mailsec_tls_client_renegotiation_accepted", frozenset()),
+      ("mailsec_tls_client_renegotiations_accepted", frozenset())}),
+    (None, ClientRenegotiation(True, None, "accepted 3 before the 5 s timeout"),
+     {("mailsec_tls_client_renegotiations_accepted", frozenset())}),
+])
+def test_session_facts_without_a_verdict_have_no_sample(resumption, renegotiation, absent):
+    got = samples(replace(RESULT, session_resumption=resumption, client_renegotiation=renegotiation))
+    assert absent.isdisjoint(got)
+    assert "unknown" in render_table(replace(RESULT, client_renegotiation=ClientRenegotiation(None, None, "x")))

@@ -143,7 +143,8 @@ def connection_bound(result: TLSScanResult) -> int:
             + sum(1 for g in result.groups if g.version is ProtocolVersion.TLS1_2) + 1 + 1
             + 2         # an ordinary client's TLS 1.3 hello and, at most, its TLS 1.2 hello
             + 1         # the STARTTLS injection check
-            + 1)        # the fallback SCSV hello
+            + 1         # the fallback SCSV hello
+            + 4 + 1)    # session resumption (tlsscan/resumption.py), client renegotiation
 
 
 async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix, workdir: Path):
@@ -169,7 +170,7 @@ async def test_weak_postfix_findings_equal_openssl_ground_truth(postfix: TLSPost
     assert connections == result.connections <= connection_bound(result)
     # The target for a server that refuses with alerts, plus the fallback SCSV hello and
     # the STARTTLS injection check.
-    assert connections <= len(result.ciphers) + 10 + 2
+    assert connections <= len(result.ciphers) + 10 + 2 + 5     # + the session checks
 
 
 async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPostfix):
@@ -205,7 +206,11 @@ async def test_modern_postfix_findings_equal_openssl_ground_truth(postfix: TLSPo
     # RSA 2048 certificate: phase_out (NCSC 2025), the suites and versions are no worse.
     assert result.grade is INTERNET_NL_GRADES["postfix modern"]
     assert connections == result.connections <= connection_bound(result)
-    assert connections <= len(result.ciphers) + 10 + 2        # + the fallback SCSV hello, the injection check
+    # + the fallback SCSV hello, the injection check, the session checks
+    assert connections <= len(result.ciphers) + 10 + 2 + 5
+    # The session checks run in the scan (tests/test_tlsscan_sessions.py checks them one by one).
+    assert result.session_resumption is not None and result.session_resumption.ticket.resumed is True
+    assert result.client_renegotiation is not None and result.client_renegotiation.accepted is False
 
 
 async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
@@ -241,8 +246,11 @@ async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: 
     assert len(result.ciphers) == 3 and {g.name for g in result.groups} == {"x25519", "secp256r1"}
     # TLS 1.3: 5 hellos (an ordinary client's first) find the 3 suites, both groups and that
     # s_server follows the client's order; then TLS 1.2 down to SSL 3.0 refused, SSLv2, and
-    # the handshake for the certificate.
-    assert connections == result.connections == 5 + 4 + 1 + 1
+    # the handshake for the certificate; a ticket and its resumption (no TLS 1.2: no session
+    # ID, no renegotiation).
+    assert connections == result.connections == 5 + 4 + 1 + 1 + 2
+    assert result.session_resumption is not None and result.session_resumption.session_id.resumed is None
+    assert result.client_renegotiation is not None and result.client_renegotiation.accepted is None
     assert connections <= connection_bound(result)
 
 
@@ -260,8 +268,9 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert {v.reason for v in result.versions if not v.supported} == {"closed"}
     assert result.grade is INTERNET_NL_GRADES["dovecot"]
     assert result.starttls_injection is None            # implicit TLS: nothing to inject before it
-    # The enumeration within accepted suites + 10, plus the fallback SCSV hello.
-    assert connections == result.connections <= len(result.ciphers) + 10 + 1
+    # The enumeration within accepted suites + 10, plus the fallback SCSV hello and the 5
+    # connections of the session checks.
+    assert connections == result.connections <= len(result.ciphers) + 10 + 1 + 5
 
 
 async def test_gnutls_tls13_suites_and_groups_equal_openssl_ground_truth(pki: MailPKI):

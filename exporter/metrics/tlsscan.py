@@ -37,6 +37,10 @@ TLSSCAN_METRICS = (
     MetricSpec("mailsec_tls_ocsp_stapling", "1 if the server staples a successful OCSP response when asked (TLS <= 1.2)."),
     MetricSpec("mailsec_tls_fallback_scsv", "1 if the server refuses a fallback hello carrying TLS_FALLBACK_SCSV (RFC 7507), 0 if it accepts it."),
     MetricSpec("mailsec_starttls_injection_vulnerable", "1 if the server executes a command pipelined after STARTTLS once TLS is up (CVE-2011-0411 and kin), else 0."),
+    MetricSpec("mailsec_tls_session_resumption_supported", "1 if the server resumed a session on a new connection, 0 if not, per mechanism (session_id in TLS <= 1.2, ticket in the best version).", ("mechanism",)),
+    MetricSpec("mailsec_tls_session_ticket_lifetime_hint_seconds", "The lifetime hint of the server's session ticket (NewSessionTicket)."),
+    MetricSpec("mailsec_tls_client_renegotiation_accepted", "1 if the server completes a renegotiation the client starts (TLS <= 1.2), 0 if it refuses."),
+    MetricSpec("mailsec_tls_client_renegotiations_accepted", "Client-initiated renegotiations the server accepted in a row on one connection, up to the check's limit of 10."),
     MetricSpec("mailsec_tls_ocsp_staple_status", "The certificate status the stapled OCSP response gives; always 1.", ("status",)),
     MetricSpec("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", "When the stapled OCSP response expires (its nextUpdate)."),
 )
@@ -86,6 +90,7 @@ def add_scan_samples(families: Families, target: Target, result: TLSScanResult) 
         if fact is not None:
             add(name, float(fact))
     _add_staple_samples(add, result)
+    _add_session_samples(add, result)
 
 
 def _add_staple_samples(add: Callable[..., None], result: TLSScanResult) -> None:
@@ -93,3 +98,18 @@ def _add_staple_samples(add: Callable[..., None], result: TLSScanResult) -> None
         add("mailsec_tls_ocsp_staple_status", 1.0, status=result.ocsp_staple.status.value)
         if result.ocsp_staple.next_update is not None:
             add("mailsec_tls_ocsp_staple_next_update_timestamp_seconds", result.ocsp_staple.next_update)
+
+
+def _add_session_samples(add: Callable[..., None], result: TLSScanResult) -> None:
+    resumption = result.session_resumption
+    if resumption is not None:
+        for mechanism, attempt in (("session_id", resumption.session_id), ("ticket", resumption.ticket)):
+            if attempt.resumed is not None:
+                add("mailsec_tls_session_resumption_supported", float(attempt.resumed), mechanism=mechanism)
+        if resumption.ticket_lifetime_hint is not None:
+            add("mailsec_tls_session_ticket_lifetime_hint_seconds", float(resumption.ticket_lifetime_hint))
+    renegotiation = result.client_renegotiation
+    if renegotiation is not None and renegotiation.accepted is not None:
+        add("mailsec_tls_client_renegotiation_accepted", float(renegotiation.accepted))
+        if renegotiation.in_a_row is not None:
+            add("mailsec_tls_client_renegotiations_accepted", float(renegotiation.in_a_row))

@@ -99,6 +99,23 @@ class TLSStream:
             await self._flush()
             return data
 
+    async def until_ticket(self) -> None:
+        """Read until the session holds a ticket (TLS 1.3 servers send theirs after the
+        handshake, before any data), data arrives (it comes after any ticket), or the stream
+        ends. Data read here is dropped."""
+        while True:
+            try:
+                if self.sslobj.read(16 * 1024):
+                    return
+            except ssl.SSLWantReadError:
+                session = self.sslobj.session
+                if session is not None and session.has_ticket:
+                    return
+                await self._flush()
+                await self._feed()
+            except ssl.SSLError:
+                return      # closed, cleanly or not, or broken: no ticket is coming
+
     async def send(self, data: bytes) -> None:
         try:
             self.sslobj.write(data)
@@ -139,14 +156,17 @@ class TLSStream:
         return [leaf] if leaf else []
 
 
-async def tls_handshake(raw: RawStream, context: ssl.SSLContext, server_name: str) -> TLSStream:
+async def tls_handshake(raw: RawStream, context: ssl.SSLContext, server_name: str, *,
+                        session: ssl.SSLSession | None = None) -> TLSStream:
     """Run a client handshake over `raw`; failures become DialogueError(tls_handshake_error).
+    With `session` (one an earlier connection with the same `context` got), ask to resume it.
 
     A connection closed or reset by the server during the handshake is reported as a
     handshake failure: that is how many servers reject a client's TLS offer.
     """
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=sni_name(server_name))
+    sslobj = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=sni_name(server_name),
+                              session=session)
     stream = TLSStream(raw, sslobj, incoming, outgoing)
     while True:
         try:

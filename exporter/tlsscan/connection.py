@@ -83,7 +83,7 @@ class Connector:
         Raises DialogueError when the connection or the dialogue before TLS fails; the
         whole exchange, dialogue included, is bounded by `connection_timeout`.
         """
-        async with self._connection_at_tls() as (raw, deadline):
+        async with self.connection_at_tls() as (raw, deadline):
             await raw.send(hello)
             reader = read_sslv2_answer if sslv2 else read_tls_flight
             try:
@@ -99,7 +99,7 @@ class Connector:
 
         Raises DialogueError, like `exchange`, when the connection or the dialogue before TLS fails.
         """
-        async with self._connection_at_tls() as (raw, deadline):
+        async with self.connection_at_tls() as (raw, deadline):
             try:
                 async with asyncio.timeout_at(deadline):
                     stream = await tls_handshake(raw, context, server_name)
@@ -136,7 +136,7 @@ class Connector:
                 raw.close()
 
     @contextlib.asynccontextmanager
-    async def _connection_at_tls(self) -> AsyncIterator[tuple[RawStream, float]]:
+    async def connection_at_tls(self) -> AsyncIterator[tuple[RawStream, float]]:
         """A fresh, counted connection on which the next bytes are a TLS handshake, and the loop
         time by which everything on it must be done. Closed on exit."""
         async with self.fresh_connection() as (raw, deadline):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..presentation import printable, utc_time, yes_no
 from ..results import outcome_fields
-from .results import TLSScanResult
+from .results import ClientRenegotiation, Resumption, SessionResumption, TLSScanResult
 
 
 def render_table(result: TLSScanResult) -> str:
@@ -58,7 +58,37 @@ def _feature_lines(result: TLSScanResult) -> list[str]:
         f"  cipher order violation:  {yes_no(result.cipher_order_violation)}",
         f"  fallback SCSV honoured:  {yes_no(result.fallback_scsv)}",
         f"  STARTTLS injection:      {_injection_text(result.starttls_injection)}",
+        f"  session resumption:      {resumption_text(result.session_resumption)}",
+        f"  client renegotiation:    {renegotiation_text(result.client_renegotiation)}",
     ]
+
+
+def resumption_text(resumption: SessionResumption | None) -> str:
+    """"by ID no (not resumed, TLSv1.2), by ticket yes (resumed, TLSv1.3, lifetime hint 7200 s)"."""
+    if resumption is None:
+        return "not checked"
+    parts = []
+    for name, attempt in (("by ID", resumption.session_id), ("by ticket", resumption.ticket)):
+        facts = [attempt.detail] + ([attempt.version.label] if attempt.version is not None else [])
+        if name == "by ticket" and resumption.ticket_lifetime_hint is not None:
+            facts.append(f"lifetime hint {resumption.ticket_lifetime_hint} s")
+        parts.append(f"{name} {_yes_no_unknown(attempt.resumed)} ({', '.join(facts)})")
+    return ", ".join(parts)
+
+
+def renegotiation_text(renegotiation: ClientRenegotiation | None) -> str:
+    """"refused (no renegotiation)", "ACCEPTED, 10 in a row", "unknown (why)"."""
+    if renegotiation is None:
+        return "not checked"
+    if renegotiation.accepted is None:
+        return f"unknown ({renegotiation.detail})"
+    if not renegotiation.accepted:
+        return f"refused ({renegotiation.detail})"
+    return f"ACCEPTED ({renegotiation.detail})"
+
+
+def _yes_no_unknown(value: bool | None) -> str:
+    return "unknown" if value is None else yes_no(value)
 
 
 def _injection_text(vulnerable: bool | None) -> str:
@@ -102,10 +132,25 @@ def to_json(result: TLSScanResult) -> dict:
         "cipher_order_violation": result.cipher_order_violation,
         "starttls_injection_vulnerable": result.starttls_injection,
         "fallback_scsv": result.fallback_scsv,
+        "session_resumption": _resumption_json(result.session_resumption),
+        "client_renegotiation": None if result.client_renegotiation is None else {
+            "accepted": result.client_renegotiation.accepted, "in_a_row": result.client_renegotiation.in_a_row,
+            "detail": result.client_renegotiation.detail},
         "certificates": [{"subject": c.subject, "issuer": c.issuer, "key_type": c.key_type, "key_bits": c.key_bits,
                           "signature_hash": c.signature_hash, "fingerprint_sha256": c.fingerprint_sha256}
                          for c in result.certificates],
     }
+
+
+def _resumption_json(resumption: SessionResumption | None) -> dict | None:
+    if resumption is None:
+        return None
+
+    def attempt(one: Resumption) -> dict:
+        return {"resumed": one.resumed, "detail": one.detail, "version": one.version.label if one.version else None}
+
+    return {"session_id": attempt(resumption.session_id), "ticket": attempt(resumption.ticket),
+            "ticket_lifetime_hint_seconds": resumption.ticket_lifetime_hint}
 
 
 def summary_json(result: TLSScanResult) -> dict:
@@ -120,6 +165,11 @@ def summary_json(result: TLSScanResult) -> dict:
         "cipher_order_violation": result.cipher_order_violation,
         "fallback_scsv": result.fallback_scsv,
         "starttls_injection_vulnerable": result.starttls_injection,
+        "session_resumption": {name: attempt.resumed for name, attempt in (
+            ("session_id", result.session_resumption.session_id), ("ticket", result.session_resumption.ticket))}
+        if result.session_resumption is not None else None,
+        "client_renegotiation_accepted": result.client_renegotiation.accepted if result.client_renegotiation else None,
+        "client_renegotiations_in_a_row": result.client_renegotiation.in_a_row if result.client_renegotiation else None,
         "ocsp_stapling": result.ocsp_stapling,
         "ocsp_staple_next_update": result.ocsp_staple.next_update if result.ocsp_staple else None,
     }

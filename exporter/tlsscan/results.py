@@ -47,6 +47,43 @@ class GroupSupport:
 
 
 @dataclass(frozen=True)
+class Resumption:
+    """One way of resuming a session (by session ID, by ticket): a first handshake, then a
+    second one on a new connection asking to resume the session the first one established."""
+
+    resumed: bool | None           # None: could not tell, `detail` says why
+    # "resumed", "not resumed", "no session ID given", "no ticket given", "only TLS 1.3 ...",
+    # "handshake failed: ...", "second handshake failed: ...", "no answer within ..."
+    detail: str
+    version: ProtocolVersion | None = None     # the version of the first handshake
+
+
+@dataclass(frozen=True)
+class SessionResumption:
+    """Session resumption by session ID (TLS <= 1.2, tickets not offered) and by ticket (RFC 5077
+    in TLS <= 1.2, PSK in TLS 1.3; in the best version the server speaks)."""
+
+    session_id: Resumption
+    ticket: Resumption
+    # From the server's NewSessionTicket (the last one, TLS 1.3 servers send several), in
+    # seconds; 0 in TLS 1.2 means "not specified". None: no ticket was received.
+    ticket_lifetime_hint: int | None = None
+    handshake_completed: bool = True   # False: not one real handshake completed (nothing else was tried)
+
+
+@dataclass(frozen=True)
+class ClientRenegotiation:
+    """Client-initiated renegotiation (TLS <= 1.2; TLS 1.3 has none) on one connection."""
+
+    accepted: bool | None          # the server completed a renegotiation we started; None: could not tell
+    # Renegotiations accepted in a row on that connection, up to renegotiation.MAX_RENEGOTIATIONS
+    # (then it would accept more: a CPU-exhaustion lever). None when not known (no verdict,
+    # or the connection's timeout ended the series).
+    in_a_row: int | None
+    detail: str                    # "refused: <alert or error>", "closed", "accepted", why None
+
+
+@dataclass(frozen=True)
 class TLSScanResult:
     """Everything one scan of an endpoint found. On failure, what was learnt before it is kept."""
 
@@ -80,6 +117,8 @@ class TLSScanResult:
     # RFC 7507: a hello of the second-best version with TLS_FALLBACK_SCSV was refused with
     # inappropriate_fallback. None: fewer than two versions, or an answer that says nothing.
     fallback_scsv: bool | None = None
+    session_resumption: SessionResumption | None = None       # None: not checked (the scan failed before)
+    client_renegotiation: ClientRenegotiation | None = None   # None: not checked
     # internet.nl's cipher order test: the server prefers a phase_out suite over a better one in
     # its highest version below TLS 1.3. None: the order is not known.
     cipher_order_violation: bool | None = None

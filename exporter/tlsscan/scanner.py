@@ -73,6 +73,10 @@ servers rate-limit, so the scan spends as few as it can):
 9. TLS_FALLBACK_SCSV (RFC 7507): one hello of the second-best version with the SCSV; refused
    with inappropriate_fallback is the right answer. Skipped with fewer than two versions.
 10. STARTTLS endpoints: one connection for the STARTTLS command injection check (injection.py).
+11. Session resumption (resumption.py), with TLS 1.2 or 1.3: by ticket, in the best version
+    (one real handshake, one more to resume when a ticket came), by session ID in TLS 1.2 (the same).
+12. Client-initiated renegotiation (renegotiation.py): one connection, TLS 1.2 only, unless
+    step 11 completed no handshake at all.
 
 Connections used, at most: TLS 1.3 suites + groups + 4 (the ordinary client's hello usually
 also finds a suite); per lower version accepted suites + 1
@@ -80,7 +84,8 @@ also finds a suite); per lower version accepted suites + 1
 per version, 1 order test and at most 2 order hellos; TLS 1.2 curves not seen otherwise + 1;
 [+ 1 for the TLS 1.3 certificate] [+ 1 for the TLS 1.2 curve of an ordinary client, when
 the first ECDHE pick named a curve it does not offer]; 1 for the fallback SCSV; 1 for the
-STARTTLS injection check.
+STARTTLS injection check; at most 4 for session resumption (1 when no handshake completes)
+and 1 for renegotiation.
 
 Bounds: each connection (connect, mail dialogue, hello, answer) within the module's timeout;
 the whole scan within `budget` seconds (default DEFAULT_SCAN_BUDGET_SECONDS); `min_delay`
@@ -113,8 +118,10 @@ from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
 from .grade import cipher_order_violation, grade_scan
 from .injection import check_starttls_injection
+from .renegotiation import check_client_renegotiation
+from .resumption import check_session_resumption
 from .order import Pick, offer_order, order_test, server_order_verdict
-from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
+from .results import AcceptedCipher, ClientRenegotiation, GroupSupport, SessionResumption, TLSScanResult, VersionSupport
 from .stapling import StapledResponse, parse_stapled_response
 
 log = logging.getLogger(__name__)
@@ -272,6 +279,8 @@ class _ScanRun:
         self.staple: StapledResponse | None = None    # the first stapled OCSP response
         self.starttls_injection: bool | None = None
         self.fallback_scsv: bool | None = None
+        self.session_resumption: SessionResumption | None = None
+        self.client_renegotiation: ClientRenegotiation | None = None
         self.leaf_ders: dict[bytes, None] = {}   # insertion-ordered set
         # The group an ordinary client's hello gets, per version (TLS 1.3 key share, TLS 1.2 curve).
         self.normal_groups: dict[ProtocolVersion, int] = {}
@@ -299,6 +308,7 @@ class _ScanRun:
         await self._find_tls13_certificate()
         await self._check_fallback_scsv()
         self.starttls_injection = await check_starttls_injection(self.connector, self.module, self.handshake_name)
+        await self._check_sessions()
         if not any(v.supported for v in self.versions) and self.protocol_errors:
             self.fail(FailureReason.PROTOCOL_ERROR, "the server answered hellos with bytes that are not TLS")
 
@@ -524,6 +534,19 @@ class _ScanRun:
         flight = await self.connector.exchange(hello)
         self.fallback_scsv = fallback_verdict(flight, version)
 
+    async def _check_sessions(self) -> None:
+        """Steps 11 and 12: session resumption (resumption.py), then client-initiated
+        renegotiation (renegotiation.py) unless no real handshake completed. Their clients
+        (OpenSSL's) speak TLS 1.2 and 1.3 only."""
+        supported = tuple(v.version for v in self.versions if v.supported)
+        if ProtocolVersion.TLS1_2 not in supported and ProtocolVersion.TLS1_3 not in supported:
+            return
+        assert self.connector is not None
+        self.session_resumption = await check_session_resumption(self.connector, self.module, self.handshake_name, supported)
+        if self.session_resumption.handshake_completed:
+            self.client_renegotiation = await check_client_renegotiation(
+                self.connector, self.module, self.handshake_name, supported)
+
     async def _find_tls13_certificate(self) -> None:
         """A server that only speaks TLS 1.3 showed no certificate (it is encrypted): complete one
         real TLS 1.3 handshake to get it, so that its key and signature are graded too."""
@@ -649,6 +672,8 @@ class _ScanRun:
             ocsp_staple=self.staple,
             starttls_injection=self.starttls_injection,
             fallback_scsv=self.fallback_scsv,
+            session_resumption=self.session_resumption,
+            client_renegotiation=self.client_renegotiation,
             certificates=certificates,
             normal_client_groups=normal_groups,
             cipher_order_violation=order_violation,

@@ -263,8 +263,26 @@ def _scan_checks(scan: dict[str, Any]) -> str:
         f"fallback SCSV: {_flag(scan['fallback_scsv'], True)}",
         f"STARTTLS injection: {_flag(scan['starttls_injection_vulnerable'], False)}",
         f"OCSP staple: {staple}",
+        f"client renegotiation: {_renegotiation(scan)}",
+        f"session resumption: {_resumption(scan['session_resumption'])}",
     ]
     return "<br>".join(f"<small>{line}</small>" for line in lines)
+
+
+def _renegotiation(scan: dict[str, Any]) -> str:
+    """Accepted is a fault (internet.nl fails mail servers on it); the count when known."""
+    text = _flag(scan["client_renegotiation_accepted"], False)
+    if scan["client_renegotiation_accepted"] and scan["client_renegotiations_in_a_row"] is not None:
+        text += f" <small>({scan['client_renegotiations_in_a_row']} in a row)</small>"
+    return text
+
+
+def _resumption(resumption: dict[str, bool | None] | None) -> str:
+    """Neither way of resuming is a fault, nor its absence: not coloured."""
+    if resumption is None:
+        return "n/a"
+    words = {True: "yes", False: "no", None: "n/a"}
+    return f"by ID {words[resumption['session_id']]}, by ticket {words[resumption['ticket']]}"
 
 
 _SEVERITY_CSS = {"error": "fail", "warning": "warn", "info": "pending"}
