@@ -207,6 +207,14 @@ def as_promql(expr: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], expr)
 
 
+# Panels whose data needs servers this lab does not run: the revocation panels need a CA's
+# CRL and OCSP servers named in the certificates (the lab's have none). Their families, with
+# the labels the panels select on, are proven against real nginx and `openssl ocsp` in
+# tests/test_revocation_realservers.py; test_dashboards.py checks the queries.
+NEEDS_OTHER_SERVERS = {"mailsec-endpoint.json: Revocation (A)",
+                       "mailsec-endpoint.json: Revocation checks without a verdict (A)"}
+
+
 @pytest.mark.parametrize("dashboard", sorted(DASHBOARDS.glob("*.json")), ids=lambda p: p.name)
 def test_every_panel_query_returns_data(prometheus, dashboard):
     server, endpoints = prometheus
@@ -221,7 +229,7 @@ def test_every_panel_query_returns_data(prometheus, dashboard):
     empty = [
         where
         for where, expr in panel_queries(dashboard)
-        if not any(server.query(as_promql(expr, variables)) for variables in choices)
+        if where not in NEEDS_OTHER_SERVERS and not any(server.query(as_promql(expr, variables)) for variables in choices)
     ]
     assert empty == [], "panel queries without data"
 

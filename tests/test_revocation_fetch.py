@@ -347,3 +347,17 @@ async def _until(condition, limit: float = 5.0) -> None:
 
 def test_default_is_on():
     assert GlobalSettings().revocation_checks and Config().global_.revocation_checks
+
+
+def test_stored_results_carry_the_labels_the_dashboard_selects_on():
+    """The endpoint dashboard's revocation panels select on target and module."""
+    from results_factory import revocation_result
+
+    results = ResultStores()
+    target = Target("mx.example.test", 25, "smtp")
+    results.revocations.put(target.key, target, revocation_result())
+    text = b"".join(results.exposition_chunks()).decode()
+    common = 'address="127.0.0.1",chain_position="0",family="ipv4"'
+    target = 'target="mx.example.test:25"'
+    assert f'mailsec_cert_revoked{{{common},method="ocsp",module="smtp",{target}}} 1.0' in text
+    assert f'mailsec_cert_revocation_failure_info{{{common},method="crl",module="smtp",reason="timeout",{target}}} 1.0' in text

@@ -495,7 +495,7 @@ async def test_1500_slow_connections_under_1024_descriptors_leave_scrapes_and_pr
 
 def _scrape_under_attack(process: ExporterProcess, seconds: float):
     def probes(samples):
-        return {result: sample_value(samples, "mailsec_exporter_probes_total", module="smtp", result=result) or 0
+        return {result: sample_value(samples, "mailsec_exporter_probes_total", kind="endpoint", module="smtp", result=result) or 0
                 for result in ("success", "failure")}
 
     before = probes(process.samples())
