@@ -208,11 +208,15 @@ def as_promql(expr: str, variables: dict[str, str]) -> str:
 
 
 # Panels whose data needs servers this lab does not run: the revocation panels need a CA's
-# CRL and OCSP servers named in the certificates (the lab's have none). Their families, with
-# the labels the panels select on, are proven against real nginx and `openssl ocsp` in
-# tests/test_revocation_realservers.py; test_dashboards.py checks the queries.
+# CRL and OCSP servers named in the certificates (the lab's have none), the OCSP staple
+# columns a server that staples (Postfix and Dovecot do not). Their families, with the labels
+# the panels select on, are proven against real nginx and `openssl ocsp` in
+# tests/test_revocation_realservers.py and against `openssl s_server -status_file` in
+# tests/test_tlsscan_realservers.py; test_dashboards.py checks the queries.
 NEEDS_OTHER_SERVERS = {"mailsec-endpoint.json: Revocation (A)",
-                       "mailsec-endpoint.json: Revocation checks without a verdict (A)"}
+                       "mailsec-endpoint.json: Revocation checks without a verdict (A)",
+                       "mailsec-endpoint.json: Attacks, fallback, OCSP staple (D)",
+                       "mailsec-endpoint.json: Attacks, fallback, OCSP staple (E)"}
 
 
 @pytest.mark.parametrize("dashboard", sorted(DASHBOARDS.glob("*.json")), ids=lambda p: p.name)
