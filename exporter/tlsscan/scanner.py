@@ -170,10 +170,11 @@ def _may_hide_accepted_suites(flight: ServerFlight) -> bool:
 def _refuses_version(flight: ServerFlight) -> bool:
     """The answer to a hello of suites the server accepted in a higher version: anything but an
     alert about something else than the version (e.g. handshake_failure) means it does not
-    speak this version at all."""
+    speak this version at all. An internal_error counts like a close (`_may_hide_accepted_suites`):
+    it is what OpenSSL 3 sends for a version its security level rules out."""
     if flight.end is not FlightEnd.ALERT or flight.alert is None:
         return True
-    return flight.alert.description == AlertDescription.PROTOCOL_VERSION
+    return flight.alert.description in (AlertDescription.PROTOCOL_VERSION, AlertDescription.INTERNAL_ERROR)
 
 
 def _says_other_version(flight: ServerFlight, version: ProtocolVersion) -> bool:
