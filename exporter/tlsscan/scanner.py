@@ -113,7 +113,7 @@ from . import tls13
 from .connection import Connector, FlightEnd, ServerFlight
 from .grade import cipher_order_violation, grade_scan
 from .injection import check_starttls_injection
-from .order import Pick, offer_order, order_test, server_order_verdict
+from .order import Pick, offer_order, order_test, passed_over, server_order_verdict
 from .results import AcceptedCipher, GroupSupport, TLSScanResult, VersionSupport
 from .stapling import StapledResponse, parse_stapled_response
 
@@ -263,6 +263,9 @@ class _ScanRun:
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
         self.closes_on_refusal = False           # a hello was refused by a bare close
         self.refused_versions: set[ProtocolVersion] = set()   # refused on suites a higher version accepted
+        # Every suite of the lists of the versions below TLS 1.3 enumerated so far that a server
+        # supports: whether it serves each is known (for one cipher list, in every version).
+        self.asked: set[int] = set()
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
         self.dh_parameters: list[DHParameters] = []
@@ -337,17 +340,36 @@ class _ScanRun:
         if known_good and not await self._offer_known_good(version, known_good, progress):
             self._record_version(version, progress.accepted, progress.first_reason)
             return
-        full_list = [code for code in offer_order(version) if code not in progress.accepted]
         below_range = self.closes_on_refusal and any(higher > version for higher in self.refused_versions)
-        # A server seen refusing by a bare close would close on the mixed list too, and it
-        # would be offered again family by family: offer the families at once. Unless a higher
-        # version was refused on suites the server serves: the servers that refuse by closing
-        # are OpenSSL's (Dovecot), whose versions form one range (OpenSSL drops the versions
-        # below a disabled one), so this one is below it too. One hello checks that.
-        pending = _key_exchange_families(full_list) if self.closes_on_refusal and not below_range else [full_list]
+        pending = self._version_lists(version, known_good, progress.accepted, below_range)
         while pending:
             pending[:0] = await self._enumerate(version, pending.pop(0), progress, split=not below_range)
+        if progress.accepted:
+            self.asked.update(offer_order(version))
         self._record_version(version, progress.accepted, progress.first_reason)
+
+    def _version_lists(self, version: ProtocolVersion, known_good: list[int], accepted: list[int],
+                       below_range: bool) -> list[list[int]]:
+        """The suite lists to enumerate for `version` after its known-good hello.
+
+        The servers that refuse by a bare close are OpenSSL's (Dovecot): one cipher list for
+        every version, and versions that form one range (OpenSSL drops the versions below a
+        disabled one). So on such a server, in a version that served a known-good suite, only
+        the other known-good suites and those no higher version was asked about can be served:
+        the latter first, then the former, so that a server following our order shows, with
+        each known-good suite it picks, that it skips them (order.passed_over). Else a server
+        seen refusing by a bare close would close on the mixed list too, and it would be
+        offered again family by family: the families go at once. Unless a higher version was
+        refused on suites the server serves: this one is below the server's range; one hello
+        of the whole list checks that."""
+        full_list = [code for code in offer_order(version) if code not in accepted]
+        if self.closes_on_refusal and accepted and known_good:
+            plan = [code for code in full_list if code not in self.asked] + [
+                code for code in known_good if code not in accepted]
+            return [plan] if plan else []
+        if self.closes_on_refusal and not below_range:
+            return _key_exchange_families(full_list)
+        return [full_list]
 
     async def _offer_known_good(self, version: ProtocolVersion, known_good: list[int],
                                 progress: _VersionProgress) -> bool:
@@ -388,7 +410,28 @@ class _ScanRun:
                 remaining.remove(code)
             elif test is not None and code == offered[-2]:
                 break                   # it follows our order and skipped every suite left
+            remaining = self._still_pickable(version, remaining, progress.accepted)
         return []
+
+    def _still_pickable(self, version: ProtocolVersion, remaining: list[int], accepted: list[int]) -> list[int]:
+        """`remaining` without the suites a server shown to follow our order skipped in some
+        hello of `version` (order.passed_over): it has none of them, so they can neither be
+        accepted nor hide anything when a hello is refused."""
+        if not self._follows_our_order(version, accepted):
+            return remaining
+        skipped = passed_over(self.picks[version])
+        return [code for code in remaining if code not in skipped]
+
+    def _follows_our_order(self, version: ProtocolVersion, accepted: list[int]) -> bool:
+        """Whether the server is shown to pick the first suite of a hello that it has: by the
+        picks of `version`, or, while they show nothing, on a server that refuses by a bare
+        close (OpenSSL's: one order setting for every version), by those of a higher version."""
+        verdict = server_order_verdict(self.picks[version], set(accepted))
+        if verdict is None and self.closes_on_refusal:
+            verdict = next((shown for higher in TLS_VERSIONS if ProtocolVersion.TLS1_3 > higher > version
+                            if (shown := server_order_verdict(self.picks[higher], set(self.accepted.get(higher, ()))))
+                            is not None), None)
+        return verdict is False
 
     def _record_version(self, version: ProtocolVersion, accepted: list[int], first_reason: str | None) -> None:
         self.accepted[version] = accepted
@@ -401,36 +444,57 @@ class _ScanRun:
         return [code for code in offer_order(version) if code in above]
 
     def _order_test(self, version: ProtocolVersion, remaining: list[int], accepted: list[int]) -> tuple[int, ...] | None:
-        """order.order_test, while the picks of `version` do not show the order yet."""
+        """A hello that shows the order while it goes on enumerating, while the picks of `version`
+        do not show it: order.order_test once three suites are found. On a server that refuses
+        by a bare close, already after the first pick p1 when `remaining` holds suites a higher
+        version accepted (such a server serves them too, see `_version_lists`): `remaining`,
+        then p1. Following our order, it picks the first suite of `remaining` it has, which
+        the first hello listed after p1, so the two picks show the order (no reverse hello at
+        the end); with its own, p1 again, or a suite it prefers."""
         picks = self.picks[version]
-        if len(accepted) < 3 or server_order_verdict(picks, set(accepted)) is not None:
+        if server_order_verdict(picks, set(accepted)) is not None:
             return None
-        return order_test(picks, remaining)
+        if len(accepted) >= 3:
+            return order_test(picks, remaining)
+        if len(accepted) == 1 and self.closes_on_refusal and set(remaining) & set(self._accepted_above(version)):
+            return (*remaining, accepted[0])
+        return None
 
     def _smaller_hellos(self, version: ProtocolVersion, refused: list[int], accepted: list[int]) -> list[list[int]]:
         """The suite lists to offer instead of `refused`, when its refusal may hide accepted suites
         (see `_may_hide_accepted_suites`): one per key-exchange family if it mixes families,
         else chunks of 64 if it is longer than any hello answered so far, else none.
 
-        A server shown to follow our order, refusing a list no longer than one it answered,
-        stopped at the first suite of the list it accepts (which failed) or found none. The
-        families before that suite's hold nothing it accepts; a family with a suite served
-        does not fail. So only the families after the first one not shown to work can hide
-        anything, and they are offered again together (split again if refused the same way)."""
+        Refusing a list no longer than one it answered, the server picked a suite it cannot
+        serve or found none; a family with a suite served does not fail, so the suite it
+        picked is in a family not shown to work, which serves nothing. See
+        `_families_that_may_hide`."""
         families = _key_exchange_families(refused)
+        if len(families) > 1 and len(refused) <= self.longest_answered_hello:
+            return self._families_that_may_hide(version, families, accepted)
         if len(families) > 1:
-            if (len(refused) <= self.longest_answered_hello
-                    and server_order_verdict(self.picks[version], set(accepted)) is False):
-                working = {_family(code) for code in accepted}
-                first_unproven = next((i for i, family in enumerate(families) if _family(family[0]) not in working), None)
-                if first_unproven is None:
-                    return []
-                rest = [code for family in families[first_unproven + 1:] for code in family]
-                return [rest] if rest else []
             return families
         if len(refused) > max(DEFAULT_CIPHERS_PER_HELLO, self.longest_answered_hello):
             return [list(chunk) for chunk in split_cipher_codes(refused)]
         return []
+
+    def _families_that_may_hide(self, version: ProtocolVersion, families: list[list[int]],
+                                accepted: list[int]) -> list[list[int]]:
+        """The lists to offer after a refused hello of `families` that may hide accepted suites
+        (`_smaller_hellos`). With every family shown to work, none was left. A server shown to
+        follow our order stopped at the first suite it has: the families before the first one
+        not shown to work hold nothing, and only those after it can hide anything (offered
+        together). Otherwise, with one family not shown to work, that one serves nothing either
+        way and the working families are offered together; with more, each of those alone too."""
+        working = {_family(code) for code in accepted}
+        unproven = [index for index, family in enumerate(families) if _family(family[0]) not in working]
+        if not unproven:
+            return []
+        if self._follows_our_order(version, accepted):
+            rest = [code for family in families[unproven[0] + 1:] for code in family]
+            return [rest] if rest else []
+        served = [code for family in families if _family(family[0]) in working for code in family]
+        return ([served] if served else []) + ([families[index] for index in unproven] if len(unproven) > 1 else [])
 
     async def _scan_sslv2(self) -> None:
         assert self.connector is not None
