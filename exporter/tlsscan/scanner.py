@@ -28,23 +28,31 @@ servers rate-limit, so the scan spends as few as it can):
    max(suites, groups left) + 2 hellos instead of suites + groups + 2.
 3. TLS 1.1 down to SSL 3.0, as TLS 1.2, except that the first hello offers only the suites a
    higher version accepted: a server that supports the version accepts one of them, so a
-   refusal (protocol version alert, close, answer with another version) ends the version in
-   one hello; an alert that may be about the suites (handshake_failure) falls back to the
-   full list. (A server whose lists differ per version and that refuses by closing would be
-   misread; no TLS library we know keeps such lists.) A version below one refused on suites
-   the server serves, on a server that refuses by closing, gets one hello of its whole list and
-   no family retries: such servers are OpenSSL's (Dovecot), whose versions are one range.
+   refusal (protocol version alert, close, internal_error, answer with another version) ends
+   the version in one hello; an alert that may be about the suites (handshake_failure) falls
+   back to the full list. (A server whose lists differ per version and that refuses by
+   closing would be misread; no TLS library we know keeps such lists.)
+   The servers that refuse by closing are OpenSSL's (Dovecot): one cipher list and one order
+   setting for every version, and versions that form one range. On such a server a version
+   that served a known-good suite is asked only about the other known-good suites and those
+   no higher version was asked about (TLS 1.0's export suites), and the order a higher
+   version showed stands while its own picks show nothing. A version below one refused on
+   suites the server serves gets one hello of its whole list and no family retries.
    In every version below TLS 1.3, a bare close (no alert) or an internal_error alert may not
    mean "no shared suite": the server may have picked a suite it cannot serve (Dovecot
    without DH parameters picks DHE, fails and closes), or the hello may be too long for it.
    Such a refused list is offered again split by key-exchange family (ECDHE, DHE, the rest)
-   when it mixes them (a server that fails on a suite fails on its whole family), else in
-   chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so
-   far; each part is enumerated the same way. When the server has shown it follows our
-   order, only the families after the first one not shown to work are offered again
-   (`_smaller_hellos`). Once the server has refused a hello by a bare
-   close, a version's full list is offered family by family from the start. Silence is not
-   retried that way: every silent hello costs a whole connection timeout.
+   when it mixes them (a server that fails on a suite fails on its whole family, so one with a
+   suite served does not fail), else in chunks of 64 (as nmap and internet.nl do) when it is
+   longer than any hello answered so far; each part is enumerated the same way. Fewer parts
+   when the answers allow (`_families_that_may_hide`): none when every family of the list has
+   served a suite; when the server has shown it follows our order, only the families after
+   the first one not shown to work, together (and the suites a hello listed before the one
+   such a server picked leave the enumeration at once: it has none of them); otherwise the
+   working families together, and the others apart only if there are two or more (a lone
+   one serves nothing either way). Once the server has refused a hello by a bare close, a
+   version without known-good suites is offered family by family from the start. Silence is
+   not retried that way: every silent hello costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
    that version; an answer with another version (a TLS 1.2 ServerHello to a TLS 1.0 hello),
    an alert, a close or garbage means not supported, and the reason is kept.
@@ -54,8 +62,9 @@ servers rate-limit, so the scan spends as few as it can):
    the enumeration usually show it. When three picks (two in TLS 1.3) do not, one
    enumeration hello lists the suites left, then accepted ones in reverse: a server with its
    own order picks its favourite again, one that follows the client goes on enumerating (or
-   picks an accepted suite, which shows none is left). Only when the enumeration ended
-   before that, one or two hellos of accepted suites settle it.
+   picks an accepted suite, which shows none is left). On a server that refuses by closing,
+   the second hello of a lower version already lists its first pick last. Only when the
+   enumeration ended before that, one or two hellos of accepted suites settle it.
 6. TLS 1.2 groups: the accepted ECDHE suites with the EC curves not seen yet; the
    ServerKeyExchange names the curve; remove it and offer the rest again, until a refusal.
    Skipped when step 1 already showed that none is left: two curves seen, each picked while
@@ -390,19 +399,21 @@ class _ScanRun:
                          progress: _VersionProgress, *, split: bool = True) -> list[list[int]]:
         """Offer `remaining` again without each suite the server picks, until a refusal; the
         lists to offer instead of the refused one when the refusal may hide accepted suites.
-        The version's order test (once) stands in for one of these hellos."""
+        The version's order test (once answered) stands in for one of these hellos."""
         while remaining:
             test = None if progress.order_tested else self._order_test(version, remaining, progress.accepted)
             offered = remaining if test is None else list(test)
-            progress.order_tested = progress.order_tested or test is not None
             flight = await self._hello(version, offered)
             code, reason = answer_to(flight, version, offered)
             progress.first_reason = progress.first_reason or reason
+            if code is None and split and _may_hide_accepted_suites(flight):
+                # Refused although it listed accepted suites, the test too: the server picked a
+                # suite of `remaining` it cannot serve, and would again. The test is still to come.
+                return self._smaller_hellos(version, remaining, progress.accepted)
+            progress.order_tested = progress.order_tested or test is not None
             if code is None:
                 if test is not None:
                     continue            # no verdict from the test; the plain list comes next
-                if split and _may_hide_accepted_suites(flight):
-                    return self._smaller_hellos(version, remaining, progress.accepted)
                 return []
             self.picks[version].append((tuple(offered), code))
             if code in remaining:
