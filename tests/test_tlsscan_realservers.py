@@ -223,6 +223,21 @@ async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
     assert connections == result.connections <= connection_bound(result)
 
 
+async def test_openssl_server_refusing_tls10_and_11_with_internal_error_costs_one_hello_each(pki: MailPKI):
+    # A stock s_server (OpenSSL 3, SECLEVEL 2) answers TLS 1.0 and 1.1 hellos with an
+    # internal_error alert: like a close, it refuses the version (5 hellos each before).
+    host = "127.0.0.59"
+    credential = pki.good_rsa
+    with openssl_server(host, credential.chain_file, credential.leaf.key_file) as port:
+        result, connections = await scan_through_relay(host, port, MailProtocol.SMTPS)
+        assert findings(result) == ground_truth(host, port, "DEFAULT", None)
+    assert result.success, result.failure_detail
+    reasons = {v.version: v.reason for v in result.versions}
+    assert reasons[ProtocolVersion.TLS1_1] == reasons[ProtocolVersion.TLS1_0] == "alert_internal_error"
+    assert set(result.supported_versions()) == {ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_3}
+    assert connections == result.connections <= len(result.ciphers) + 10 + 1     # + the fallback SCSV hello
+
+
 async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: MailPKI):
     credential = pki.good_rsa
     with openssl_server("127.0.0.55", credential.chain_file, credential.leaf.key_file, "-tls1_3",

@@ -243,7 +243,8 @@ class _VersionProgress:
 
     accepted: list[int] = dataclasses.field(default_factory=list)
     first_reason: str | None = None     # answer_to's reason for the version's first hello
-    order_tested: bool = False          # the order test hello (at most one per version) was sent
+    order_tested: bool = False          # the order test hello (at most one per version) was answered
+    silent: bool = False                # a hello got no complete answer in time: the suites may not all be known
 
 
 class _ScanRun:
@@ -272,8 +273,9 @@ class _ScanRun:
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
         self.closes_on_refusal = False           # a hello was refused by a bare close
         self.refused_versions: set[ProtocolVersion] = set()   # refused on suites a higher version accepted
-        # Every suite of the lists of the versions below TLS 1.3 enumerated so far that a server
-        # supports: whether it serves each is known (for one cipher list, in every version).
+        # Every suite valid in a version below TLS 1.3 that the server supports and that was
+        # enumerated without a silent hello: whether it serves each is known (for a server
+        # with one cipher list, in every version).
         self.asked: set[int] = set()
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
@@ -353,7 +355,7 @@ class _ScanRun:
         pending = self._version_lists(version, known_good, progress.accepted, below_range)
         while pending:
             pending[:0] = await self._enumerate(version, pending.pop(0), progress, split=not below_range)
-        if progress.accepted:
+        if progress.accepted and not progress.silent:
             self.asked.update(offer_order(version))
         self._record_version(version, progress.accepted, progress.first_reason)
 
@@ -406,6 +408,7 @@ class _ScanRun:
             flight = await self._hello(version, offered)
             code, reason = answer_to(flight, version, offered)
             progress.first_reason = progress.first_reason or reason
+            progress.silent = progress.silent or flight.end is FlightEnd.TIMEOUT
             if code is None and split and _may_hide_accepted_suites(flight):
                 # Refused although it listed accepted suites, the test too: the server picked a
                 # suite of `remaining` it cannot serve, and would again. The test is still to come.
