@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.tlsscan.order import (
-    offer_order, order_test, picked_against_client_order, picked_in_two_orders, server_order_verdict,
+    offer_order, order_test, passed_over, picked_against_client_order, picked_in_two_orders, server_order_verdict,
 )
 from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.ciphers import CIPHER_SUITES, KeyExchange, suites_for_version
@@ -47,6 +47,16 @@ def test_picked_against_client_order(picks, accepted, expected):
 ])
 def test_picked_in_two_orders(picks, expected):
     assert picked_in_two_orders(picks) is expected
+
+
+@pytest.mark.parametrize("picks, expected", [
+    ([], set()),
+    ([((A, B, C), A)], set()),                      # the first suite: nothing skipped
+    ([((A, B, C), C)], {A, B}),
+    ([((A, B, C, D), B), ((C, D, A), D)], {A, C}),  # every hello counts
+])
+def test_passed_over_is_what_came_before_each_pick(picks, expected):
+    assert passed_over(picks) == expected
 
 
 @pytest.mark.parametrize("picks, accepted, expected", [

@@ -28,7 +28,7 @@ from exporter.tlsscan.scanner import scan_endpoint
 from exporter.tlswire import ProtocolVersion
 from exporter.tlswire.grading import Class
 from tests.ocsp_factory import ocsp_response
-from tests.realservers.dovecot import DovecotInstance
+from tests.realservers.dovecot import DEFAULT_CIPHER_LIST, DovecotInstance, running_dovecot
 from tests.realservers.pki import MailPKI, generate_pki
 from tests.tlsservers import (
     CountingRelay, gnutls_server, openssl_accepts, openssl_cipher_names, openssl_server, openssl_temp_key_group,
@@ -228,6 +228,21 @@ async def test_implicit_tls_openssl_server_tls10_only(pki: MailPKI):
     assert connections == result.connections <= connection_bound(result)
 
 
+async def test_openssl_server_refusing_tls10_and_11_with_internal_error_costs_one_hello_each(pki: MailPKI):
+    # A stock s_server (OpenSSL 3, SECLEVEL 2) answers TLS 1.0 and 1.1 hellos with an
+    # internal_error alert: like a close, it refuses the version (5 hellos each before).
+    host = "127.0.0.59"
+    credential = pki.good_rsa
+    with openssl_server(host, credential.chain_file, credential.leaf.key_file) as port:
+        result, connections = await scan_through_relay(host, port, MailProtocol.SMTPS)
+        assert findings(result) == ground_truth(host, port, "DEFAULT", None)
+    assert result.success, result.failure_detail
+    reasons = {v.version: v.reason for v in result.versions}
+    assert reasons[ProtocolVersion.TLS1_1] == reasons[ProtocolVersion.TLS1_0] == "alert_internal_error"
+    assert set(result.supported_versions()) == {ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_3}
+    assert connections == result.connections <= len(result.ciphers) + 10 + 1 + 5     # + the fallback SCSV hello, the session checks
+
+
 async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: MailPKI):
     credential = pki.good_rsa
     with openssl_server("127.0.0.55", credential.chain_file, credential.leaf.key_file, "-tls1_3",
@@ -254,15 +269,18 @@ async def test_tls13_only_server_certificate_comes_from_one_real_handshake(pki: 
     assert connections <= connection_bound(result)
 
 
+def dovecot_cipher_list(dovecot: DovecotInstance) -> str:
+    return subprocess.run(["doveconf", "-c", str(dovecot.config_file), "-h", "ssl_cipher_list"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_suite(dovecot_server: DovecotInstance):
     # Dovecot without ssl_dh keeps DHE in its list, picks a DHE suite when the client lists one
     # first, fails for lack of parameters and closes without an alert.
     imaps = dovecot_server.endpoints["imaps-good"]
-    cipher_list = subprocess.run(["doveconf", "-c", str(dovecot_server.config_file), "-h", "ssl_cipher_list"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
     result, connections = await scan_through_relay(imaps.host, imaps.port, MailProtocol.IMAPS)
     assert result.success, result.failure_detail
-    truth = ground_truth(imaps.host, imaps.port, cipher_list, None)
+    truth = ground_truth(imaps.host, imaps.port, dovecot_cipher_list(dovecot_server), None)
     assert findings(result) == truth
     assert len(truth[ProtocolVersion.TLS1_2]) >= 10 and not any(name.startswith("TLS_DHE_") for name in truth[ProtocolVersion.TLS1_2])
     assert {v.reason for v in result.versions if not v.supported} == {"closed"}
@@ -270,6 +288,40 @@ async def test_dovecot_closing_on_a_dhe_suite_it_cannot_serve_hides_no_other_sui
     assert result.starttls_injection is None            # implicit TLS: nothing to inject before it
     # The enumeration within accepted suites + 10, plus the fallback SCSV hello and the 5
     # connections of the session checks.
+    assert connections == result.connections <= len(result.ciphers) + 10 + 1 + 5
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["ssl_dh", "no ssl_dh"])
+def dovecot_with_tls10(request: pytest.FixtureRequest, workdir: Path, pki: MailPKI) -> Iterator[tuple[DovecotInstance, bool]]:
+    """Dovecot with TLS 1.0 and 1.1 still on (SECLEVEL=0, its default cipher list otherwise),
+    with DH parameters (every DHE suite served) or without (DHE suites fail and it closes)."""
+    with_dh = request.param
+    settings = f"ssl_min_protocol = TLSv1\nssl_cipher_list = {DEFAULT_CIPHER_LIST}:@SECLEVEL=0\n"
+    if with_dh:
+        dh_file = workdir / "dovecot-ffdhe2048.pem"
+        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048",
+                        "-out", str(dh_file)], check=True, capture_output=True)
+        dh_file.chmod(0o644)
+        settings += f"ssl_dh = <{dh_file}\n"
+    with running_dovecot(workdir / f"dovecot-tls10-{'dh' if with_dh else 'nodh'}", pki, ssl_settings=settings) as instance:
+        yield instance, with_dh
+
+
+async def test_dovecot_with_tls10_costs_accepted_suites_plus_10_connections(dovecot_with_tls10: tuple[DovecotInstance, bool]):
+    # A server that refuses every hello by closing, with versions below TLS 1.2 to enumerate:
+    # they are asked only about the suites TLS 1.2 served (and TLS 1.0's export suites), and
+    # the hellos a pick shows to be useless are not sent (issue 14: 56 connections for 34 suites).
+    dovecot, with_dh = dovecot_with_tls10
+    imaps = dovecot.endpoints["imaps-good"]
+    result, connections = await scan_through_relay(imaps.host, imaps.port, MailProtocol.IMAPS)
+    assert result.success, result.failure_detail
+    truth = ground_truth(imaps.host, imaps.port, dovecot_cipher_list(dovecot), None)
+    assert findings(result) == truth
+    assert {ProtocolVersion.TLS1_0, ProtocolVersion.TLS1_1} <= set(result.supported_versions())
+    assert any(name.startswith("TLS_DHE_") for name in truth[ProtocolVersion.TLS1_0]) is with_dh
+    assert {v.reason for v in result.versions if not v.supported} == {"closed"}
+    assert dict(result.server_cipher_order) == {version: False for version in VERSION_FLAGS}   # Dovecot's default
+    # The enumeration within accepted suites + 10, plus the fallback SCSV hello and the session checks.
     assert connections == result.connections <= len(result.ciphers) + 10 + 1 + 5
 
 

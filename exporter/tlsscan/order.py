@@ -48,6 +48,13 @@ def picked_against_client_order(picks: Iterable[Pick], accepted: set[int]) -> bo
     return False
 
 
+def passed_over(picks: Iterable[Pick]) -> set[int]:
+    """The suites some hello listed before the suite the server picked. A server that follows
+    the client's order picks the first suite it has, so it has none of these: it would not
+    even pick one of them to fail on it."""
+    return {code for offered, pick in picks for code in offered[:offered.index(pick)]}
+
+
 def picked_in_two_orders(picks: Sequence[Pick]) -> bool:
     """Two hellos listed two suites in opposite orders and each got the one it listed first."""
     positions = [({code: index for index, code in enumerate(offered)}, code) for offered, code in picks]

@@ -28,23 +28,31 @@ servers rate-limit, so the scan spends as few as it can):
    max(suites, groups left) + 2 hellos instead of suites + groups + 2.
 3. TLS 1.1 down to SSL 3.0, as TLS 1.2, except that the first hello offers only the suites a
    higher version accepted: a server that supports the version accepts one of them, so a
-   refusal (protocol version alert, close, answer with another version) ends the version in
-   one hello; an alert that may be about the suites (handshake_failure) falls back to the
-   full list. (A server whose lists differ per version and that refuses by closing would be
-   misread; no TLS library we know keeps such lists.) A version below one refused on suites
-   the server serves, on a server that refuses by closing, gets one hello of its whole list and
-   no family retries: such servers are OpenSSL's (Dovecot), whose versions are one range.
+   refusal (protocol version alert, close, internal_error, answer with another version) ends
+   the version in one hello; an alert that may be about the suites (handshake_failure) falls
+   back to the full list. (A server whose lists differ per version and that refuses by
+   closing would be misread; no TLS library we know keeps such lists.)
+   The servers that refuse by closing are OpenSSL's (Dovecot): one cipher list and one order
+   setting for every version, and versions that form one range. On such a server a version
+   that served a known-good suite is asked only about the other known-good suites and those
+   no higher version was asked about (TLS 1.0's export suites), and the order a higher
+   version showed stands while its own picks show nothing. A version below one refused on
+   suites the server serves gets one hello of its whole list and no family retries.
    In every version below TLS 1.3, a bare close (no alert) or an internal_error alert may not
    mean "no shared suite": the server may have picked a suite it cannot serve (Dovecot
    without DH parameters picks DHE, fails and closes), or the hello may be too long for it.
    Such a refused list is offered again split by key-exchange family (ECDHE, DHE, the rest)
-   when it mixes them (a server that fails on a suite fails on its whole family), else in
-   chunks of 64 (as nmap and internet.nl do) when it is longer than any hello answered so
-   far; each part is enumerated the same way. When the server has shown it follows our
-   order, only the families after the first one not shown to work are offered again
-   (`_smaller_hellos`). Once the server has refused a hello by a bare
-   close, a version's full list is offered family by family from the start. Silence is not
-   retried that way: every silent hello costs a whole connection timeout.
+   when it mixes them (a server that fails on a suite fails on its whole family, so one with a
+   suite served does not fail), else in chunks of 64 (as nmap and internet.nl do) when it is
+   longer than any hello answered so far; each part is enumerated the same way. Fewer parts
+   when the answers allow (`_families_that_may_hide`): none when every family of the list has
+   served a suite; when the server has shown it follows our order, only the families after
+   the first one not shown to work, together (and the suites a hello listed before the one
+   such a server picked leave the enumeration at once: it has none of them); otherwise the
+   working families together, and the others apart only if there are two or more (a lone
+   one serves nothing either way). Once the server has refused a hello by a bare close, a
+   version without known-good suites is offered family by family from the start. Silence is
+   not retried that way: every silent hello costs a whole connection timeout.
    A version is supported when the server answers a hello offering it with a ServerHello of
    that version; an answer with another version (a TLS 1.2 ServerHello to a TLS 1.0 hello),
    an alert, a close or garbage means not supported, and the reason is kept.
@@ -54,8 +62,9 @@ servers rate-limit, so the scan spends as few as it can):
    the enumeration usually show it. When three picks (two in TLS 1.3) do not, one
    enumeration hello lists the suites left, then accepted ones in reverse: a server with its
    own order picks its favourite again, one that follows the client goes on enumerating (or
-   picks an accepted suite, which shows none is left). Only when the enumeration ended
-   before that, one or two hellos of accepted suites settle it.
+   picks an accepted suite, which shows none is left). On a server that refuses by closing,
+   the second hello of a lower version already lists its first pick last. Only when the
+   enumeration ended before that, one or two hellos of accepted suites settle it.
 6. TLS 1.2 groups: the accepted ECDHE suites with the EC curves not seen yet; the
    ServerKeyExchange names the curve; remove it and offer the rest again, until a refusal.
    Skipped when step 1 already showed that none is left: two curves seen, each picked while
@@ -120,7 +129,7 @@ from .grade import cipher_order_violation, grade_scan
 from .injection import check_starttls_injection
 from .renegotiation import check_client_renegotiation
 from .resumption import check_session_resumption
-from .order import Pick, offer_order, order_test, server_order_verdict
+from .order import Pick, offer_order, order_test, passed_over, server_order_verdict
 from .results import AcceptedCipher, ClientRenegotiation, GroupSupport, SessionResumption, TLSScanResult, VersionSupport
 from .stapling import StapledResponse, parse_stapled_response
 
@@ -177,10 +186,11 @@ def _may_hide_accepted_suites(flight: ServerFlight) -> bool:
 def _refuses_version(flight: ServerFlight) -> bool:
     """The answer to a hello of suites the server accepted in a higher version: anything but an
     alert about something else than the version (e.g. handshake_failure) means it does not
-    speak this version at all."""
+    speak this version at all. An internal_error counts like a close (`_may_hide_accepted_suites`):
+    it is what OpenSSL 3 sends for a version its security level rules out."""
     if flight.end is not FlightEnd.ALERT or flight.alert is None:
         return True
-    return flight.alert.description == AlertDescription.PROTOCOL_VERSION
+    return flight.alert.description in (AlertDescription.PROTOCOL_VERSION, AlertDescription.INTERNAL_ERROR)
 
 
 def _says_other_version(flight: ServerFlight, version: ProtocolVersion) -> bool:
@@ -240,7 +250,8 @@ class _VersionProgress:
 
     accepted: list[int] = dataclasses.field(default_factory=list)
     first_reason: str | None = None     # answer_to's reason for the version's first hello
-    order_tested: bool = False          # the order test hello (at most one per version) was sent
+    order_tested: bool = False          # the order test hello (at most one per version) was answered
+    silent: bool = False                # a hello got no complete answer in time: the suites may not all be known
 
 
 class _ScanRun:
@@ -269,6 +280,10 @@ class _ScanRun:
         self.longest_answered_hello = 0          # suites in the longest hello answered with a ServerHello
         self.closes_on_refusal = False           # a hello was refused by a bare close
         self.refused_versions: set[ProtocolVersion] = set()   # refused on suites a higher version accepted
+        # Every suite valid in a version below TLS 1.3 that the server supports and that was
+        # enumerated without a silent hello: whether it serves each is known (for a server
+        # with one cipher list, in every version).
+        self.asked: set[int] = set()
         self.protocol_errors = 0
         # Facts gathered from every flight along the way.
         self.dh_parameters: list[DHParameters] = []
@@ -346,17 +361,36 @@ class _ScanRun:
         if known_good and not await self._offer_known_good(version, known_good, progress):
             self._record_version(version, progress.accepted, progress.first_reason)
             return
-        full_list = [code for code in offer_order(version) if code not in progress.accepted]
         below_range = self.closes_on_refusal and any(higher > version for higher in self.refused_versions)
-        # A server seen refusing by a bare close would close on the mixed list too, and it
-        # would be offered again family by family: offer the families at once. Unless a higher
-        # version was refused on suites the server serves: the servers that refuse by closing
-        # are OpenSSL's (Dovecot), whose versions form one range (OpenSSL drops the versions
-        # below a disabled one), so this one is below it too. One hello checks that.
-        pending = _key_exchange_families(full_list) if self.closes_on_refusal and not below_range else [full_list]
+        pending = self._version_lists(version, known_good, progress.accepted, below_range)
         while pending:
             pending[:0] = await self._enumerate(version, pending.pop(0), progress, split=not below_range)
+        if progress.accepted and not progress.silent:
+            self.asked.update(offer_order(version))
         self._record_version(version, progress.accepted, progress.first_reason)
+
+    def _version_lists(self, version: ProtocolVersion, known_good: list[int], accepted: list[int],
+                       below_range: bool) -> list[list[int]]:
+        """The suite lists to enumerate for `version` after its known-good hello.
+
+        The servers that refuse by a bare close are OpenSSL's (Dovecot): one cipher list for
+        every version, and versions that form one range (OpenSSL drops the versions below a
+        disabled one). So on such a server, in a version that served a known-good suite, only
+        the other known-good suites and those no higher version was asked about can be served:
+        the latter first, then the former, so that a server following our order shows, with
+        each known-good suite it picks, that it skips them (order.passed_over). Else a server
+        seen refusing by a bare close would close on the mixed list too, and it would be
+        offered again family by family: the families go at once. Unless a higher version was
+        refused on suites the server serves: this one is below the server's range; one hello
+        of the whole list checks that."""
+        full_list = [code for code in offer_order(version) if code not in accepted]
+        if self.closes_on_refusal and accepted and known_good:
+            plan = [code for code in full_list if code not in self.asked] + [
+                code for code in known_good if code not in accepted]
+            return [plan] if plan else []
+        if self.closes_on_refusal and not below_range:
+            return _key_exchange_families(full_list)
+        return [full_list]
 
     async def _offer_known_good(self, version: ProtocolVersion, known_good: list[int],
                                 progress: _VersionProgress) -> bool:
@@ -377,19 +411,22 @@ class _ScanRun:
                          progress: _VersionProgress, *, split: bool = True) -> list[list[int]]:
         """Offer `remaining` again without each suite the server picks, until a refusal; the
         lists to offer instead of the refused one when the refusal may hide accepted suites.
-        The version's order test (once) stands in for one of these hellos."""
+        The version's order test (once answered) stands in for one of these hellos."""
         while remaining:
             test = None if progress.order_tested else self._order_test(version, remaining, progress.accepted)
             offered = remaining if test is None else list(test)
-            progress.order_tested = progress.order_tested or test is not None
             flight = await self._hello(version, offered)
             code, reason = answer_to(flight, version, offered)
             progress.first_reason = progress.first_reason or reason
+            progress.silent = progress.silent or flight.end is FlightEnd.TIMEOUT
+            if code is None and split and _may_hide_accepted_suites(flight):
+                # Refused although it listed accepted suites, the test too: the server picked a
+                # suite of `remaining` it cannot serve, and would again. The test is still to come.
+                return self._smaller_hellos(version, remaining, progress.accepted)
+            progress.order_tested = progress.order_tested or test is not None
             if code is None:
                 if test is not None:
                     continue            # no verdict from the test; the plain list comes next
-                if split and _may_hide_accepted_suites(flight):
-                    return self._smaller_hellos(version, remaining, progress.accepted)
                 return []
             self.picks[version].append((tuple(offered), code))
             if code in remaining:
@@ -397,7 +434,28 @@ class _ScanRun:
                 remaining.remove(code)
             elif test is not None and code == offered[-2]:
                 break                   # it follows our order and skipped every suite left
+            remaining = self._still_pickable(version, remaining, progress.accepted)
         return []
+
+    def _still_pickable(self, version: ProtocolVersion, remaining: list[int], accepted: list[int]) -> list[int]:
+        """`remaining` without the suites a server shown to follow our order skipped in some
+        hello of `version` (order.passed_over): it has none of them, so they can neither be
+        accepted nor hide anything when a hello is refused."""
+        if not self._follows_our_order(version, accepted):
+            return remaining
+        skipped = passed_over(self.picks[version])
+        return [code for code in remaining if code not in skipped]
+
+    def _follows_our_order(self, version: ProtocolVersion, accepted: list[int]) -> bool:
+        """Whether the server is shown to pick the first suite of a hello that it has: by the
+        picks of `version`, or, while they show nothing, on a server that refuses by a bare
+        close (OpenSSL's: one order setting for every version), by those of a higher version."""
+        verdict = server_order_verdict(self.picks[version], set(accepted))
+        if verdict is None and self.closes_on_refusal:
+            verdict = next((shown for higher in TLS_VERSIONS if ProtocolVersion.TLS1_3 > higher > version
+                            if (shown := server_order_verdict(self.picks[higher], set(self.accepted.get(higher, ()))))
+                            is not None), None)
+        return verdict is False
 
     def _record_version(self, version: ProtocolVersion, accepted: list[int], first_reason: str | None) -> None:
         self.accepted[version] = accepted
@@ -410,36 +468,57 @@ class _ScanRun:
         return [code for code in offer_order(version) if code in above]
 
     def _order_test(self, version: ProtocolVersion, remaining: list[int], accepted: list[int]) -> tuple[int, ...] | None:
-        """order.order_test, while the picks of `version` do not show the order yet."""
+        """A hello that shows the order while it goes on enumerating, while the picks of `version`
+        do not show it: order.order_test once three suites are found. On a server that refuses
+        by a bare close, already after the first pick p1 when `remaining` holds suites a higher
+        version accepted (such a server serves them too, see `_version_lists`): `remaining`,
+        then p1. Following our order, it picks the first suite of `remaining` it has, which
+        the first hello listed after p1, so the two picks show the order (no reverse hello at
+        the end); with its own, p1 again, or a suite it prefers."""
         picks = self.picks[version]
-        if len(accepted) < 3 or server_order_verdict(picks, set(accepted)) is not None:
+        if server_order_verdict(picks, set(accepted)) is not None:
             return None
-        return order_test(picks, remaining)
+        if len(accepted) >= 3:
+            return order_test(picks, remaining)
+        if len(accepted) == 1 and self.closes_on_refusal and set(remaining) & set(self._accepted_above(version)):
+            return (*remaining, accepted[0])
+        return None
 
     def _smaller_hellos(self, version: ProtocolVersion, refused: list[int], accepted: list[int]) -> list[list[int]]:
         """The suite lists to offer instead of `refused`, when its refusal may hide accepted suites
         (see `_may_hide_accepted_suites`): one per key-exchange family if it mixes families,
         else chunks of 64 if it is longer than any hello answered so far, else none.
 
-        A server shown to follow our order, refusing a list no longer than one it answered,
-        stopped at the first suite of the list it accepts (which failed) or found none. The
-        families before that suite's hold nothing it accepts; a family with a suite served
-        does not fail. So only the families after the first one not shown to work can hide
-        anything, and they are offered again together (split again if refused the same way)."""
+        Refusing a list no longer than one it answered, the server picked a suite it cannot
+        serve or found none; a family with a suite served does not fail, so the suite it
+        picked is in a family not shown to work, which serves nothing. See
+        `_families_that_may_hide`."""
         families = _key_exchange_families(refused)
+        if len(families) > 1 and len(refused) <= self.longest_answered_hello:
+            return self._families_that_may_hide(version, families, accepted)
         if len(families) > 1:
-            if (len(refused) <= self.longest_answered_hello
-                    and server_order_verdict(self.picks[version], set(accepted)) is False):
-                working = {_family(code) for code in accepted}
-                first_unproven = next((i for i, family in enumerate(families) if _family(family[0]) not in working), None)
-                if first_unproven is None:
-                    return []
-                rest = [code for family in families[first_unproven + 1:] for code in family]
-                return [rest] if rest else []
             return families
         if len(refused) > max(DEFAULT_CIPHERS_PER_HELLO, self.longest_answered_hello):
             return [list(chunk) for chunk in split_cipher_codes(refused)]
         return []
+
+    def _families_that_may_hide(self, version: ProtocolVersion, families: list[list[int]],
+                                accepted: list[int]) -> list[list[int]]:
+        """The lists to offer after a refused hello of `families` that may hide accepted suites
+        (`_smaller_hellos`). With every family shown to work, none was left. A server shown to
+        follow our order stopped at the first suite it has: the families before the first one
+        not shown to work hold nothing, and only those after it can hide anything (offered
+        together). Otherwise, with one family not shown to work, that one serves nothing either
+        way and the working families are offered together; with more, each of those alone too."""
+        working = {_family(code) for code in accepted}
+        unproven = [index for index, family in enumerate(families) if _family(family[0]) not in working]
+        if not unproven:
+            return []
+        if self._follows_our_order(version, accepted):
+            rest = [code for family in families[unproven[0] + 1:] for code in family]
+            return [rest] if rest else []
+        served = [code for family in families if _family(family[0]) in working for code in family]
+        return ([served] if served else []) + ([families[index] for index in unproven] if len(unproven) > 1 else [])
 
     async def _scan_sslv2(self) -> None:
         assert self.connector is not None

@@ -112,7 +112,14 @@ def _listener_block(listener: _Listener, port: int) -> str:
             f"    address = {listener.address}\n    port = {port}\n    ssl = {ssl}\n  }}\n")
 
 
-def _config(workdir: Path, pki: MailPKI, ports: Mapping[str, int], sasl_socket: Path) -> str:
+# Dovecot's TLS settings in the tests: TLS 1.2 at least, its default cipher list, no ssl_dh.
+DEFAULT_SSL_SETTINGS = "ssl_min_protocol = TLSv1.2\n"
+# Dovecot 2.3's default ssl_cipher_list.
+DEFAULT_CIPHER_LIST = "ALL:!kRSA:!SRP:!kDHd:!DSS:!aNULL:!eNULL:!EXPORT:!DES:!3DES:!MD5:!PSK:!RC4:!ADH:!LOW@STRENGTH"
+
+
+def _config(workdir: Path, pki: MailPKI, ports: Mapping[str, int], sasl_socket: Path,
+            ssl_settings: str = DEFAULT_SSL_SETTINGS) -> str:
     def service(family: str) -> str:
         blocks = "".join(_listener_block(listener, ports[listener.scenario])
                          for listener in _LISTENERS if listener.protocol.family == family)
@@ -130,8 +137,7 @@ default_login_user = dovenull
 ssl = yes
 ssl_cert = <{pki.good_rsa.chain_file}
 ssl_key = <{pki.good_rsa.leaf.key_file}
-ssl_min_protocol = TLSv1.2
-
+{ssl_settings}
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
 passdb {{
@@ -185,8 +191,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0) -> Iterator[DovecotInstance]:
-    """Start Dovecot with every scenario of `_LISTENERS`; stop it on exit, whatever happens."""
+def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0,
+                    ssl_settings: str = DEFAULT_SSL_SETTINGS) -> Iterator[DovecotInstance]:
+    """Start Dovecot with every scenario of `_LISTENERS`; stop it on exit, whatever happens.
+    `ssl_settings`: the lines of dovecot.conf about TLS versions, suites and DH parameters."""
     for sub in ("run", "state", "home"):
         (workdir / sub).mkdir(parents=True)
     # The mail processes run as `dovecot` (userdb static): the report user's home must be theirs.
@@ -198,7 +206,7 @@ def running_dovecot(workdir: Path, pki: MailPKI, startup_timeout: float = 15.0) 
     sasl_socket = workdir / "sasl-auth"
     ports = {listener.scenario: free_port(listener.address) for listener in _LISTENERS}
     config_file = workdir / "dovecot.conf"
-    config_file.write_text(_config(workdir, pki, ports, sasl_socket))
+    config_file.write_text(_config(workdir, pki, ports, sasl_socket, ssl_settings))
     instance = DovecotInstance(
         config_file=config_file,
         log_file=workdir / "dovecot.log",

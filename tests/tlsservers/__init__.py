@@ -54,11 +54,12 @@ def openssl_server(host: str, cert_file: Path, key_file: Path, *options: str) ->
 
 
 @contextlib.contextmanager
-def gnutls_server(host: str, cert_file: Path, key_file: Path, priority: str) -> Iterator[int]:
-    """`gnutls-serv` on host:<free port> with a GnuTLS priority string; yields the port."""
+def gnutls_server(host: str, cert_file: Path, key_file: Path, priority: str, *options: str) -> Iterator[int]:
+    """`gnutls-serv` on host:<free port> with a GnuTLS priority string and `options` (e.g.
+    "--dhparams", FILE); yields the port."""
     port = free_port(host)
     command = ["gnutls-serv", "--port", str(port), "--x509certfile", str(cert_file),
-               "--x509keyfile", str(key_file), "--priority", priority, "--echo"]
+               "--x509keyfile", str(key_file), "--priority", priority, "--echo", *options]
     # gnutls-serv listens on every address; wait on the loopback one the tests use.
     with _server_process(command, host, port):
         yield port
