@@ -150,7 +150,7 @@ def _family_chunks(headers: Sequence[tuple[str, bytes, bytes]], joined: Sequence
     for name, header, _ in headers:
         texts = [bucket.texts[name] for bucket in joined if name in bucket.texts]
         if texts:
-            yield header + b"".join(texts)
+            yield b"".join([header, *texts])
 
 
 def _family_pieces(headers: Sequence[tuple[str, bytes, bytes]], joined: Sequence[Joined]) -> Iterator[bytes]:
