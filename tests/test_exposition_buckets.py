@@ -49,9 +49,9 @@ def families(body: bytes) -> dict[str, Counter]:
     return lines
 
 
-async def bodies(results: ResultStores) -> tuple[bytes, bytes]:
+def bodies(results: ResultStores) -> tuple[bytes, bytes]:
     plain = b"".join(results.exposition_chunks())
-    compressed = b"".join(gzip_stream([await rendition.deflated() for rendition in results.exposition(gzip=True)]))
+    compressed = b"".join(gzip_stream([rendition.deflated() for rendition in results.exposition(gzip=True)]))
     return plain, compressed
 
 
@@ -86,7 +86,7 @@ async def _interleave(operations) -> None:
         elif operation == "prepare":
             await results.prepare_exposition()
         else:
-            plain, compressed = await bodies(results)
+            plain, compressed = bodies(results)
             assert gzip.decompress(compressed) == plain
             assert families(plain) == expected(results)
 
@@ -112,18 +112,18 @@ def fill(results: ResultStores, count: int) -> list[Target]:
     return targets
 
 
-async def test_only_the_buckets_that_changed_are_compressed_again(monkeypatch):
+def test_only_the_buckets_that_changed_are_compressed_again(monkeypatch):
     results = ResultStores()
     targets = fill(results, 200)
     calls = compressions(monkeypatch)
-    await bodies(results)
+    bodies(results)
     assert len(calls) == 1 and calls[0] > 0        # every bucket, in one go
     calls.clear()
-    await bodies(results)
+    bodies(results)
     assert calls == []                             # nothing changed: nothing compressed
     changed = targets[7]
     results.endpoints.put(changed.key, changed, RESULTS[1])
-    plain, compressed = await bodies(results)
+    plain, compressed = bodies(results)
     bucket = exposition.bucket_of(changed.key)
     families_in_bucket = len(results.endpoints.text.rendition()._joined[bucket].texts)
     assert calls == [families_in_bucket]           # that one bucket's families, nothing else
@@ -133,20 +133,12 @@ async def test_only_the_buckets_that_changed_are_compressed_again(monkeypatch):
 async def test_prepared_ahead_a_scrape_has_nothing_left_to_join_or_compress(monkeypatch):
     results = ResultStores()
     targets = fill(results, 50)
-    await bodies(results)                          # a gzip scrape: from now on compressed ahead
+    bodies(results)                          # a gzip scrape: from now on compressed ahead
     calls = compressions(monkeypatch)
     for target in targets[:5]:
         results.endpoints.put(target.key, target, RESULTS[1])
     await results.prepare_exposition()
     assert sum(calls) > 0
     calls.clear()
-    plain, compressed = await bodies(results)
+    plain, compressed = bodies(results)
     assert calls == [] and gzip.decompress(compressed) == plain
-
-
-async def test_concurrent_gzip_scrapes_share_the_compression(monkeypatch):
-    results = ResultStores()
-    fill(results, 50)
-    calls = compressions(monkeypatch)
-    first, second = await asyncio.gather(bodies(results), bodies(results))
-    assert first == second and len(calls) == 1

@@ -4,7 +4,7 @@ Results are immutable, so each one's samples are turned into exposition text onc
 is stored, and kept until it is replaced or its subject removed. A store's results are
 spread over `BUCKETS` buckets by a hash of their key; each bucket's text is joined per
 family, and compressed per family (metrics.gzipjoin), again only when one of its results
-changed. A scrape then concatenates, family by family, the buckets' joined text (or their
+changed, on the event loop (see `compress`). A scrape then concatenates, family by family, the buckets' joined text (or their
 deflate pieces), so its cost follows what changed since the last scrape, not how much is
 stored: with 10,000 domains rechecked every 300 s, about 33 results a second, a change
 touches one bucket in 256. The text is the Prometheus text format 0.0.4, as
@@ -36,8 +36,8 @@ AddSamples = Callable[[Families, object, object], None]
 # change compresses again smaller, and the pieces a scrape joins more numerous and each
 # worse compressed.
 BUCKETS = 256
-# Buckets joined between two yields to the event loop when prepared in the background.
-_JOINS_PER_YIELD = 16
+# Buckets joined and compressed between two yields to the event loop when prepared ahead.
+_BUCKETS_PER_YIELD = 8
 
 
 def _escape_label_value(value: str) -> str:
@@ -83,7 +83,7 @@ def bucket_of(key: str) -> int:
 class Joined:
     """One bucket's text at one moment, per family; its deflate pieces once compressed."""
 
-    __slots__ = ("texts", "pieces", "compressing")
+    __slots__ = ("texts", "pieces")
 
     def __init__(self, results: Iterable[Mapping[str, bytes]]) -> None:
         parts: defaultdict[str, list[bytes]] = defaultdict(list)
@@ -92,28 +92,19 @@ class Joined:
                 parts[name].append(text)
         self.texts = {name: b"".join(texts) for name, texts in parts.items()}
         self.pieces: dict[str, bytes] | None = None if parts else {}   # as self.texts, compressed
-        self.compressing: asyncio.Future[None] | None = None   # the worker making them
 
 
-def _compress(joined: Sequence[Joined]) -> None:
-    """Runs in a worker thread: zlib lets the event loop run meanwhile."""
-    pieces = iter(deflate_each(text for bucket in joined for text in bucket.texts.values()))
-    for bucket in joined:
-        bucket.pieces = dict(zip(bucket.texts, pieces))   # zip takes as many pieces as names
-
-
-async def compressed(joined: Sequence[Joined]) -> None:
-    """Make the pieces of every bucket in `joined` that has none: buckets already being
-    compressed (for another scrape, or in the background) are waited for, not done again."""
-    loop = asyncio.get_running_loop()
+def compress(joined: Iterable[Joined]) -> None:
+    """Make the pieces of the buckets that have none, on the event loop. Not in a worker
+    thread: thousands of small compressions, each giving the GIL back and taking it again
+    while the event loop is busy (a cycle of checks), each waited up to the interpreter's
+    switch interval (5 ms): seconds in all."""
     waiting = [bucket for bucket in joined if bucket.pieces is None]
-    new = [bucket for bucket in waiting if bucket.compressing is None or bucket.compressing.get_loop() is not loop]
-    if new:
-        job = asyncio.ensure_future(asyncio.to_thread(_compress, new))
-        for bucket in new:
-            bucket.compressing = job
-    # Shielded: a scrape that goes away does not cancel the work others wait for.
-    await asyncio.shield(asyncio.gather(*{bucket.compressing for bucket in waiting}))
+    if not waiting:
+        return
+    pieces = iter(deflate_each(text for bucket in waiting for text in bucket.texts.values()))
+    for bucket in waiting:
+        bucket.pieces = dict(zip(bucket.texts, pieces))   # zip takes as many pieces as names
 
 
 def _crc(chunks: Sequence[bytes]) -> int:
@@ -131,19 +122,16 @@ class Rendition:
         self._headers = headers
         self._joined = joined
         self.chunks = tuple(_family_chunks(headers, joined))
-        self._deflated: asyncio.Future[DeflatePiece] | None = None
+        self._deflated: DeflatePiece | None = None
 
-    async def deflated(self) -> DeflatePiece:
-        """The chunks as one deflate piece (metrics.gzipjoin); concurrent scrapes share one."""
-        if self._deflated is None or self._deflated.get_loop() is not asyncio.get_running_loop():
-            self._deflated = asyncio.ensure_future(self._deflate())
-        return await asyncio.shield(self._deflated)
-
-    async def _deflate(self) -> DeflatePiece:
-        await compressed(self._joined)
-        crc = await asyncio.to_thread(_crc, self.chunks)
-        data = b"".join(_family_pieces(self._headers, self._joined))
-        return DeflatePiece(data, crc, sum(len(chunk) for chunk in self.chunks))
+    def deflated(self) -> DeflatePiece:
+        """The chunks as one deflate piece (metrics.gzipjoin): the buckets' pieces, each
+        family's after its header's, compressed where missing."""
+        if self._deflated is None:
+            compress(self._joined)
+            data = b"".join(_family_pieces(self._headers, self._joined))
+            self._deflated = DeflatePiece(data, _crc(self.chunks), sum(len(chunk) for chunk in self.chunks))
+        return self._deflated
 
 
 def _family_chunks(headers: Sequence[tuple[str, bytes, bytes]], joined: Sequence[Joined]) -> Iterator[bytes]:
@@ -206,11 +194,12 @@ class StoreExposition:
 
     async def prepare(self) -> None:
         """Join (and compress, once gzip was asked for) the buckets changed since the last
-        call, ahead of the next scrape, so that a scrape finds at most the changes since."""
+        call, ahead of the next scrape, so that a scrape finds at most the changes since;
+        a few buckets at a time, letting the event loop run in between."""
         for done, bucket in enumerate(list(self._changed)):
             if bucket in self._changed:
                 self._join(bucket)
-            if done % _JOINS_PER_YIELD == _JOINS_PER_YIELD - 1:
+                if self.gzip_asked:
+                    compress([self._joined[bucket]])
+            if done % _BUCKETS_PER_YIELD == _BUCKETS_PER_YIELD - 1:
                 await asyncio.sleep(0)
-        if self.gzip_asked:
-            await compressed(tuple(self._joined))

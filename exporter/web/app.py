@@ -35,7 +35,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Vary": "Accept-Encoding"}
     if gzip:
         headers["Content-Encoding"] = "gzip"
-        parts = gzip_stream([deflate([own])] + [await store.deflated() for store in stores])
+        parts = gzip_stream([deflate([own])] + [store.deflated() for store in stores])
     else:
         parts = [own, *(chunk for store in stores for chunk in store.chunks)]
     response = web.StreamResponse(headers=headers)
