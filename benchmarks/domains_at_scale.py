@@ -53,17 +53,18 @@ TARGET_CHECKDMARC_CPU_RATIO = 3.0
 
 
 def write_config(path: Path, domains: list[str], *, probe_mx: bool = False, endpoints=(), ca_file: Path | None = None,
-                 log_queries: bool = False) -> None:
-    """The exporter's defaults except: jitter 0, interval 1 h, Unbound as resolver."""
+                 log_queries: bool = False, interval: str = "1h", jitter: str = "0") -> None:
+    """The exporter's defaults except: jitter 0, interval 1 h (of domains and endpoints),
+    Unbound as resolver."""
     config: dict = {
-        "global": {"interval": "1h", "jitter": "0"},
+        "global": {"interval": interval, "jitter": jitter},
         "domain_checks": {"probe_mx": probe_mx},
         "dns": {"nameservers": [f"{UNBOUND_ADDRESS}:53"]},
         "domains": [{"name": name, "dkim_selectors": ["sel1"]} for name in domains],
     }
     if endpoints:
         tls = {"ca_file": str(ca_file), "server_name": SERVER_NAME}
-        config["modules"] = {module: {"protocol": module, "interval": "1h", "timeout": "10s", "tls": tls}
+        config["modules"] = {module: {"protocol": module, "interval": interval, "timeout": "10s", "tls": tls}
                              for module, _ in PROTOCOL_PORTS}
         config["targets"] = [{"host": e.address, "port": e.port, "module": e.module} for e in endpoints]
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -14,7 +14,7 @@ from aiohttp import ClientSession
 
 from exporter.config import Target
 from exporter.metrics import exposition
-from exporter.metrics.gzipjoin import crc32_combine, deflate, gzip_stream
+from exporter.metrics.gzipjoin import crc32_combine, deflate, deflate_each, gzip_stream
 from exporter.results import FailureReason
 from exporter.web.app import accepts_gzip
 from exporter_process import running_app
@@ -68,8 +68,14 @@ async def scrape(client, gzip_ok: bool) -> tuple[dict, bytes]:
 
 
 async def test_gzip_body_is_the_plain_body_compressed_made_once_per_change(tmp_path, monkeypatch):
-    deflated = []
-    monkeypatch.setattr(exposition, "deflate", lambda chunks: deflated.append(1) or deflate(chunks))
+    compressed_texts = []
+
+    def counted(texts):
+        texts = list(texts)
+        compressed_texts.extend(texts)
+        return deflate_each(texts)
+
+    monkeypatch.setattr(exposition, "deflate_each", counted)
     config = tmp_path / "config.yml"
     config.write_text("global:\n  interval: 1h\n")
     async with running_app(config) as (exporter, client):
@@ -79,13 +85,19 @@ async def test_gzip_body_is_the_plain_body_compressed_made_once_per_change(tmp_p
         assert "Content-Encoding" not in plain_headers and gzip_headers["Content-Encoding"] == "gzip"
         assert gzip_headers["Vary"] == "Accept-Encoding" and int(gzip_headers["Content-Length"]) == len(compressed)
         assert gzip.decompress(compressed) == plain and b'target="127.0.0.2:25"' in plain
-        made = len(deflated)           # one per result store
+        made = len(compressed_texts)       # the families' headers, and each target's families
         await scrape(client, gzip_ok=True)
-        assert len(deflated) == made   # nothing changed: nothing compressed again
-        exporter.results.endpoints.discard(Target("127.0.0.2", 25, "smtp").key)
+        assert len(compressed_texts) == made   # nothing changed: nothing compressed again
+        bad = Target("127.0.0.2", 25, "smtp")
+        exporter.results.endpoints.put(bad.key, bad, host_result(failed_result(FailureReason.CONNECTION_REFUSED)))
         _, plain = await scrape(client, gzip_ok=False)
         _, compressed = await scrape(client, gzip_ok=True)
-        assert len(deflated) == made + 1   # the endpoints' store only
+        assert compressed_texts[made:] and all(   # only its bucket's families (the other target hashes elsewhere)
+            b"127.0.0.2:25" in text and b"127.0.0.1:25" not in text for text in compressed_texts[made:])
+        assert gzip.decompress(compressed) == plain and b'reason="connection_refused"' in plain
+        exporter.results.endpoints.discard(bad.key)
+        _, plain = await scrape(client, gzip_ok=False)
+        _, compressed = await scrape(client, gzip_ok=True)
         assert gzip.decompress(compressed) == plain and b'target="127.0.0.2:25"' not in plain
 
 

@@ -1,4 +1,5 @@
-"""The running exporter freezes its long-lived objects (gc.freeze) as the stored results grow."""
+"""The running exporter freezes its long-lived objects (gc.freeze) as the stored results grow,
+and prepares the text of changed results ahead of the scrapes."""
 
 from __future__ import annotations
 
@@ -26,3 +27,18 @@ async def test_objects_are_frozen_each_time_the_results_grew_a_fifth(monkeypatch
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert frozen == [600, 720, 10_000]
+
+
+async def test_the_changed_results_text_is_prepared_ahead_every_second(monkeypatch):
+    monkeypatch.setattr(serve, "PREPARE_SECONDS", 0.001)
+    prepared: list[int] = []
+
+    async def prepare_exposition() -> None:
+        prepared.append(1)
+
+    exporter = SimpleNamespace(results=SimpleNamespace(prepare_exposition=prepare_exposition))
+    task = asyncio.ensure_future(serve._prepare_exposition(exporter))
+    while len(prepared) < 3:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

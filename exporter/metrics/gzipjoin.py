@@ -1,9 +1,11 @@
 """One gzip stream made of pieces compressed apart, so that a piece compressed once (the
-text of a result store that did not change) serves every scrape until it changes.
+text of one family in a bucket of results that did not change) serves every scrape until
+it changes.
 
-Each piece is raw deflate from a compressor of its own, ended by a sync flush: it refers
-to nothing before it and ends on a byte boundary, so pieces can follow each other in one
-deflate stream (as pigz does). The stream ends with an empty final block; the gzip trailer
+Each piece is raw deflate that refers to nothing before it and ends on a byte boundary: from
+a compressor of its own ended by a sync flush, or from a shared one ended by a full flush
+(which forgets what came before). So pieces can follow each other in one deflate stream
+(as pigz does). The stream ends with an empty final block; the gzip trailer
 needs the CRC-32 of all the text, which `crc32_combine` computes from the pieces' own CRCs
 without reading the text again (zlib's crc32_combine, which Python's zlib does not offer).
 """
@@ -38,6 +40,13 @@ def deflate(chunks: Iterable[bytes], level: int = LEVEL) -> DeflatePiece:
         length += len(chunk)
     parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
     return DeflatePiece(b"".join(parts), crc, length)
+
+
+def deflate_each(texts: Iterable[bytes], level: int = LEVEL) -> list[bytes]:
+    """Each of `texts` as raw deflate of its own: one compressor (its setup costs more
+    than a small text's compression), reset by a full flush after each text."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return [compressor.compress(text) + compressor.flush(zlib.Z_FULL_FLUSH) for text in texts]
 
 
 def gzip_stream(pieces: Sequence[DeflatePiece]) -> list[bytes]:

@@ -7,12 +7,12 @@ probe: it reads an immutable snapshot of what is there.
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
-from ..metrics.exposition import StoreText, StoreTexts, renderer
+from ..metrics.exposition import Rendition, StoreExposition
 from ..reputation.blocklists import ListedSince
 from ..results import JobKind
 
@@ -47,7 +47,6 @@ Result = TypeVar("Result", bound=StoredResult)
 class Entry(Generic[Subject, Result]):
     subject: Subject     # what was probed: a Target, a Domain...
     result: Result       # its latest result
-    derived: Any = None  # what the store's `derive` made of them once (the metrics text)
 
 
 class _History(Generic[Result]):
@@ -69,20 +68,20 @@ class LatestResults(Generic[Subject, Result]):
 
     Writes happen on the event loop; a scrape may read from another thread. Single dict
     operations and `list(dict.values())` run without releasing the GIL, so a snapshot is
-    always consistent without a lock. `generation` changes with every write.
+    always consistent without a lock. With `text`, each result is rendered as exposition
+    text when it is stored (metrics.exposition), and forgotten there when it goes.
     """
 
-    def __init__(self, derive: Callable[[Subject, Result], Any] | None = None) -> None:
+    def __init__(self, text: StoreExposition | None = None) -> None:
         self._entries: dict[str, Entry[Subject, Result]] = {}
         self._history: dict[str, _History[Result]] = {}
-        self._derive = derive
-        self.generation = 0
+        self.text = text
 
     def put(self, key: str, subject: Subject, result: Result) -> None:
-        derived = self._derive(subject, result) if self._derive else None
-        self._entries[key] = Entry(subject, result, derived)
+        if self.text:
+            self.text.put(key, subject, result)
+        self._entries[key] = Entry(subject, result)
         self._history.setdefault(key, _History()).add(result)
-        self.generation += 1
 
     def get(self, key: str) -> Entry[Subject, Result] | None:
         return self._entries.get(key)
@@ -96,32 +95,33 @@ class LatestResults(Generic[Subject, Result]):
         return history.newest_first() if history else []
 
     def discard(self, key: str) -> None:
-        if self._entries.pop(key, None) is not None:
-            self.generation += 1
+        if self._entries.pop(key, None) is not None and self.text:
+            self.text.discard(key)
         self._history.pop(key, None)
 
     def retain(self, keys: Iterable[str]) -> None:
         """Forget every key not in `keys` (targets removed by a reload)."""
         keep = set(keys)
         entries = {key: entry for key, entry in self._entries.items() if key in keep}
-        if len(entries) != len(self._entries):
-            self._entries = entries
-            self.generation += 1
+        if len(entries) != len(self._entries) and self.text:
+            for key in self._entries.keys() - entries.keys():
+                self.text.discard(key)
+        self._entries = entries
         self._history = {key: history for key, history in self._history.items() if key in keep}
 
     def __len__(self) -> int:
         return len(self._entries)
 
 
-def _rendered(kind: str) -> Callable[[], LatestResults]:
-    return lambda: LatestResults(derive=renderer(kind))
+def _rendered(kind: JobKind) -> Callable[[], LatestResults]:
+    return lambda: LatestResults(text=StoreExposition(kind))
 
 
 @dataclass(frozen=True)
 class ResultStores:
     """The latest result of every subject, by kind, each rendered as exposition text when
-    it is stored, so that a scrape only joins bytes (for 10,000 domains, tens of
-    milliseconds instead of seconds, and no burst of per-scrape sample objects)."""
+    it is stored, so that a scrape only joins bytes (for 10,000 domains, milliseconds
+    instead of seconds, and no burst of per-scrape sample objects)."""
 
     endpoints: LatestResults["Target", "EndpointResult"] = field(default_factory=_rendered(JobKind.ENDPOINT))
     domains: LatestResults["Domain", "DomainResult"] = field(default_factory=_rendered(JobKind.DOMAIN))
@@ -131,26 +131,26 @@ class ResultStores:
     revocations: LatestResults["Target", "RevocationResult"] = field(default_factory=_rendered(JobKind.REVOCATION))
     # When each current blocklist listing was first seen: kept for the life of the process.
     listed_since: ListedSince = field(default_factory=ListedSince)
-    # Each store's text joined, per generation (metrics.exposition): what a scrape sends.
-    texts: StoreTexts = field(default_factory=StoreTexts)
 
     def count(self) -> int:
         """Results stored, of every kind."""
         return (len(self.endpoints) + len(self.domains) + len(self.scans) + len(self.blocklists)
                 + len(self.revocations))
 
-    def exposition(self) -> list[StoreText]:
-        """The text of every store (their families are distinct), joined again only for a
-        store that changed since the last scrape."""
-        stores = {"endpoints": self.endpoints, "domains": self.domains, "scans": self.scans,
-                  "blocklists": self.blocklists, "revocations": self.revocations}
-        return [self.texts.text(name, store.generation, functools.partial(_derived, store))
-                for name, store in stores.items()]
+    def _texts(self) -> list[StoreExposition]:
+        stores = (self.endpoints, self.domains, self.scans, self.blocklists, self.revocations)
+        return [store.text for store in stores if store.text]
+
+    def exposition(self, gzip: bool = False) -> list[Rendition]:
+        """The text of every store (their families are distinct) as of now, joined again only
+        where results changed since the last scrape; `gzip`: the scraper asked for it."""
+        return [text.rendition(gzip) for text in self._texts()]
 
     def exposition_chunks(self) -> Iterator[bytes]:
         """Every stored result's families, one chunk per family (see metrics.exposition)."""
-        return (chunk for text in self.exposition() for chunk in text.chunks)
+        return (chunk for rendition in self.exposition() for chunk in rendition.chunks)
 
-
-def _derived(store: LatestResults) -> Iterator[Any]:
-    return (entry.derived for entry in store.snapshot())
+    async def prepare_exposition(self) -> None:
+        """Join and compress ahead what changed (called every second while serving), so that
+        a scrape finds only what changed since, however long ago the last scrape was."""
+        await asyncio.gather(*(text.prepare() for text in self._texts()))

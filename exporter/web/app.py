@@ -26,15 +26,16 @@ LIFECYCLE_KEY = web.AppKey("lifecycle", bool)
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The exporter's own metrics, then every result's, in the text format 0.0.4 that every
     Prometheus reads; gzip-compressed when the scraper accepts it (Prometheus does). The
-    results' text is joined, and compressed, once per change of a result store
-    (metrics/exposition.py): a scrape mostly sends bytes it sent before."""
+    results' text is joined, and compressed, per bucket of results and again only where a
+    result changed (metrics/exposition.py): a scrape mostly sends bytes it sent before."""
     exporter = request.app[EXPORTER_KEY]
     own = generate_latest(exporter.registry)
-    stores = exporter.results.exposition()
+    gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    stores = exporter.results.exposition(gzip)
     headers = {"Content-Type": CONTENT_TYPE_PLAIN_0_0_4, "Vary": "Accept-Encoding"}
-    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+    if gzip:
         headers["Content-Encoding"] = "gzip"
-        parts = gzip_stream([deflate([own])] + [await store.deflated() for store in stores])
+        parts = gzip_stream([deflate([own])] + [store.deflated() for store in stores])
     else:
         parts = [own, *(chunk for store in stores for chunk in store.chunks)]
     response = web.StreamResponse(headers=headers)
