@@ -16,6 +16,7 @@ from types import MappingProxyType
 import pytest
 from prometheus_client import CollectorRegistry
 
+from exporter.cli import scan as scan_cli
 from exporter.cli.check import _revocation_findings
 from exporter.config import Config, GlobalSettings, MailProtocol, Module, StartTLS, Target, TLSSettings
 from exporter.metrics.selfmetrics import ExporterMetrics
@@ -179,3 +180,21 @@ async def test_check_reports_a_revoked_mx_certificate_as_an_error(lab):
     assert [(f.severity.value, f.code) for f in findings] == [("error", "certificate_revoked")] * 2
     assert all(f.message.startswith(f"MX {REVOKED_ADDRESS}: {REVOKED_ADDRESS} #0 ") and "REVOKED at" in f.message
                and "(key_compromise)" in f.message for f in findings)
+
+
+@pytest.mark.parametrize("name, shown", [("good", "good"), ("revoked", "REVOKED at")])
+async def test_scan_with_revocation_shows_each_check(lab, name, shown):
+    """`mailsec-exporter scan --revocation`: one ordinary handshake with the scanned address,
+    then the checks of what it presented, as lines under the scan's table."""
+    target = lab.target(name)
+    module = lab.config().modules["smtps"]
+    dns = DNSClient(lab.config().dns)
+    try:
+        checks = await scan_cli._revocation_checks(target, module, dns, target.host)
+    finally:
+        dns.close()
+    assert sorted(c.method for c in checks) == [RevocationMethod.CRL, RevocationMethod.OCSP]
+    lines = scan_cli._revocation_text(checks).splitlines()
+    assert lines[1] == "Revocation (OCSP, CRL):"
+    assert [line.split(": ", 1)[0] for line in lines[2:]] == [f"  {target.host} #0 crl", f"  {target.host} #0 ocsp"]
+    assert all(line.split(": ", 1)[1].startswith(shown) for line in lines[2:])

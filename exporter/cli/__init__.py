@@ -117,6 +117,9 @@ def add_scan_parser(commands: argparse._SubParsersAction) -> None:
                       help="seconds between two connections, for servers that rate-limit (default: %(default)s)")
     scan.add_argument("--tls.server-name", dest="server_name", help="SNI to send (default: the host name)")
     scan.add_argument("--ehlo", default=Module.ehlo, help="EHLO name for SMTP (default: %(default)s)")
+    scan.add_argument("--revocation", action="store_true",
+                      help="also check the revocation of the presented certificates by OCSP and CRL "
+                           "(asks the CAs' servers, as testssl.sh's --phone-out)")
     scan.add_argument("--dns.nameserver", dest="nameservers", action="append", default=[],
                       help="ADDR[:PORT] of the resolver to use, repeatable (default: the system's)")
 

@@ -31,7 +31,7 @@ from ..domains.mx import check_mx
 from ..domains.report import DomainReport, exit_status, render_text
 from ..domains.report import to_json as report_json
 from ..results import HostResult
-from ..revocation.check import FETCH_TIMEOUT_SECONDS, Fetcher, check_chains, presented_chains, trust_anchors
+from ..revocation.check import check_presented
 from ..revocation.report import check_line
 from ..revocation.results import RevocationStatus
 from ..service.limits import ConcurrencyLimits
@@ -93,9 +93,7 @@ async def _revocation_findings(probed: tuple[tuple[Target, HostResult], ...], mo
                                dns: DNSClient) -> tuple[Finding, ...]:
     """The revocation checks of the MX hosts' certificates: an error for a revoked one, a
     note for one whose status could not be had (the CA's fault, not the domain's)."""
-    anchors = trust_anchors(module.tls.ca_file)
-    fetcher = Fetcher(dns, timeout=FETCH_TIMEOUT_SECONDS)
-    checked = await asyncio.gather(*(check_chains(presented_chains(result), anchors, fetcher) for _, result in probed))
+    checked = await asyncio.gather(*(check_presented(result, module.tls.ca_file, dns) for _, result in probed))
     found = []
     for (target, _), checks in zip(probed, checked):
         for check in checks:

@@ -138,6 +138,13 @@ def presented_chains(result: HostResult) -> dict[str, tuple[bytes, ...]]:
             for r in result.addresses if r.address is not None and r.tls is not None and r.tls.chain}
 
 
+async def check_presented(result: HostResult, ca_file: str | None, dns: Resolver) -> tuple[CertificateCheck, ...]:
+    """The revocation checks of the chains one probe of a host saw (the one-shot commands);
+    `ca_file`: the module's CA bundle, where an issuer the server did not send may be."""
+    return await check_chains(presented_chains(result), trust_anchors(ca_file),
+                              Fetcher(dns, timeout=FETCH_TIMEOUT_SECONDS))
+
+
 def _parsed(chain: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
     """The presented chain, up to the first certificate that does not parse."""
     certs = []
