@@ -4,13 +4,9 @@ sender can reach: pure parts and scripted resolvers (no network)."""
 from __future__ import annotations
 
 import pytest
-from dns.rdtypes.ANY.MX import MX
-from dns.rdtypes.IN.A import A
-import dns.name
-import dns.rdataclass
-import dns.rdatatype
 
 from exporter.dnsclient import DNSAnswer, DNSError, DNSErrorKind, LookupCache
+from exporter.dnswire import AddressRecord, MXRecord
 from exporter.domains.mx import MAX_MX_HOSTS, check_mx, non_public_kind
 
 
@@ -47,11 +43,10 @@ class ManyMX:
     async def lookup(self, name: str, rdtype: str, **_) -> DNSAnswer:
         self.asked.append((name, rdtype))
         if rdtype == "MX":
-            records = tuple(MX(dns.rdataclass.IN, dns.rdatatype.MX, n, dns.name.from_text(f"mx{n:04}.big.test"))
-                            for n in range(self.count))
+            records = tuple(MXRecord(n, f"mx{n:04}.big.test") for n in range(self.count))
             return DNSAnswer(name, rdtype, records, name, False)
         if rdtype == "A":
-            return DNSAnswer(name, rdtype, (A(dns.rdataclass.IN, dns.rdatatype.A, "198.51.100.1"),), name, False)
+            return DNSAnswer(name, rdtype, (AddressRecord("198.51.100.1"),), name, False)
         raise DNSError(DNSErrorKind.NODATA, name, rdtype, "no such record")
 
 
