@@ -137,13 +137,18 @@ class DNSClient:
         remembered = self.remembered(key)
         if remembered is not None:
             return remembered
+        return await asyncio.shield(self.pending(key))
+
+    def pending(self, key: tuple[str, str, bool]) -> asyncio.Future[DNSAnswer | DNSError]:
+        """The query of `key` on its way (started now if it is not), shared by every asker:
+        await it through asyncio.shield, so that one asker's cancellation leaves it running."""
         pending = self._in_flight.get(key)
         # A future belongs to its event loop: a client used from another loop asks anew.
         if pending is None or pending.get_loop() is not asyncio.get_running_loop():
             pending = asyncio.ensure_future(self._query_and_remember(key))
             self._in_flight[key] = pending
             pending.add_done_callback(functools.partial(self._landed, key))
-        return await asyncio.shield(pending)
+        return pending
 
     def remembered(self, key: tuple[str, str, bool]) -> DNSAnswer | DNSError | None:
         """The kept outcome of `key` while fresh; None when it must be asked."""
@@ -234,27 +239,22 @@ class LookupCache:
             if len(self._outcomes) >= self._budget:
                 raise DNSError(DNSErrorKind.ERROR, name, rdtype,
                                f"query budget of this check run ({self._budget} questions) used up")
-            outcome = self._outcomes[key] = self._ask(key, name, rdtype, checking_disabled)
+            outcome = self._outcomes[key] = self._ask(key)
         # Most questions of a run are asked again (MX host addresses by several checks),
-        # or their answer is kept by the client: no task, no shield for those.
+        # or their answer is kept by the client: no shield for those.
         if not outcome.done():
             await asyncio.shield(outcome)
         return _answer_or_raise(outcome.result())
 
-    def _ask(self, key: tuple[str, str, bool], name: str, rdtype: str,
-             checking_disabled: bool) -> asyncio.Future[DNSAnswer | DNSError]:
+    def _ask(self, key: tuple[str, str, bool]) -> asyncio.Future[DNSAnswer | DNSError]:
+        """The client's kept outcome as a done future, or its query on the way (no task of
+        our own: the client's, shared with other runs asking the same)."""
         remembered = self.client.remembered(key)
         if remembered is None:
-            return asyncio.ensure_future(self._settle(name, rdtype, checking_disabled))
+            return self.client.pending(key)
         known = asyncio.get_running_loop().create_future()
         known.set_result(remembered)
         return known
-
-    async def _settle(self, name: str, rdtype: str, checking_disabled: bool) -> DNSAnswer | DNSError:
-        try:
-            return await self.client.lookup(name, rdtype, checking_disabled=checking_disabled)
-        except DNSError as exc:
-            return exc.again()
 
 
 def _answer_or_raise(outcome: DNSAnswer | DNSError) -> DNSAnswer:
@@ -335,16 +335,22 @@ async def addresses_of(dns_: Resolver, host: str) -> list[str]:
 
 async def ptr_names(dns_: Resolver, address: str) -> list[str]:
     """The names in the PTR records of an IP address. No records is an empty list."""
-    import dns.reversename
-
-    reverse = dns.reversename.from_address(address).to_text()
     try:
-        answer = await dns_.lookup(reverse, "PTR")
+        answer = await dns_.lookup(reverse_name(address), "PTR")
     except DNSError as exc:
         if exc.kind.is_negative_answer:
             return []
         raise
     return [rdata.target for rdata in answer.records]
+
+
+def reverse_name(address: str) -> str:
+    """The name of an address's PTR records (in-addr.arpa, ip6.arpa), as dnspython's
+    reversename wrote it: an IPv4-mapped IPv6 address under in-addr.arpa."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.reverse_pointer
 
 
 def _nameservers(settings: DNSSettings) -> list[tuple[str, int]]:

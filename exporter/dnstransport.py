@@ -134,14 +134,17 @@ class _Channel(asyncio.DatagramProtocol):
     async def exchange(self, query: Query, timeout: float) -> Response:
         """Send `query` with an ID of its own and wait for its answer."""
         query_id = self.new_id()
-        answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
         self.waiting[query_id] = _Waiting(query, answer)
         self.sent += 1
+        # A plain timer rather than asyncio.timeout: the lookups' CPU is mostly such plumbing.
+        timer = loop.call_later(timeout, _expire, answer)
         try:
             self.transport.sendto(query.wire(query_id))
-            async with asyncio.timeout(timeout):
-                return await answer
+            return await answer
         finally:
+            timer.cancel()
             if (entry := self.waiting.get(query_id)) is not None and entry.answer is answer:
                 del self.waiting[query_id]
             self._close_if_done()
@@ -161,6 +164,11 @@ class _Channel(asyncio.DatagramProtocol):
                 self.transport.close()
         except RuntimeError:   # its loop is closed
             self.sock.close()
+
+
+def _expire(answer: asyncio.Future) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError())
 
 
 class _Pool:

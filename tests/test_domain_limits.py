@@ -3,6 +3,8 @@ sender can reach: pure parts and scripted resolvers (no network)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from exporter.dnsclient import DNSAnswer, DNSError, DNSErrorKind, LookupCache
@@ -73,9 +75,11 @@ class CountingClient:
     def remembered(self, key):
         return None
 
-    async def lookup(self, name: str, rdtype: str, **_) -> DNSAnswer:
+    def pending(self, key):
         self.asked += 1
-        raise DNSError(DNSErrorKind.NODATA, name, rdtype, "no such record")
+        outcome = asyncio.get_running_loop().create_future()
+        outcome.set_result(DNSError(DNSErrorKind.NODATA, key[0], key[1], "no such record"))
+        return outcome
 
 
 async def test_a_check_run_asks_at_most_its_budget_of_questions():
