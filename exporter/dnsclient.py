@@ -2,7 +2,7 @@
 
 Every lookup the exporter makes goes through a `DNSClient`, so that the configured
 nameservers, port, timeout and retries apply everywhere, the target host names included.
-dnspython builds the queries and parses the answers; `dnstransport` carries them (a few
+`dnswire` writes the queries and reads the answers; `dnstransport` carries them (a few
 reused UDP sockets per nameserver, TCP when an answer is truncated).
 
 Queries ask for DNSSEC data (EDNS0 with the DO bit, 1232-byte buffer) and set the AD bit,
@@ -18,8 +18,10 @@ SHARED_CACHE_SECONDS: thousands of hosted domains include the same SPF records, 
 the same DMARC addresses and share MX hosts, and one cycle should ask for them once.
 Failures (timeouts, SERVFAIL) are never kept: the next asker tries again.
 
-dnspython (~50 ms to import) is imported by the first lookup, not with this module: a
-deep scan of an IP address never resolves anything.
+The transport is imported by the first lookup, not with this module: a deep scan of an IP
+address never resolves anything. dnspython (~50 ms to import) is only imported for what
+`dnswire` leaves to it (a name with escapes or non-ASCII characters), the reverse name of
+an address and the system's nameservers.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .config import DNSSettings
+from .dnswire import MXRecord, Record, normalize_name
 
 if TYPE_CHECKING:
     from .dnstransport import DNSTransport
 
-EDNS_BUFFER_SIZE = 1232   # the DNS Flag Day 2020 value: no IP fragmentation on common paths
 SHARED_CACHE_SECONDS = 60.0     # longest an answer is reused across check runs (less if its TTL is)
 NEGATIVE_CACHE_SECONDS = 30.0   # NXDOMAIN/NODATA: reused this long at most
 # Least recently used answers go first: the shared names (provider SPF includes, report
@@ -88,23 +90,13 @@ _KIND_TEXT = {
 class DNSAnswer:
     name: str                       # as asked, lower case, without the final dot
     rdtype: str                     # "TXT", "MX", ...
-    records: tuple                  # dnspython rdata objects, in the order received
+    records: tuple[Record, ...]     # dnswire records of the asked type, in the order received
     canonical_name: str             # the name at the end of any CNAME chain; == name when none
     authenticated: bool             # the resolver set AD: it validated the answer with DNSSEC
 
     @property
     def is_alias(self) -> bool:
         return self.canonical_name != self.name
-
-
-@dataclass(frozen=True)
-class MXRecord:
-    preference: int
-    exchange: str                   # lower case, without the final dot; "" for the null MX "."
-
-
-def normalize_name(name: str) -> str:
-    return name.rstrip(".").lower() if name != "." else ""
 
 
 class DNSClient:
@@ -145,13 +137,18 @@ class DNSClient:
         remembered = self.remembered(key)
         if remembered is not None:
             return remembered
+        return await asyncio.shield(self.pending(key))
+
+    def pending(self, key: tuple[str, str, bool]) -> asyncio.Future[DNSAnswer | DNSError]:
+        """The query of `key` on its way (started now if it is not), shared by every asker:
+        await it through asyncio.shield, so that one asker's cancellation leaves it running."""
         pending = self._in_flight.get(key)
         # A future belongs to its event loop: a client used from another loop asks anew.
         if pending is None or pending.get_loop() is not asyncio.get_running_loop():
             pending = asyncio.ensure_future(self._query_and_remember(key))
             self._in_flight[key] = pending
             pending.add_done_callback(functools.partial(self._landed, key))
-        return await asyncio.shield(pending)
+        return pending
 
     def remembered(self, key: tuple[str, str, bool]) -> DNSAnswer | DNSError | None:
         """The kept outcome of `key` while fresh; None when it must be asked."""
@@ -186,39 +183,29 @@ class DNSClient:
 
     async def _query(self, qname: str, rdtype: str, checking_disabled: bool) -> tuple[DNSAnswer, float]:
         """Ask the nameservers; the answer and how long it may be reused (its TTL)."""
-        import dns.exception
-        import dns.flags
-        import dns.message
-        import dns.rcode
-
         from .dnstransport import NoUsableAnswer
+        from .dnswire import NXDOMAIN, MalformedMessage, make_query
 
-        # AD in a query asks for the AD bit in the answer (RFC 6840 §5.7); CD asks a
-        # validating resolver to answer even when validation fails.
-        flags = dns.flags.RD | dns.flags.AD | (dns.flags.CD if checking_disabled else 0)
         try:
-            query = dns.message.make_query(qname + ".", rdtype, use_edns=0, want_dnssec=True,
-                                           payload=EDNS_BUFFER_SIZE, flags=flags)
+            # AD in a query asks for the AD bit in the answer (RFC 6840 §5.7); CD asks a
+            # validating resolver to answer even when validation fails.
+            query = make_query(qname, rdtype, checking_disabled)
+        except Exception as exc:   # dnspython's errors on a name that cannot be one: too long, an empty label
+            raise DNSError(DNSErrorKind.ERROR, qname, rdtype, str(exc)) from None
+        try:
             response = await self._transport.resolve(query)   # reads resolv.conf the first time
-            authenticated = bool(response.flags & dns.flags.AD)
-            if response.rcode() == dns.rcode.NXDOMAIN:
-                raise DNSError(DNSErrorKind.NXDOMAIN, qname, rdtype, authenticated=authenticated)
-            chain = response.resolve_chaining()
+            if response.rcode == NXDOMAIN:
+                raise DNSError(DNSErrorKind.NXDOMAIN, qname, rdtype, authenticated=response.authenticated)
+            chain = response.chain(query)
         except TimeoutError:
             raise DNSError(DNSErrorKind.TIMEOUT, qname, rdtype, f"{self.settings.timeout:g}s") from None
         except NoUsableAnswer as exc:
             raise DNSError(DNSErrorKind.SERVFAIL if exc.servfail else DNSErrorKind.ERROR, qname, rdtype) from None
-        except dns.exception.DNSException as exc:   # a CNAME loop, a name too long...
+        except MalformedMessage as exc:   # a CNAME chain too long, not one question
             raise DNSError(DNSErrorKind.ERROR, qname, rdtype, str(exc)) from None
-        if chain.answer is None:
-            raise DNSError(DNSErrorKind.NODATA, qname, rdtype, authenticated=authenticated)
-        return DNSAnswer(
-            name=qname,
-            rdtype=rdtype,
-            records=tuple(chain.answer),
-            canonical_name=normalize_name(chain.canonical_name.to_text()),
-            authenticated=authenticated,
-        ), chain.answer.ttl
+        if chain.records is None:
+            raise DNSError(DNSErrorKind.NODATA, qname, rdtype, authenticated=response.authenticated)
+        return DNSAnswer(qname, rdtype, chain.records, chain.canonical_name, response.authenticated), chain.ttl
 
     async def resolve_addresses(self, host: str) -> list[str]:
         """IP addresses of `host`: IPv4 first, then IPv6. An IP literal is returned as is."""
@@ -252,27 +239,22 @@ class LookupCache:
             if len(self._outcomes) >= self._budget:
                 raise DNSError(DNSErrorKind.ERROR, name, rdtype,
                                f"query budget of this check run ({self._budget} questions) used up")
-            outcome = self._outcomes[key] = self._ask(key, name, rdtype, checking_disabled)
+            outcome = self._outcomes[key] = self._ask(key)
         # Most questions of a run are asked again (MX host addresses by several checks),
-        # or their answer is kept by the client: no task, no shield for those.
+        # or their answer is kept by the client: no shield for those.
         if not outcome.done():
             await asyncio.shield(outcome)
         return _answer_or_raise(outcome.result())
 
-    def _ask(self, key: tuple[str, str, bool], name: str, rdtype: str,
-             checking_disabled: bool) -> asyncio.Future[DNSAnswer | DNSError]:
+    def _ask(self, key: tuple[str, str, bool]) -> asyncio.Future[DNSAnswer | DNSError]:
+        """The client's kept outcome as a done future, or its query on the way (no task of
+        our own: the client's, shared with other runs asking the same)."""
         remembered = self.client.remembered(key)
         if remembered is None:
-            return asyncio.ensure_future(self._settle(name, rdtype, checking_disabled))
+            return self.client.pending(key)
         known = asyncio.get_running_loop().create_future()
         known.set_result(remembered)
         return known
-
-    async def _settle(self, name: str, rdtype: str, checking_disabled: bool) -> DNSAnswer | DNSError:
-        try:
-            return await self.client.lookup(name, rdtype, checking_disabled=checking_disabled)
-        except DNSError as exc:
-            return exc.again()
 
 
 def _answer_or_raise(outcome: DNSAnswer | DNSError) -> DNSAnswer:
@@ -305,8 +287,7 @@ async def mx_records(dns_: Resolver, domain: str) -> list[MXRecord]:
         if exc.kind.is_negative_answer:
             return []
         raise
-    records = [MXRecord(rdata.preference, normalize_name(rdata.exchange.to_text())) for rdata in answer.records]
-    return sorted(records, key=lambda mx: (mx.preference, mx.exchange))
+    return sorted(answer.records, key=lambda mx: (mx.preference, mx.exchange))
 
 
 class PinnedResolver:
@@ -354,16 +335,22 @@ async def addresses_of(dns_: Resolver, host: str) -> list[str]:
 
 async def ptr_names(dns_: Resolver, address: str) -> list[str]:
     """The names in the PTR records of an IP address. No records is an empty list."""
-    import dns.reversename
-
-    reverse = dns.reversename.from_address(address).to_text()
     try:
-        answer = await dns_.lookup(reverse, "PTR")
+        answer = await dns_.lookup(reverse_name(address), "PTR")
     except DNSError as exc:
         if exc.kind.is_negative_answer:
             return []
         raise
-    return [normalize_name(rdata.target.to_text()) for rdata in answer.records]
+    return [rdata.target for rdata in answer.records]
+
+
+def reverse_name(address: str) -> str:
+    """The name of an address's PTR records (in-addr.arpa, ip6.arpa), as dnspython's
+    reversename wrote it: an IPv4-mapped IPv6 address under in-addr.arpa."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.reverse_pointer
 
 
 def _nameservers(settings: DNSSettings) -> list[tuple[str, int]]:

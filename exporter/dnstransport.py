@@ -5,12 +5,12 @@ dnspython's async resolver opens a datagram endpoint (a socket, a transport and 
 for every query; at thousands of domain checks that plumbing cost more CPU than the
 messages themselves. Here each nameserver address has a small pool of connected UDP
 sockets, one asyncio datagram endpoint each, and an answer finds its query by message ID.
-dnspython still builds the queries and parses the answers.
+`dnswire` writes the queries and reads the answers.
 
 An answer is taken only if it comes from the nameserver's address and port (the sockets are
 connected, and the source is checked again), carries the ID of a query waiting on that
 socket (random, from the operating system's generator) and answers that query's question
-(dnspython's `is_response`: QR set, same opcode, ID and question). Anything else is dropped
+(`Response.answers`: QR set, same opcode, ID and question). Anything else is dropped
 and counted in IGNORED_ANSWERS, and the query goes on waiting for its answer. A socket is
 replaced after QUERIES_PER_SOCKET queries, so that the source ports change too.
 
@@ -32,16 +32,13 @@ import socket
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.rcode
+from .dnswire import NOERROR, NXDOMAIN, SERVFAIL, MalformedMessage, Query, Response, parse_response
 
 UDP_SOCKETS_PER_NAMESERVER = 4
 QUERIES_PER_SOCKET = 5_000     # then a new socket takes its place, on another source port
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 2.0
-_ANSWERS = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
+_ANSWERS = frozenset({NOERROR, NXDOMAIN})
 
 
 class IgnoredAnswer(enum.StrEnum):
@@ -74,8 +71,8 @@ class _Unusable(Exception):
 
 @dataclass
 class _Waiting:
-    query: dns.message.Message
-    answer: asyncio.Future[dns.message.Message]
+    query: Query
+    answer: asyncio.Future[Response]
 
 
 @dataclass(eq=False)
@@ -96,19 +93,20 @@ class _Channel(asyncio.DatagramProtocol):
         if (addr[0], addr[1]) != self.peer:
             IGNORED_ANSWERS[IgnoredAnswer.FOREIGN] += 1
             return
-        waiting = self.waiting.get(int.from_bytes(data[:2], "big")) if len(data) >= 12 else None
+        query_id = int.from_bytes(data[:2], "big")
+        waiting = self.waiting.get(query_id) if len(data) >= 12 else None
         if waiting is None:
             IGNORED_ANSWERS[IgnoredAnswer.UNEXPECTED if len(data) >= 12 else IgnoredAnswer.MALFORMED] += 1
             return
         try:
-            answer = dns.message.from_wire(data)
-        except Exception:   # dnspython raises many kinds on bad wire
+            answer = parse_response(data)
+        except MalformedMessage:
             IGNORED_ANSWERS[IgnoredAnswer.MALFORMED] += 1
             return
-        if not waiting.query.is_response(answer):
+        if not answer.answers(waiting.query, query_id):
             IGNORED_ANSWERS[IgnoredAnswer.MISMATCHED] += 1
             return
-        del self.waiting[answer.id]
+        del self.waiting[query_id]
         if not waiting.answer.done():
             waiting.answer.set_result(answer)
         self._close_if_done()
@@ -133,19 +131,22 @@ class _Channel(asyncio.DatagramProtocol):
             if query_id not in self.waiting:
                 return query_id
 
-    async def exchange(self, query: dns.message.Message, timeout: float) -> dns.message.Message:
-        """Send `query` (its ID set here) and wait for its answer."""
-        query.id = self.new_id()
-        answer = asyncio.get_running_loop().create_future()
-        self.waiting[query.id] = _Waiting(query, answer)
+    async def exchange(self, query: Query, timeout: float) -> Response:
+        """Send `query` with an ID of its own and wait for its answer."""
+        query_id = self.new_id()
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self.waiting[query_id] = _Waiting(query, answer)
         self.sent += 1
+        # A plain timer rather than asyncio.timeout: the lookups' CPU is mostly such plumbing.
+        timer = loop.call_later(timeout, _expire, answer)
         try:
-            self.transport.sendto(query.to_wire())
-            async with asyncio.timeout(timeout):
-                return await answer
+            self.transport.sendto(query.wire(query_id))
+            return await answer
         finally:
-            if (entry := self.waiting.get(query.id)) is not None and entry.answer is answer:
-                del self.waiting[query.id]
+            timer.cancel()
+            if (entry := self.waiting.get(query_id)) is not None and entry.answer is answer:
+                del self.waiting[query_id]
             self._close_if_done()
 
     def retire(self) -> None:
@@ -163,6 +164,11 @@ class _Channel(asyncio.DatagramProtocol):
                 self.transport.close()
         except RuntimeError:   # its loop is closed
             self.sock.close()
+
+
+def _expire(answer: asyncio.Future) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError())
 
 
 class _Pool:
@@ -226,7 +232,7 @@ class DNSTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    async def resolve(self, query: dns.message.Message) -> dns.message.Message:
+    async def resolve(self, query: Query) -> Response:
         """The answer (NOERROR or NXDOMAIN) to `query`. Raises TimeoutError when no
         nameserver answered within the lifetime, NoUsableAnswer when none can answer."""
         loop = asyncio.get_running_loop()
@@ -248,21 +254,20 @@ class DNSTransport:
                     candidates.remove(peer)
                     errors.append(str(exc))
                     continue
-                if answer.rcode() in _ANSWERS:
+                if answer.rcode in _ANSWERS:
                     return answer
                 candidates.remove(peer)
-                servfail |= answer.rcode() == dns.rcode.SERVFAIL
-                errors.append(f"{peer[0]}:{peer[1]} answered {dns.rcode.to_text(answer.rcode())}")
+                servfail |= answer.rcode == SERVFAIL
+                errors.append(f"{peer[0]}:{peer[1]} answered {answer.rcode_text()}")
             if candidates:
                 await asyncio.sleep(min(backoff, max(0.0, deadline - loop.time())))
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         raise NoUsableAnswer(errors, servfail)
 
-    async def _ask(self, peer: Address, query: dns.message.Message, timeout: float,
-                   deadline: float) -> dns.message.Message:
+    async def _ask(self, peer: Address, query: Query, timeout: float, deadline: float) -> Response:
         """One attempt over UDP, and over TCP (an attempt of its own) if the answer is truncated."""
         answer = await (await self._pool(peer).channel(self._closed)).exchange(query, timeout)
-        if not answer.flags & dns.flags.TC:
+        if not answer.truncated:
             return answer
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
@@ -293,10 +298,10 @@ class DNSTransport:
                 pool.close()
 
 
-async def _exchange_tcp(peer: Address, query: dns.message.Message, timeout: float) -> dns.message.Message:
+async def _exchange_tcp(peer: Address, query: Query, timeout: float) -> Response:
     """`query` over a TCP connection of its own (RFC 7766 framing: a 2-octet length)."""
-    query.id = secrets.randbits(16)
-    wire = query.to_wire()
+    query_id = secrets.randbits(16)
+    wire = query.wire(query_id)
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -312,9 +317,9 @@ async def _exchange_tcp(peer: Address, query: dns.message.Message, timeout: floa
         if writer is not None:
             writer.close()
     try:
-        answer = dns.message.from_wire(data)
-    except dns.exception.DNSException as exc:
+        answer = parse_response(data)
+    except MalformedMessage as exc:
         raise _Unusable(f"{peer[0]}:{peer[1]} over TCP: {exc}") from None
-    if not query.is_response(answer) or answer.flags & dns.flags.TC:
+    if not answer.answers(query, query_id) or answer.truncated:
         raise _Unusable(f"{peer[0]}:{peer[1]} over TCP: not an answer to the query")
     return answer

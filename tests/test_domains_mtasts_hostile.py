@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import dns.rdata
 import pytest
 
 from exporter.dnsclient import DNSAnswer, DNSError, DNSErrorKind
+from exporter.dnswire import AddressRecord, TXTRecord
 from exporter.domains import policy_fetch
 from exporter.domains.common import CheckFailureReason
 from exporter.domains.mtasts import check_mta_sts
@@ -51,7 +51,7 @@ class StaticDNS:
         found = [address for address in self.addresses[name] if (":" in address) == (rdtype == "AAAA")]
         if not found:
             raise DNSError(DNSErrorKind.NODATA, name, rdtype)
-        return DNSAnswer(name, rdtype, tuple(dns.rdata.from_text("IN", rdtype, a) for a in found), name, False)
+        return DNSAnswer(name, rdtype, tuple(AddressRecord(a) for a in found), name, False)
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +234,8 @@ async def _policy_failure_of_check(dns: StaticDNS, ca_file: str, guard) -> Check
     return result.policy_failure.reason if result.policy_failure else None
 
 
-def dns_txt(text: str):
-    return dns.rdata.from_text("IN", "TXT", f'"{text}"')
+def dns_txt(text: str) -> TXTRecord:
+    return TXTRecord((text.encode(),))
 
 
 async def test_addresses_are_tried_in_order_until_one_connects(pki):

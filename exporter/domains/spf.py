@@ -184,7 +184,7 @@ async def _mx_names(evaluation: _Evaluation, mechanism: Mechanism, target: str, 
         return []
     if len(answer.records) > MAX_MX_NAMES:
         raise _PermError(f"{mechanism.text!r}: {target} has more than {MAX_MX_NAMES} MX records")
-    return [normalize_name(rdata.exchange.to_text()) for rdata in answer.records]
+    return [rdata.exchange for rdata in answer.records]
 
 
 async def _follow(evaluation: _Evaluation, mechanism: Mechanism, domain: str, chain: tuple[str, ...]) -> None:

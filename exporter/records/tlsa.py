@@ -64,7 +64,7 @@ class TLSARecord:
 
 
 def make_tlsa(usage: int, selector: int, matching_type: int, data: bytes) -> TLSARecord:
-    """Validate the four fields of a TLSA record (e.g. from dnspython's rdata)."""
+    """Validate the four fields of a TLSA record (e.g. from dnswire's TLSAData)."""
     try:
         record = TLSARecord(Usage(usage), Selector(selector), MatchingType(matching_type),
                             bytes(data))
