@@ -73,9 +73,16 @@ def _trace_callbacks(write) -> None:
         run(handle)
         ms = 1000 * (time.monotonic() - start)
         if ms > SLOW_CALLBACK_MS:
-            write(callback=repr(handle)[:300], start=round(start, 4), ms=round(ms, 2))
+            write(callback=_name(handle), start=round(start, 4), ms=round(ms, 2))
 
     asyncio.events.Handle._run = timed
+
+
+def _name(handle) -> str:
+    """The coroutine a task's step runs, else the handle's own text."""
+    task = getattr(handle._callback, "__self__", None)
+    coroutine = task.get_coro() if isinstance(task, asyncio.Task) else None
+    return getattr(coroutine, "__qualname__", None) or repr(handle)[:300]
 
 
 def _count_frozen_garbage(write) -> None:
