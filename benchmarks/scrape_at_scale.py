@@ -150,6 +150,7 @@ def phase_steady(work: Path, domains, endpoints, ca_file: Path, unbound: Unbound
     try:
         done = all_in(len(domains), len(endpoints))
         while not done(runs(scrape_raw(exporter.port, False)[2])):
+            scrape_raw(exporter.port, True)   # as Prometheus would: the first gzip scrape compresses everything
             time.sleep(10)
         progress("steady: every subject has a result")
         scrapes = Scrapes(exporter, trace / "steady-scrapes.jsonl" if trace else None)

@@ -35,6 +35,27 @@ async def test_objects_are_frozen_each_time_a_fifth_of_the_results_are_new_or_re
     assert frozen == [600, 750, 900]   # grown by a fifth, and once only by replacement
 
 
+async def test_frozen_objects_are_collected_once_every_so_many_freezes(monkeypatch):
+    monkeypatch.setattr(serve, "FREEZE_CHECK_SECONDS", 0.001)
+    monkeypatch.setattr(serve, "FREEZES_BETWEEN_RECLAIMS", 3)
+    put = [0]
+
+    def stored() -> int:   # every check, a fifth of the 1,000 results replaced
+        put[0] += 200
+        return put[0]
+
+    calls: list[str] = []
+    for name in ("freeze", "unfreeze", "collect"):
+        monkeypatch.setattr(serve.gc, name, lambda name=name: calls.append(name))
+    results = SimpleNamespace(count=lambda: 1000, stored=stored)
+    task = asyncio.ensure_future(serve._freeze_as_results_change(SimpleNamespace(results=results)))
+    while calls.count("freeze") < 6:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert calls[:8] == ["freeze", "freeze", "unfreeze", "collect", "freeze", "freeze", "freeze", "unfreeze"]
+
+
 def test_the_stores_count_results_put_replaced_ones_included():
     results = ResultStores()
     first, second = Target("mx1.example.test", 25, "smtp"), Target("mx2.example.test", 25, "smtp")
