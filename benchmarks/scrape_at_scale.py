@@ -1,7 +1,7 @@
 """/metrics while results change (issue 18): 10,000 realistic domains and 1,000 endpoints.
 
     python3 -m benchmarks.scrape_at_scale [--domains 10000] [--endpoints 1000] [--seconds 60]
-                                          [--phases cycle steady nofreeze]
+                                          [--phases cycle steady nofreeze] [--trace DIR]
 
 The zones of benchmarks/_realzones.py on Knot behind Unbound, and the TLS endpoints of
 benchmarks/_fleet_servers.py, as in benchmarks/domains_at_scale.py. Every second the
@@ -14,7 +14,10 @@ Phases:
   --seconds of the second cycle (the stores full, every domain stored anew, ~150 a second);
 - steady: every subject every 300 s with 300 s of jitter, so runs spread evenly: about
   33 domain results (and 3 endpoint results) stored a second, as in a long-running exporter.
-  Once every subject has a result, --seconds of scrapes;
+  While waiting, a plain and a gzip scrape every 10 s; once every subject has a result,
+  --seconds of scrapes. With --trace, the exporter's collections, freezes and event-loop
+  callbacks over 20 ms (benchmarks/_looptrace.py) and each scrape's start and duration are
+  written there as JSON lines, on the same clock;
 - nofreeze: the first cycle again with gc.freeze disabled (cli/serve.py freezes the
   long-lived objects as results grow), to see what the freezing buys.
 """
