@@ -98,7 +98,7 @@ async def _freeze_as_results_change(exporter: Exporter) -> None:
     collector's full passes, which walk every object not frozen. In the first cycle of
     10,000 domains those passes stalled scrapes up to 0.7 s (0.14 s frozen); in steady
     state, freezing only on growth, every result was replaced within an interval by one
-    not frozen, and the passes grew from 0.06 to 0.29 s within two minutes, towards the
+    not frozen, and the passes grew from 0.06 to 0.29 s within 90 s, towards the
     ~1 s of a pass over everything (docs/benchmarks-dns.md, "Garbage collection")."""
     frozen_at = 0   # results put at the last freeze
     freezes = 0
