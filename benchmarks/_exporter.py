@@ -62,12 +62,18 @@ WITHOUT_FREEZE = ("-c", "import gc, runpy; gc.freeze = lambda: None; "
 
 
 class ExporterUnderTest:
-    def __init__(self, config: Path, log: Path, startup_timeout: float = 300.0, freeze: bool = True):
+    def __init__(self, config: Path, log: Path, startup_timeout: float = 300.0, freeze: bool = True,
+                 trace: Path | None = None):
+        """`trace`: the stalls of its event loop written there (benchmarks/_looptrace.py)."""
         self.port = _free_port()
         self.started = time.monotonic()
+        command = ("-m", "exporter") if freeze else WITHOUT_FREEZE
+        if trace:
+            assert freeze, "tracing runs the exporter as it is"
+            command = ("-c", f"import benchmarks._looptrace as t; t.run_exporter({str(trace)!r})")
         with open(log, "ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, *(("-m", "exporter") if freeze else WITHOUT_FREEZE), "--config.file", str(config),
+                [sys.executable, *command, "--config.file", str(config),
                  "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warn"],
                 cwd=REPOSITORY, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 preexec_fn=raise_fd_limit,

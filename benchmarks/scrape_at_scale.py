@@ -1,7 +1,7 @@
 """/metrics while results change (issue 18): 10,000 realistic domains and 1,000 endpoints.
 
     python3 -m benchmarks.scrape_at_scale [--domains 10000] [--endpoints 1000] [--seconds 60]
-                                          [--phases cycle steady nofreeze]
+                                          [--phases cycle steady nofreeze] [--trace DIR]
 
 The zones of benchmarks/_realzones.py on Knot behind Unbound, and the TLS endpoints of
 benchmarks/_fleet_servers.py, as in benchmarks/domains_at_scale.py. Every second the
@@ -14,7 +14,10 @@ Phases:
   --seconds of the second cycle (the stores full, every domain stored anew, ~150 a second);
 - steady: every subject every 300 s with 300 s of jitter, so runs spread evenly: about
   33 domain results (and 3 endpoint results) stored a second, as in a long-running exporter.
-  Once every subject has a result, --seconds of scrapes;
+  While waiting, a plain and a gzip scrape every 10 s; once every subject has a result,
+  --seconds of scrapes. With --trace, the exporter's collections, freezes and event-loop
+  callbacks over 20 ms (benchmarks/_looptrace.py) and each scrape's start and duration are
+  written there as JSON lines, on the same clock;
 - nofreeze: the first cycle again with gc.freeze disabled (cli/serve.py freezes the
   long-lived objects as results grow), to see what the freezing buys.
 """
@@ -58,10 +61,11 @@ def runs(body: bytes) -> dict[str, float]:
 class Scrapes:
     """Plain and gzip scrapes of one exporter, one of each per second."""
 
-    def __init__(self, exporter: ExporterUnderTest):
+    def __init__(self, exporter: ExporterUnderTest, timeline: Path | None = None):
         self.exporter = exporter
         self.last_plain = b""
         self.last_gzip = b""
+        self.timeline = timeline   # each scrape's start (CLOCK_MONOTONIC) and duration, as JSON lines
 
     def window(self, until, label: str) -> dict:
         """Scrape until `until(runs)` is true; the figures of the window."""
@@ -72,8 +76,11 @@ class Scrapes:
             tick = time.monotonic()
             seconds, _, self.last_plain = scrape_raw(self.exporter.port, False)
             timings["plain"].append(seconds)
+            gzip_start = time.monotonic()
             seconds, _, self.last_gzip = scrape_raw(self.exporter.port, True)
             timings["gzip"].append(seconds)
+            self._record(label, tick, timings["plain"][-1], "plain")
+            self._record(label, gzip_start, seconds, "gzip")
             counted = runs(self.last_plain)
             first_runs = first_runs or counted
             if until(counted):
@@ -94,6 +101,12 @@ class Scrapes:
         progress(f"{label}: {figures}")
         return figures
 
+    def _record(self, label: str, start: float, seconds: float, encoding: str) -> None:
+        if self.timeline:
+            with self.timeline.open("a") as timeline:
+                timeline.write(json.dumps({"scrape": encoding, "window": label, "start": round(start, 4),
+                                           "ms": round(1000 * seconds, 1)}) + "\n")
+
 
 def all_in(domains: int, endpoints: int):
     return lambda counted: counted.get("domain", 0) >= domains and counted.get("endpoint", 0) >= endpoints
@@ -105,10 +118,11 @@ def for_seconds(seconds: float):
 
 
 def start_exporter(work: Path, name: str, domains: list[str], endpoints, ca_file: Path, *, interval: int,
-                   jitter: int, freeze: bool = True) -> ExporterUnderTest:
+                   jitter: int, freeze: bool = True, trace: Path | None = None) -> ExporterUnderTest:
     config = work / f"{name}.yml"
     write_config(config, domains, endpoints=endpoints, ca_file=ca_file, interval=f"{interval}s", jitter=f"{jitter}s")
-    return ExporterUnderTest(config, work / f"{name}.log", freeze=freeze)
+    return ExporterUnderTest(config, work / f"{name}.log", freeze=freeze,
+                             trace=trace / f"{name}-exporter.jsonl" if trace else None)
 
 
 def phase_cycle(work: Path, domains, endpoints, ca_file: Path, unbound: UnboundServer, seconds: float,
@@ -132,16 +146,17 @@ def phase_cycle(work: Path, domains, endpoints, ca_file: Path, unbound: UnboundS
 
 
 def phase_steady(work: Path, domains, endpoints, ca_file: Path, unbound: UnboundServer, seconds: float,
-                 keep_body: Path | None) -> dict:
+                 keep_body: Path | None, trace: Path | None = None) -> dict:
     unbound.flush()
     exporter = start_exporter(work, "steady", domains, endpoints, ca_file,
-                              interval=STEADY_INTERVAL_S, jitter=STEADY_INTERVAL_S)
+                              interval=STEADY_INTERVAL_S, jitter=STEADY_INTERVAL_S, trace=trace)
     try:
         done = all_in(len(domains), len(endpoints))
         while not done(runs(scrape_raw(exporter.port, False)[2])):
+            scrape_raw(exporter.port, True)   # as Prometheus would: the first gzip scrape compresses everything
             time.sleep(10)
         progress("steady: every subject has a result")
-        scrapes = Scrapes(exporter)
+        scrapes = Scrapes(exporter, trace / "steady-scrapes.jsonl" if trace else None)
         figures = {"window": scrapes.window(for_seconds(seconds), "steady state")}
         if keep_body:
             keep_body.write_bytes(scrapes.last_plain)
@@ -158,6 +173,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--phases", nargs="+", default=["cycle", "steady", "nofreeze"])
     parser.add_argument("--keep-body", type=Path, help="write the last plain body here (for benchmarks/bucket_ratio.py)")
+    parser.add_argument("--trace", type=Path, help="steady phase: write the exporter's collections, freezes and slow "
+                        "callbacks (benchmarks/_looptrace.py) and the scrapes' times into this directory")
     args = parser.parse_args()
     raise_fd_limit()
     figures: dict = {}
@@ -177,7 +194,7 @@ def main() -> int:
                 figures["cycle"] = phase_cycle(work, zones.domains, endpoints, ca_file, unbound, args.seconds)
             if "steady" in args.phases:
                 figures["steady"] = phase_steady(work, zones.domains, endpoints, ca_file, unbound, args.seconds,
-                                                   args.keep_body)
+                                                   args.keep_body, args.trace)
             if "nofreeze" in args.phases:
                 figures["nofreeze"] = phase_cycle(work, zones.domains, endpoints, ca_file, unbound, args.seconds,
                                                   freeze=False)

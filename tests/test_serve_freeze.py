@@ -1,5 +1,5 @@
-"""The running exporter freezes its long-lived objects (gc.freeze) as the stored results grow,
-and prepares the text of changed results ahead of the scrapes."""
+"""The running exporter freezes its long-lived objects (gc.freeze) as the stored results grow
+or are replaced, and prepares the text of changed results ahead of the scrapes."""
 
 from __future__ import annotations
 
@@ -7,26 +7,62 @@ import asyncio
 from types import SimpleNamespace
 
 from exporter.cli import serve
+from exporter.config import Target
+from exporter.service.store import ResultStores
+from results_factory import host_result, tls_result
 
 
-async def test_objects_are_frozen_each_time_the_results_grew_a_fifth(monkeypatch):
+async def test_objects_are_frozen_each_time_a_fifth_of_the_results_are_new_or_replaced(monkeypatch):
     monkeypatch.setattr(serve, "FREEZE_CHECK_SECONDS", 0.001)
-    counts = iter([100, 600, 650, 719, 720, 800, 10_000] + [10_000] * 1000)
-    stored = [0]
+    # (results stored, results put since the start): the stores fill, then results are replaced
+    checks = iter([(100, 100), (600, 600), (650, 650), (740, 740), (750, 750), (750, 800), (750, 899),
+                   (750, 900), (750, 1000)] + [(750, 1000)] * 1000)
+    put = [0]
 
     def count() -> int:
-        stored[0] = next(counts)
-        return stored[0]
+        stored, put[0] = next(checks)
+        return stored
 
     frozen: list[int] = []
-    monkeypatch.setattr(serve.gc, "freeze", lambda: frozen.append(stored[0]))
-    task = asyncio.ensure_future(serve._freeze_as_results_grow(SimpleNamespace(results=SimpleNamespace(count=count))))
-    while stored[0] < 10_000:
+    monkeypatch.setattr(serve.gc, "freeze", lambda: frozen.append(put[0]))
+    results = SimpleNamespace(count=count, stored=lambda: put[0])
+    task = asyncio.ensure_future(serve._freeze_as_results_change(SimpleNamespace(results=results)))
+    while put[0] < 1000:
         await asyncio.sleep(0.001)
     await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert frozen == [600, 720, 10_000]
+    assert frozen == [600, 750, 900]   # grown by a fifth, and once only by replacement
+
+
+async def test_frozen_objects_are_collected_once_every_so_many_freezes(monkeypatch):
+    monkeypatch.setattr(serve, "FREEZE_CHECK_SECONDS", 0.001)
+    monkeypatch.setattr(serve, "FREEZES_BETWEEN_RECLAIMS", 3)
+    put = [0]
+
+    def stored() -> int:   # every check, a fifth of the 1,000 results replaced
+        put[0] += 200
+        return put[0]
+
+    calls: list[str] = []
+    for name in ("freeze", "unfreeze", "collect"):
+        monkeypatch.setattr(serve.gc, name, lambda name=name: calls.append(name))
+    results = SimpleNamespace(count=lambda: 1000, stored=stored)
+    task = asyncio.ensure_future(serve._freeze_as_results_change(SimpleNamespace(results=results)))
+    while calls.count("freeze") < 6:
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert calls[:8] == ["freeze", "freeze", "unfreeze", "collect", "freeze", "freeze", "freeze", "unfreeze"]
+
+
+def test_the_stores_count_results_put_replaced_ones_included():
+    results = ResultStores()
+    first, second = Target("mx1.example.test", 25, "smtp"), Target("mx2.example.test", 25, "smtp")
+    for target in (first, second, first):
+        results.endpoints.put(target.key, target, host_result(tls_result()))
+    results.endpoints.discard(second.key)
+    assert (results.count(), results.stored()) == (1, 3)
 
 
 async def test_the_changed_results_text_is_prepared_ahead_every_second(monkeypatch):

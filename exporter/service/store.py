@@ -76,8 +76,10 @@ class LatestResults(Generic[Subject, Result]):
         self._entries: dict[str, Entry[Subject, Result]] = {}
         self._history: dict[str, _History[Result]] = {}
         self.text = text
+        self.stored = 0   # results put since the start, replaced ones included
 
     def put(self, key: str, subject: Subject, result: Result) -> None:
+        self.stored += 1
         if self.text:
             self.text.put(key, subject, result)
         self._entries[key] = Entry(subject, result)
@@ -134,12 +136,17 @@ class ResultStores:
 
     def count(self) -> int:
         """Results stored, of every kind."""
-        return (len(self.endpoints) + len(self.domains) + len(self.scans) + len(self.blocklists)
-                + len(self.revocations))
+        return sum(len(store) for store in self._stores())
+
+    def stored(self) -> int:
+        """Results put since the start, of every kind, replaced ones included."""
+        return sum(store.stored for store in self._stores())
+
+    def _stores(self) -> tuple[LatestResults, ...]:
+        return (self.endpoints, self.domains, self.scans, self.blocklists, self.revocations)
 
     def _texts(self) -> list[StoreExposition]:
-        stores = (self.endpoints, self.domains, self.scans, self.blocklists, self.revocations)
-        return [store.text for store in stores if store.text]
+        return [store.text for store in self._stores() if store.text]
 
     def exposition(self, gzip: bool = False) -> list[Rendition]:
         """The text of every store (their families are distinct) as of now, joined again only
