@@ -25,7 +25,7 @@ from ..web.server import ConnectionGuard, EventTally, ServerEvent, ServerLimits,
 log = logging.getLogger("exporter")
 
 FREEZE_CHECK_SECONDS = 10.0
-FREEZE_SHARE = 0.2         # a fifth as many results put (new or replacing one) since the last freeze as are stored...
+FREEZE_SHARE = 0.1         # a tenth as many results put (new or replacing one) since the last freeze as are stored...
 FREEZE_MIN_RESULTS = 500   # ...and at least this many stored
 # Objects alive at a freeze that later die in a reference cycle stay frozen: ~100 per freeze
 # measured (in-flight checks). Every this many freezes, they are collected (one full pass, ~1 s).
@@ -93,7 +93,7 @@ async def serve(args: argparse.Namespace, shard: Shard) -> int:
 
 
 async def _freeze_as_results_change(exporter: Exporter) -> None:
-    """Freeze the objects alive (gc.freeze) each time a fifth of the stored results are new,
+    """Freeze the objects alive (gc.freeze) each time a tenth of the stored results are new,
     whether the stores grew or results were replaced: long-lived results out of the
     collector's full passes, which walk every object not frozen. In the first cycle of
     10,000 domains those passes stalled scrapes up to 0.7 s (0.14 s frozen); in steady
