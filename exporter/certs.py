@@ -36,7 +36,7 @@ def certificate_info(der: bytes) -> CertificateInfo:
         key_type=key_type,
         key_bits=key_bits,
         signature_hash=_signature_hash(cert),
-        self_signed=_is_self_signed(cert),
+        self_signed=issued_by(cert, cert),
     )
 
 
@@ -66,11 +66,12 @@ def _signature_hash(cert: x509.Certificate) -> str | None:
     return algorithm.name if algorithm is not None else None
 
 
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.subject != cert.issuer:
+def issued_by(cert: x509.Certificate, candidate: x509.Certificate) -> bool:
+    """`candidate` is the issuer of `cert`: names match and its key verifies the signature."""
+    if cert.issuer != candidate.subject:
         return False
     try:
-        cert.verify_directly_issued_by(cert)
+        cert.verify_directly_issued_by(candidate)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True

@@ -5,7 +5,6 @@ and the files `openssl ocsp` and nginx serve them from."""
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -14,17 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from tests.hostile import Issued
+
 NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-@dataclass(frozen=True)
-class Issued:
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def der(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.DER)
 
 
 def _name(common_name: str) -> x509.Name:

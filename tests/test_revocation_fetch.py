@@ -361,3 +361,16 @@ def test_stored_results_carry_the_labels_the_dashboard_selects_on():
     target = 'target="mx.example.test:25"'
     assert f'mailsec_cert_revoked{{{common},method="ocsp",module="smtp",{target}}} 1.0' in text
     assert f'mailsec_cert_revocation_failure_info{{{common},method="crl",module="smtp",reason="timeout",{target}}} 1.0' in text
+
+
+async def test_a_long_presented_chain_costs_at_most_four_positions_of_checks():
+    """A server presenting a chain of 8 certificates, each naming a responder: only the leaf
+    and the next three are checked (each a quick failure on a closed port here)."""
+    url = f"http://127.0.0.1:{closed_port()}/"
+    chain = [make_ca("root")]
+    for depth in range(7):
+        chain.append(make_ca(f"intermediate {depth}", parent=chain[-1], ocsp_url=url))
+    leaf = make_leaf(chain[-1], "mail.good.test", ocsp_url=url)
+    presented = (leaf.der, *(issued.der for issued in reversed(chain[1:])))
+    checks = await check_chains({"192.0.2.1": presented}, (), Fetcher(StaticDNS({}), timeout=2))
+    assert sorted(check.position for check in checks) == [0, 1, 2, 3]

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, SignatureAlgorithmOID
 
+from ..certs import issued_by
 from .results import RevocationFailure, RevocationMethod, RevocationStatus, Verdict, failed
 
 CLOCK_SKEW_SECONDS = 300.0
@@ -90,17 +91,6 @@ def first_http_url(urls: tuple[str, ...]) -> tuple[str, HTTPLocation] | None:
 
 
 # ---- who issued it -------------------------------------------------------------------
-
-def issued_by(cert: x509.Certificate, candidate: x509.Certificate) -> bool:
-    """`candidate` is the issuer of `cert`: names match and its key verifies the signature."""
-    if cert.issuer != candidate.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(candidate)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
 
 def find_issuer(position: int, chain: tuple[x509.Certificate, ...],
                 anchors: tuple[x509.Certificate, ...]) -> x509.Certificate | None:
